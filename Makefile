@@ -1,0 +1,78 @@
+# DCP Portal. `make run` serves the portal at http://127.0.0.1:8000; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+REDIS_SERVICE_URL ?= redis://127.0.0.1:6379/0
+PYTEST_ARGS ?=
+
+# The first Python >= 3.12 on PATH, else the newest in pyenv's versions.
+PYTHON_FOR_VENV := $(shell \
+  for c in python3.14 python3.13 python3.12 python3; do \
+    p=$$(command -v $$c 2>/dev/null) && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; \
+  done; \
+  for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do \
+    $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; \
+  done)
+
+.PHONY: run test lint bench venv frontend chromium migrate clean
+
+$(VENV)/.created:
+	@test -n "$(PYTHON_FOR_VENV)" || { echo "No Python 3.12+ found on PATH or in pyenv's versions: install one." >&2; exit 1; }
+	@echo "Building $(VENV) from $(PYTHON_FOR_VENV)"
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.created pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test,dev]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+	@touch $@
+
+worker_static/vendor/.built: frontend/node_modules/.package-lock.json frontend/build.mjs
+	node frontend/build.mjs
+	@touch $@
+
+frontend: worker_static/vendor/.built
+
+chromium:
+	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+migrate: venv
+	@mkdir -p var
+	$(PY) manage.py migrate --noinput
+
+run: venv frontend migrate
+	@echo "DCP Portal at http://$(HOST):$(PORT)/ (verification emails are printed here)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) portal.asgi:application
+
+# The whole suite on the embedded defaults (SQLite, in-memory channel layer), then the
+# database and channel-layer tests again on PostgreSQL and Redis when those services answer.
+test: venv frontend chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+	@if $(PY) -m tests.services_up "$(PG_URL)" "$(REDIS_SERVICE_URL)"; then \
+	  echo "== again on PostgreSQL and Redis =="; \
+	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); \
+	else echo "PostgreSQL or Redis is not answering: their runs were skipped."; fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy portal dcp
+
+bench: venv frontend
+	@for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) frontend/node_modules worker_static/vendor

@@ -1,0 +1,46 @@
+// Accounts and First Devs tabs: dialogs for key actions and the "Refresh balance" button.
+
+function openDialog(id) {
+  const dialog = document.getElementById(id);
+  if (dialog) dialog.showModal();
+}
+
+async function refreshBalance(card) {
+  const output = card.querySelector('[data-testid="balance"]');
+  const button = card.querySelector("[data-refresh-balance]");
+  button.disabled = true;
+  try {
+    const response = await fetch(card.dataset.balanceUrl, {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    const body = await response.json();
+    output.textContent = body.balance;
+    card.classList.remove("stale");
+  } catch (error) {
+    card.classList.add("stale");
+    output.title = `Could not refresh: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.addEventListener("click", (event) => {
+  const target = event.target.closest("button");
+  if (!target) return;
+  if (target.dataset.dialogOpen) openDialog(target.dataset.dialogOpen);
+  if (target.hasAttribute("data-dialog-close")) target.closest("dialog").close();
+  if (target.hasAttribute("data-refresh-balance")) refreshBalance(target.closest(".account"));
+});
+
+// A download answers with a file, so the page stays: close the dialog and clear the secrets.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.hasAttribute("data-closes-dialog")) return;
+  setTimeout(() => {
+    form.querySelectorAll('input[type="password"]').forEach((input) => { input.value = ""; });
+    form.closest("dialog").close();
+  }, 0);
+});

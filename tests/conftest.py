@@ -1,0 +1,95 @@
+"""Shared fixtures: users and funded accounts, a live portal, and a headless browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.livesite import LiveSite
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture(autouse=True)
+def _fast_keystores(settings: Any) -> None:
+    # Keystores in unit tests use a light scrypt; the e2e server keeps the real default.
+    settings.KEYSTORE_SCRYPT_N = 2**10
+
+
+@pytest.fixture
+def user(db: None) -> Any:
+    """A user whose email is verified and who has a default account key."""
+    from allauth.account.models import EmailAddress
+
+    from portal.users.models import User
+    from portal.wallet.services import ensure_default_account
+
+    person = User.objects.create_user("ada@example.com", PASSWORD)
+    EmailAddress.objects.create(user=person, email=person.email, verified=True, primary=True)
+    ensure_default_account(user=person)
+    return person
+
+
+@pytest.fixture
+def first_dev(user: Any) -> Any:
+    """A verified user who joined First Devs: 10 credits in the default account."""
+    from portal.users.services import join_first_devs
+
+    join_first_devs(user=user)
+    return user
+
+
+@pytest.fixture(scope="session")
+def portal_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """One live daphne server on a fresh SQLite database for the whole test session."""
+    site = LiveSite(tmp_path_factory.mktemp("portal"))
+    site.migrate()
+    site.start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(accept_downloads=True)
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests are marked e2e and run last: Playwright's sync API keeps an event loop
+    running in this thread, and Django refuses ORM calls from a thread with a running loop."""
+    browser_dirs = ("/tests/e2e/", "/tests/sandbox/")
+    for item in items:
+        if any(part in str(item.path) for part in browser_dirs):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
