@@ -55,7 +55,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
     # Development only: a fixed key so that keys sealed at rest survive restarts of `make run`.
-    SECRET_KEY = "dev-only-insecure-key-dcp-portal-do-not-use-in-production"  # noqa: S105
+    SECRET_KEY = "dev-only-insecure-key-dcp-portal-do-not-use-in-production"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -167,7 +167,13 @@ LOGIN_URL = "/accounts/login/"
 
 # --- Email ------------------------------------------------------------------------------------
 
-EMAIL_BACKEND_PATH = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# In development verification links are printed by `make run`; in production, SMTP.
+EMAIL_BACKEND_PATH = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
 _MAIL_OPTIONS: dict[str, object] = {}
 if EMAIL_BACKEND_PATH.endswith("smtp.EmailBackend"):
     _MAIL_OPTIONS = {

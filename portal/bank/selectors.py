@@ -9,7 +9,9 @@ from .models import AccountKind, Entry, LedgerAccount
 
 def balance_of(address: str) -> int:
     """The cached balance of an address in base units; 0 for an address never credited."""
-    balance = LedgerAccount.objects.filter(address=address).values_list("balance", flat=True).first()
+    balance = (
+        LedgerAccount.objects.filter(address=address).values_list("balance", flat=True).first()
+    )
     return balance or 0
 
 

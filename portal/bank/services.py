@@ -131,7 +131,9 @@ def pay_from_escrow(
 
 
 @transaction.atomic
-def refund_escrow(*, escrow: LedgerAccount, target: LedgerAccount, idempotency_key: str) -> Txn | None:
+def refund_escrow(
+    *, escrow: LedgerAccount, target: LedgerAccount, idempotency_key: str
+) -> Txn | None:
     """Return whatever is left in a job's escrow to `target`; None when nothing is left."""
     # Lock the escrow before looking for the key, so that a concurrent refund with the same key
     # has committed by then and its transaction is the answer, not an escrow found empty.
@@ -150,9 +152,7 @@ def refund_escrow(*, escrow: LedgerAccount, target: LedgerAccount, idempotency_k
     )
 
 
-def _require_refund_of(
-    txn: Txn, *, escrow: LedgerAccount, target: LedgerAccount, key: str
-) -> None:
+def _require_refund_of(txn: Txn, *, escrow: LedgerAccount, target: LedgerAccount, key: str) -> None:
     entries = txn.entries.values_list("account_id", "amount")
     posted = sorted((account_id, amount > 0) for account_id, amount in entries)
     if txn.kind != "refund" or posted != sorted([(escrow.pk, False), (target.pk, True)]):
@@ -206,5 +206,7 @@ def _replayed(idempotency_key: str, legs: Legs) -> Txn | None:
         return None
     posted = sorted(txn.entries.values_list("account_id", "amount"))
     if posted != sorted((account.pk, amount) for account, amount in legs):
-        raise IdempotencyConflict(f"idempotency key {idempotency_key!r} was used for another posting")
+        raise IdempotencyConflict(
+            f"idempotency key {idempotency_key!r} was used for another posting"
+        )
     return txn

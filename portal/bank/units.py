@@ -22,10 +22,22 @@ def to_units(credits: str | int | Decimal) -> int:
         raise AmountError(f"{credits!r} is not a number of credits")
     if value > MAX_CREDITS or value < -MAX_CREDITS:
         raise AmountError(f"{credits} credits is more than the ledger holds")
-    units = value * UNITS_PER_CREDIT
-    if units != units.to_integral_value():
+    if _decimal_places(value) > 9:
         raise AmountError(f"{credits} has more than nine decimal places")
-    return int(units)
+    # Nine decimals at most and below 10**9: at most 19 significant digits, so the product is
+    # exact in the context's 28.
+    return int(value * UNITS_PER_CREDIT)
+
+
+def _decimal_places(value: Decimal) -> int:
+    """The decimals `value` needs, counted on its digits: arithmetic would round to 28 digits
+    first and pass 1.0000000000000000000000000000001 as 1."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # value is finite
+    significant = "".join(map(str, digits)).rstrip("0")
+    if not significant:
+        return 0
+    return max(0, -(exponent + len(digits) - len(significant)))
 
 
 def format_credits(units: int) -> str:

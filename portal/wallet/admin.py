@@ -12,7 +12,15 @@ from .models import Key
 
 @admin.register(Key)
 class KeyAdmin(admin.ModelAdmin):
-    list_display = ("address", "kind", "label", "user", "is_default", "has_passphrase", "created_at")
+    list_display = (
+        "address",
+        "kind",
+        "label",
+        "user",
+        "is_default",
+        "has_passphrase",
+        "created_at",
+    )
     list_filter = ("kind",)
     search_fields = ("address", "label", "user__email")
     fields = ("user", "kind", "label", "address", "is_default", "has_passphrase", "created_at")

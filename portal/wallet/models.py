@@ -15,7 +15,9 @@ class KeyKind(models.TextChoices):
 class Key(models.Model):
     """A secp256k1 key owned by a user. The private key is stored only sealed (sealing.py)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="keys")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="keys"
+    )
     kind = models.CharField(max_length=8, choices=KeyKind.choices)
     label = models.CharField(max_length=40)
     address = models.CharField(max_length=42, unique=True, help_text="EIP-55 address")

@@ -51,7 +51,7 @@ def seal(private_key: bytes, *, passphrase: str = "") -> bytes:
     return _server_fernet().encrypt(inner)
 
 
-def unseal(blob: bytes, *, passphrase: str = "") -> bytes:
+def unseal(blob: bytes | memoryview, *, passphrase: str = "") -> bytes:
     """The raw private key of a sealed blob; WrongKeyPassphrase when the passphrase is wrong."""
     try:
         inner = _server_fernet().decrypt(bytes(blob))

@@ -67,9 +67,7 @@ def ensure_default_account(*, user: User) -> Key:
     existing = Key.objects.filter(user=user, kind=KeyKind.ACCOUNT, is_default=True).first()
     if existing is not None:
         return existing
-    return create_key(
-        user=user, kind=KeyKind.ACCOUNT, label=DEFAULT_ACCOUNT_LABEL, is_default=True
-    )
+    return create_key(user=user, kind=KeyKind.ACCOUNT, label=DEFAULT_ACCOUNT_LABEL, is_default=True)
 
 
 def private_key_of(*, key: Key, key_passphrase: str = "") -> bytes:

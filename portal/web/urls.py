@@ -12,7 +12,9 @@ urlpatterns = [
     path("portal/accounts/transfer/", views.transfer, name="transfer"),
     path("portal/keys/<str:address>/balance/", views.key_balance, name="key_balance"),
     path("portal/keys/<str:address>/keystore/", views.download_keystore, name="download_keystore"),
-    path("portal/keys/<str:address>/passphrase/", views.change_passphrase, name="change_passphrase"),
+    path(
+        "portal/keys/<str:address>/passphrase/", views.change_passphrase, name="change_passphrase"
+    ),
     path("portal/first-devs/", views.first_devs, name="first_devs"),
     path("portal/first-devs/join/", views.join, name="join_first_devs"),
     path("portal/first-devs/identity/", views.new_identity_key, name="new_identity_key"),

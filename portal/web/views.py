@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.bank import services as bank
 from portal.bank.selectors import balance_of, balances_of
 from portal.bank.units import format_credits
+from portal.users.models import User
 from portal.users.services import join_first_devs
 from portal.wallet import services as wallet
 from portal.wallet.models import Key, KeyKind
@@ -22,17 +23,23 @@ from portal.wallet.sealing import SealError
 from .forms import ChangePassphraseForm, KeystoreDownloadForm, LabelForm, TransferForm, first_error
 
 
+class AuthedRequest(HttpRequest):
+    """A request behind @login_required: its user is a real User."""
+
+    user: User  # type: ignore[assignment]
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html")
 
 
 @login_required
-def worker(request: HttpRequest) -> HttpResponse:
+def worker(request: AuthedRequest) -> HttpResponse:
     return render(request, "web/worker.html", {"tab": "worker"})
 
 
 @login_required
-def accounts(request: HttpRequest) -> HttpResponse:
+def accounts(request: AuthedRequest) -> HttpResponse:
     keys = list(Key.objects.filter(user=request.user, kind=KeyKind.ACCOUNT))
     balances = balances_of([key.address for key in keys])
     cards = [{"key": key, "balance": format_credits(balances[key.address])} for key in keys]
@@ -42,13 +49,15 @@ def accounts(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def new_account_key(request: HttpRequest) -> HttpResponse:
+def new_account_key(request: AuthedRequest) -> HttpResponse:
     form = LabelForm(request.POST)
     if not form.is_valid():
         messages.error(request, first_error(form))
         return redirect("accounts")
     try:
-        key = wallet.create_key(user=request.user, kind=KeyKind.ACCOUNT, label=form.cleaned_data["label"])
+        key = wallet.create_key(
+            user=request.user, kind=KeyKind.ACCOUNT, label=form.cleaned_data["label"]
+        )
     except wallet.WalletError as error:
         messages.error(request, str(error))
         return redirect("accounts")
@@ -58,14 +67,16 @@ def new_account_key(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def key_balance(request: HttpRequest, address: str) -> JsonResponse:
+def key_balance(request: AuthedRequest, address: str) -> JsonResponse:
     key = get_object_or_404(Key, user=request.user, kind=KeyKind.ACCOUNT, address=address)
-    return JsonResponse({"address": key.address, "balance": format_credits(balance_of(key.address))})
+    return JsonResponse(
+        {"address": key.address, "balance": format_credits(balance_of(key.address))}
+    )
 
 
 @login_required
 @require_POST
-def download_keystore(request: HttpRequest, address: str) -> HttpResponse:
+def download_keystore(request: AuthedRequest, address: str) -> HttpResponse:
     key = get_object_or_404(Key, user=request.user, address=address)
     form = KeystoreDownloadForm(request.POST)
     back = "first_devs" if key.kind == KeyKind.IDENTITY else "accounts"
@@ -89,7 +100,7 @@ def download_keystore(request: HttpRequest, address: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def change_passphrase(request: HttpRequest, address: str) -> HttpResponse:
+def change_passphrase(request: AuthedRequest, address: str) -> HttpResponse:
     key = get_object_or_404(Key, user=request.user, address=address)
     back = "first_devs" if key.kind == KeyKind.IDENTITY else "accounts"
     form = ChangePassphraseForm(request.POST)
@@ -110,7 +121,7 @@ def change_passphrase(request: HttpRequest, address: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def transfer(request: HttpRequest) -> HttpResponse:
+def transfer(request: AuthedRequest) -> HttpResponse:
     form = TransferForm(request.POST)
     if not form.is_valid():
         messages.error(request, f"Transfer refused: {first_error(form)}")
@@ -133,16 +144,14 @@ def transfer(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def first_devs(request: HttpRequest) -> HttpResponse:
+def first_devs(request: AuthedRequest) -> HttpResponse:
     identities = Key.objects.filter(user=request.user, kind=KeyKind.IDENTITY)
-    return render(
-        request, "web/first_devs.html", {"tab": "first_devs", "identities": identities}
-    )
+    return render(request, "web/first_devs.html", {"tab": "first_devs", "identities": identities})
 
 
 @login_required
 @require_POST
-def join(request: HttpRequest) -> HttpResponse:
+def join(request: AuthedRequest) -> HttpResponse:
     if join_first_devs(user=request.user):
         messages.success(request, "Welcome to First Devs: 10 credits are in your default account.")
     else:
@@ -152,7 +161,7 @@ def join(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def new_identity_key(request: HttpRequest) -> HttpResponse:
+def new_identity_key(request: AuthedRequest) -> HttpResponse:
     form = LabelForm(request.POST)
     if not form.is_valid():
         messages.error(request, first_error(form))

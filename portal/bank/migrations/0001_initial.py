@@ -5,50 +5,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Txn',
+            name="Txn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('idempotency_key', models.CharField(max_length=200, unique=True)),
-                ('kind', models.CharField(max_length=16)),
-                ('memo', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=200, unique=True)),
+                ("kind", models.CharField(max_length=16)),
+                ("memo", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'transaction',
+                "verbose_name": "transaction",
             },
         ),
         migrations.CreateModel(
-            name='LedgerAccount',
+            name="LedgerAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=80, unique=True)),
-                ('kind', models.CharField(choices=[('user', 'user account'), ('mint', 'mint'), ('fees', 'scheduler fees'), ('escrow', 'job escrow')], default='user', max_length=8)),
-                ('balance', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("address", models.CharField(max_length=80, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("user", "user account"),
+                            ("mint", "mint"),
+                            ("fees", "scheduler fees"),
+                            ("escrow", "job escrow"),
+                        ],
+                        default="user",
+                        max_length=8,
+                    ),
+                ),
+                ("balance", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('balance__gte', 0), ('kind', 'mint'), _connector='OR'), name='bank_balance_never_below_zero')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("balance__gte", 0), ("kind", "mint"), _connector="OR"),
+                        name="bank_balance_never_below_zero",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Entry',
+            name="Entry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='bank.ledgeraccount')),
-                ('txn', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='bank.txn')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.BigIntegerField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="bank.ledgeraccount",
+                    ),
+                ),
+                (
+                    "txn",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="bank.txn",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'entries',
-                'constraints': [models.CheckConstraint(condition=models.Q(('amount', 0), _negated=True), name='bank_entry_not_zero')],
+                "verbose_name_plural": "entries",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("amount", 0), _negated=True), name="bank_entry_not_zero"
+                    )
+                ],
             },
         ),
     ]

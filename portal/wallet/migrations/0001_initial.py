@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,21 +14,57 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Key',
+            name="Key",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('identity', 'identity key'), ('account', 'account key')], max_length=8)),
-                ('label', models.CharField(max_length=40)),
-                ('address', models.CharField(help_text='EIP-55 address', max_length=42, unique=True)),
-                ('sealed_key', models.BinaryField()),
-                ('has_passphrase', models.BooleanField(default=False, help_text='The owner set an extra passphrase that every use must give.')),
-                ('is_default', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='keys', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("identity", "identity key"), ("account", "account key")],
+                        max_length=8,
+                    ),
+                ),
+                ("label", models.CharField(max_length=40)),
+                (
+                    "address",
+                    models.CharField(help_text="EIP-55 address", max_length=42, unique=True),
+                ),
+                ("sealed_key", models.BinaryField()),
+                (
+                    "has_passphrase",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The owner set an extra passphrase that every use must give.",
+                    ),
+                ),
+                ("is_default", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-is_default', 'created_at'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'kind', 'label'), name='wallet_label_unique'), models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('user', 'kind'), name='wallet_one_default')],
+                "ordering": ["-is_default", "created_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("user", "kind", "label"), name="wallet_label_unique"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)),
+                        fields=("user", "kind"),
+                        name="wallet_one_default",
+                    ),
+                ],
             },
         ),
     ]
