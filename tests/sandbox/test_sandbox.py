@@ -1,0 +1,524 @@
+"""The browser sandbox (worker_static/sandbox.js) and its page-side pool, in headless Chromium.
+
+No Django here: a tiny threaded HTTP server serves worker_static/ (with the sandbox's
+Content-Security-Policy) and tests/sandbox/harness.html, and records every request so the
+tests can show that a work function's network calls never reach it. Needs the vendored
+Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_STATIC = REPO / "worker_static"
+HARNESS = Path(__file__).with_name("harness.html")
+SLICE_TIMEOUT_MS = 90_000  # a Python slice on a cold sandbox includes loading Pyodide
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "application/javascript",
+    ".mjs": "application/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".zip": "application/zip",
+}
+
+if not (WORKER_STATIC / "vendor" / "pyodide" / "pyodide.mjs").exists():
+    pytest.skip(
+        "Pyodide is not vendored: run `npm ci --prefix frontend && node frontend/build.mjs`",
+        allow_module_level=True,
+    )
+
+
+def sandbox_csp(origin: str) -> str:
+    """The Content-Security-Policy the portal serves with sandbox.js (see its header comment)."""
+    vendor = f"{origin}/worker/vendor/pyodide/"
+    return (
+        f"default-src 'none'; script-src {vendor} 'wasm-unsafe-eval' 'unsafe-eval'; "
+        f"connect-src {vendor}"
+    )
+
+
+class SandboxTestServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), SandboxRequestHandler)
+        self.requested_paths: list[str] = []
+        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class SandboxRequestHandler(http.server.BaseHTTPRequestHandler):
+    server: SandboxTestServer
+
+    def do_GET(self) -> None:
+        self.server.requested_paths.append(self.path)
+        file = self._file_for(self.path.split("?", 1)[0])
+        if file is None:
+            self.send_error(404)
+            return
+        body = file.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPES.get(file.suffix, "application/octet-stream"))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        # Cross-origin isolation gives the page SharedArrayBuffer, hence Python interrupts.
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        if file.name == "sandbox.js":
+            self.send_header("Content-Security-Policy", sandbox_csp(self.server.origin))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _file_for(self, path: str) -> Path | None:
+        if path == "/harness.html":
+            return HARNESS
+        if not path.startswith("/worker/"):
+            return None
+        file = (WORKER_STATIC / path.removeprefix("/worker/")).resolve()
+        if not file.is_relative_to(WORKER_STATIC) or not file.is_file():
+            return None
+        return file
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _fast_keystores() -> None:
+    """Overrides the autouse fixture of tests/conftest.py: these tests need no Django."""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxTestServer]:
+    httpd = SandboxTestServer()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def sandbox_page(browser: Any, server: SandboxTestServer) -> Iterator[Any]:
+    """One harness page for the whole module, so Pyodide loads once (the cold start is slow)."""
+    context = browser.new_context()
+    context.set_default_timeout(SLICE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{server.origin}/harness.html")
+    page.wait_for_function("window.harnessReady === true")
+    page.evaluate("newPool('main')")
+    yield page
+    context.close()
+
+
+class Harness:
+    """Runs slices in the page and hands back {result | error, progress, console}."""
+
+    def __init__(self, page: Any, pool: str = "main") -> None:
+        self.page = page
+        self.pool = pool
+
+    def run(
+        self,
+        job: dict[str, Any],
+        slice_number: int,
+        datum: Any,
+        timeout_ms: int | None = None,
+    ) -> dict[str, Any]:
+        options = {} if timeout_ms is None else {"timeoutMs": timeout_ms}
+        return self.page.evaluate(
+            "([pool, job, n, datum, options]) => runSlice(pool, job, n, datum, options)",
+            [self.pool, job, slice_number, datum, options],
+        )
+
+    def stats(self) -> list[dict[str, Any]]:
+        return self.page.evaluate("(pool) => poolStats(pool)", self.pool)
+
+
+@pytest.fixture
+def harness(sandbox_page: Any) -> Harness:
+    return Harness(sandbox_page)
+
+
+_job_numbers = iter(range(1, 1_000_000))
+
+
+def python_job(source: str, args: list[Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": f"py-{next(_job_numbers)}",
+        "language": "python",
+        "function": source,
+        "args": args or [],
+    }
+
+
+def js_job(source: str, args: list[Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": f"js-{next(_job_numbers)}",
+        "language": "js",
+        "function": source,
+        "args": args or [],
+    }
+
+
+# ------------------------------------------------------------------------------- results
+
+
+def test_python_slice_returns_a_computed_value(harness: Harness) -> None:
+    job = python_job("def work(x, a):\n    return {'product': x * a}\n", args=[3])
+
+    outcome = harness.run(job, 1, 7)
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["result"] == {"product": 21}
+
+
+def test_the_last_function_defined_is_the_work_function_when_none_is_named_work(
+    harness: Harness,
+) -> None:
+    job = python_job(
+        "def helper(x):\n    return x + 1\n\ndef compute(x):\n    return helper(x) * 2\n"
+    )
+
+    assert harness.run(job, 1, 4)["result"] == 10
+
+
+def test_an_async_python_work_function_is_awaited(harness: Harness) -> None:
+    job = python_job(
+        "import asyncio\n\nasync def work(x):\n    await asyncio.sleep(0)\n    return x * 3\n"
+    )
+
+    assert harness.run(job, 1, 5)["result"] == 15
+
+
+def test_the_work_function_stays_warm_across_slices_of_a_job(harness: Harness) -> None:
+    job = python_job(
+        "calls = 0\n\ndef work(x):\n    global calls\n    calls += 1\n    return calls\n"
+    )
+
+    results = [harness.run(job, n, n)["result"] for n in (1, 2, 3)]
+
+    assert results == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------- progress, console
+
+
+def test_progress_values_reach_the_page(harness: Harness) -> None:
+    job = python_job(
+        "from dcp import progress as report\n\n"
+        "def work(x):\n"
+        "    progress(0.25)\n"
+        "    report('50%')\n"
+        "    progress()\n"
+        "    progress(1)\n"
+        "    return x\n"
+    )
+
+    outcome = harness.run(job, 1, 0)
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["progress"] == [0.25, 0.5, None, 1]
+
+
+def test_a_flood_of_progress_is_thinned_but_the_last_value_arrives(harness: Harness) -> None:
+    job = python_job(
+        "def work(n):\n    for i in range(n + 1):\n        progress(i / n)\n    return n\n"
+    )
+
+    outcome = harness.run(job, 1, 20_000)
+
+    assert outcome["result"] == 20_000
+    assert 20 <= len(outcome["progress"]) < 200
+    assert outcome["progress"][-1] == 1
+
+
+def test_print_is_forwarded_as_console(harness: Harness) -> None:
+    job = python_job(
+        "import sys\n"
+        "print('compiling')\n\n"
+        "def work(x):\n"
+        "    print('hello', x)\n"
+        "    print('careful', file=sys.stderr)\n"
+        "    return x\n"
+    )
+
+    outcome = harness.run(job, 5, 42)
+
+    assert outcome["result"] == 42
+    assert outcome["console"] == [
+        {"level": "log", "message": "compiling", "sliceNumber": None},
+        {"level": "log", "message": "hello 42", "sliceNumber": 5},
+        {"level": "error", "message": "careful", "sliceNumber": 5},
+    ]
+
+
+def test_a_flood_of_console_output_is_truncated(harness: Harness) -> None:
+    job = python_job("def work(n):\n    for i in range(n):\n        print(i)\n    return n\n")
+
+    outcome = harness.run(job, 1, 1_500)
+
+    assert len(outcome["console"]) == 1_001
+    assert outcome["console"][999]["message"] == "999"
+    assert outcome["console"][-1] == {
+        "level": "error",
+        "message": "console output truncated after 1000 messages",
+        "sliceNumber": 1,
+    }
+
+
+def test_js_console_and_progress_are_forwarded(harness: Harness) -> None:
+    job = js_job(
+        "function (x) { console.log('seen', x); console.warn({x}); progress('10%'); return x; }"
+    )
+
+    outcome = harness.run(job, 2, 9)
+
+    assert outcome["result"] == 9
+    assert outcome["progress"] == [0.1]
+    assert outcome["console"] == [
+        {"level": "log", "message": "seen 9", "sliceNumber": 2},
+        {"level": "error", "message": '{"x":9}', "sliceNumber": 2},
+    ]
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_an_exception_comes_back_with_name_and_traceback(harness: Harness) -> None:
+    job = python_job("def helper(x):\n    return x / 0\n\ndef work(x):\n    return helper(x)\n")
+
+    error = harness.run(job, 1, 1)["error"]
+
+    assert error["name"] == "ZeroDivisionError"
+    assert error["message"] == "division by zero"
+    assert error["traceback"].startswith("Traceback (most recent call last):")
+    assert 'File "<work function>", line 5, in work' in error["traceback"]
+    assert "in helper" in error["traceback"]
+    assert "return x / 0" in error["traceback"]
+    assert "_dcp" not in error["traceback"] and "dcp sandbox" not in error["traceback"]
+
+
+def test_a_js_exception_comes_back_with_name_and_stack(harness: Harness) -> None:
+    job = js_job("(x) => { throw new RangeError(`too big: ${x}`); }")
+
+    error = harness.run(job, 1, 7)["error"]
+
+    assert error["name"] == "RangeError"
+    assert error["message"] == "too big: 7"
+    assert "RangeError: too big: 7" in error["traceback"]
+
+
+def test_a_syntax_error_in_the_work_function_fails_the_slice(harness: Harness) -> None:
+    job = python_job("def work(x)\n    return x\n")
+
+    error = harness.run(job, 1, 1)["error"]
+
+    assert error["name"] == "SyntaxError"
+    assert "<work function>" in error["traceback"]
+
+
+def test_a_non_json_serialisable_result_is_refused_clearly(harness: Harness) -> None:
+    python = harness.run(python_job("def work(x):\n    return {1, 2}\n"), 3, 0)["error"]
+    js = harness.run(js_job("() => 10n"), 4, 0)["error"]
+
+    assert python["name"] == "TypeError"
+    assert python["message"].startswith("result of slice 3 is not JSON-serialisable: ")
+    assert "set" in python["message"]
+    assert js["name"] == "TypeError"
+    assert js["message"].startswith("result of slice 4 is not JSON-serialisable: ")
+
+
+def test_progress_out_of_range_fails_the_slice(harness: Harness) -> None:
+    error = harness.run(python_job("def work(x):\n    progress(2)\n    return x\n"), 1, 0)["error"]
+
+    assert error["name"] == "ValueError"
+    assert "progress must be between 0 and 1" in error["message"]
+    assert "progress(2)" in error["traceback"]
+
+
+def test_an_invalid_progress_fails_the_slice_even_when_the_work_function_catches_it(
+    harness: Harness,
+) -> None:
+    job = python_job(
+        "def work(x):\n    try:\n        progress('nearly done')\n    except ValueError:\n"
+        "        pass\n    return x\n"
+    )
+    python = harness.run(job, 1, 0)["error"]
+    js = harness.run(js_job("(x) => { try { progress(-1) } catch {} return x }"), 1, 0)["error"]
+
+    assert python["name"] == "ValueError"
+    assert "'nearly done'" in python["message"] or '"nearly done"' in python["message"]
+    assert js["name"] == "RangeError"
+    assert "progress must be between 0 and 1" in js["message"]
+
+
+# --------------------------------------------------------------------------- JavaScript
+
+
+def test_a_js_work_function_runs_without_loading_pyodide(sandbox_page: Any) -> None:
+    sandbox_page.evaluate("newPool('js-only', {size: 1})")
+    harness = Harness(sandbox_page, "js-only")
+    job = js_job(
+        "async function (x, y) {"
+        "  const files = performance.getEntriesByType('resource').map((entry) => entry.name);"
+        "  return {sum: x + y, files};"
+        "}",
+        args=[2],
+    )
+
+    outcome = harness.run(job, 1, 40)
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["result"]["sum"] == 42
+    assert not [name for name in outcome["result"]["files"] if "pyodide" in name]
+    [sandbox] = harness.stats()
+    assert sandbox["jobId"] == job["id"]
+    assert sandbox["hasPyodide"] is False
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def test_js_fetch_from_a_python_work_function_never_reaches_the_server(
+    harness: Harness, server: SandboxTestServer
+) -> None:
+    url = f"{server.origin}/anything-from-python"
+    job = python_job(
+        "import js\n\n"
+        "def work(url):\n"
+        "    try:\n"
+        "        js.fetch(url)\n"
+        "    except Exception as error:\n"
+        "        return f'blocked: {error}'\n"
+        "    return 'fetched'\n"
+    )
+
+    outcome = harness.run(job, 1, url)
+
+    assert outcome["result"].startswith("blocked: ")
+    assert "network access is not allowed in a sandbox" in outcome["result"]
+    assert "/anything-from-python" not in server.requested_paths
+
+
+def test_pyfetch_from_a_python_work_function_never_reaches_the_server(
+    harness: Harness, server: SandboxTestServer
+) -> None:
+    url = f"{server.origin}/anything-from-pyfetch"
+    job = python_job(
+        "from pyodide.http import pyfetch\n\n"
+        "async def work(url):\n"
+        "    response = await pyfetch(url)\n"
+        "    return await response.text()\n"
+    )
+
+    error = harness.run(job, 1, url)["error"]
+
+    assert "network access is not allowed in a sandbox" in error["message"]
+    assert "/anything-from-pyfetch" not in server.requested_paths
+
+
+def test_network_calls_from_a_js_work_function_never_reach_the_server(
+    harness: Harness, server: SandboxTestServer
+) -> None:
+    job = js_job(
+        "async function (origin) {"
+        "  const attempts = {"
+        "    fetch: () => fetch(origin + '/anything-fetch'),"
+        "    xhr: () => { const r = new XMLHttpRequest(); r.open('GET', origin + '/anything-xhr');"
+        "                 r.send(); },"
+        "    websocket: () => new WebSocket(origin.replace('http', 'ws') + '/anything-ws'),"
+        "    eventSource: () => new EventSource(origin + '/anything-sse'),"
+        "    importScripts: () => importScripts(origin + '/anything-importscripts.js'),"
+        "    prototypeFetch: () => Object.getPrototypeOf(self).fetch(origin + '/anything-proto'),"
+        "    dynamicImport: () => import(origin + '/anything-import.js'),"
+        "    nestedWorker: () => new Worker(origin + '/anything-worker.js'),"
+        "  };"
+        "  const outcomes = {};"
+        "  for (const [name, attempt] of Object.entries(attempts)) {"
+        "    try { await attempt(); outcomes[name] = 'allowed'; }"
+        "    catch (error) { outcomes[name] = `${error.name}: ${error.message}`; }"
+        "  }"
+        "  return outcomes;"
+        "}"
+    )
+
+    outcomes = harness.run(job, 1, server.origin)["result"]
+
+    assert all(outcome != "allowed" for outcome in outcomes.values()), outcomes
+    for name in ("fetch", "xhr", "websocket", "eventSource", "importScripts", "nestedWorker"):
+        assert "network access is not allowed in a sandbox" in outcomes[name], outcomes
+    assert not [path for path in server.requested_paths if path.startswith("/anything")]
+
+
+# ------------------------------------------------------------------------------- timeouts
+
+
+def test_a_js_slice_that_loops_forever_is_stopped_by_the_timeout(harness: Harness) -> None:
+    job = js_job("(x) => { while (true) {} }")
+
+    error = harness.run(job, 1, 0, timeout_ms=1_500)["error"]
+    after = harness.run(js_job("(x) => x + 1"), 2, 1)
+
+    assert error["name"] == "NoProgress"
+    assert "no progress for 1500 ms" in error["message"]
+    assert after["result"] == 2
+
+
+def test_a_python_slice_that_loops_forever_is_interrupted_and_stays_warm(
+    harness: Harness,
+) -> None:
+    job = python_job(
+        "calls = 0\n\n"
+        "def work(spin):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    while spin:\n"
+        "        pass\n"
+        "    return calls\n"
+    )
+    assert harness.run(job, 1, False)["result"] == 1
+
+    error = harness.run(job, 2, True, timeout_ms=1_500)["error"]
+    after = harness.run(job, 3, False)
+
+    assert error["name"] == "NoProgress"
+    assert after["result"] == 3
+
+
+def test_progress_keeps_a_long_slice_alive(harness: Harness) -> None:
+    job = python_job(
+        "import time\n\n"
+        "def work(seconds):\n"
+        "    end = time.monotonic() + seconds\n"
+        "    while time.monotonic() < end:\n"
+        "        progress()\n"
+        "    return 'done'\n"
+    )
+
+    outcome = harness.run(job, 1, 2.5, timeout_ms=1_000)
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["result"] == "done"
+
+
+def test_aborting_a_job_stops_its_running_slice(sandbox_page: Any) -> None:
+    page = sandbox_page
+    job = js_job("() => { while (true) {} }")
+    page.evaluate("([job]) => startSlice('aborted', 'main', job, 1, null, {timeoutMs: 0})", [job])
+    page.wait_for_function("() => poolStats('main').some((sandbox) => sandbox.busy)")
+
+    page.evaluate("([jobId]) => abortJob('main', jobId)", [job["id"]])
+    page.wait_for_function("() => window.outcomes.aborted !== undefined")
+
+    assert page.evaluate("window.outcomes.aborted.error.name") == "Aborted"
