@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
 
-websocket_urlpatterns: list[Any] = []
+from portal.scheduler.consumers import ClientConsumer, WorkerConsumer
+
+websocket_urlpatterns = [
+    path("ws/client/", ClientConsumer.as_asgi()),
+    path("ws/worker/", WorkerConsumer.as_asgi()),
+]

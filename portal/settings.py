@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "portal.users",
     "portal.wallet",
     "portal.bank",
+    "portal.scheduler",
     "portal.web",
 ]
 
@@ -194,6 +195,17 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "DCP Portal <noreply@localhos
 KEYSTORE_SCRYPT_N = env_int("KEYSTORE_SCRYPT_N", 2**14)
 if KEYSTORE_SCRYPT_N < 2 or KEYSTORE_SCRYPT_N & (KEYSTORE_SCRYPT_N - 1):
     raise ImproperlyConfigured("KEYSTORE_SCRYPT_N must be a power of two")
+
+# --- Scheduler --------------------------------------------------------------------------------
+
+# A leased slice with no result and no progress for this long goes back to the queue.
+SLICE_LEASE_SECONDS = env_int("SLICE_LEASE_SECONDS", 60)
+# Idle workers look for work this often when no wake-up reaches them.
+DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
+MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 500)
+MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
+MAX_RESULTS_PER_FETCH = 10_000
+MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024)
 
 # --- Static files, i18n -----------------------------------------------------------------------
 

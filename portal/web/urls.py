@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import views, worker_files
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("portal/worker/", views.worker, name="worker"),
+    path("worker/<path:path>", worker_files.worker_file, name="worker_file"),
     path("portal/accounts/", views.accounts, name="accounts"),
     path("portal/accounts/new/", views.new_account_key, name="new_account_key"),
     path("portal/accounts/transfer/", views.transfer, name="transfer"),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.bank import services as bank
 from portal.bank.selectors import balance_of, balances_of
 from portal.bank.units import format_credits
+from portal.scheduler.selectors import worker_tally
 from portal.users.models import User
 from portal.users.services import join_first_devs
 from portal.wallet import services as wallet
@@ -35,7 +36,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def worker(request: AuthedRequest) -> HttpResponse:
-    return render(request, "web/worker.html", {"tab": "worker"})
+    slices, earned = worker_tally(request.user)
+    context = {"tab": "worker", "slices_computed": slices, "credits_earned": format_credits(earned)}
+    response = render(request, "web/worker.html", context)
+    # Cross-origin isolation lets the page interrupt a runaway Python slice without killing
+    # its sandbox (SharedArrayBuffer); everything the tab loads is the portal's own.
+    response["Cross-Origin-Opener-Policy"] = "same-origin"
+    response["Cross-Origin-Embedder-Policy"] = "require-corp"
+    return response
 
 
 @login_required

@@ -1,0 +1,132 @@
+"""Jobs and their slices.
+
+A slice row is made when the slice is first handed out, not at deploy: a range job stores only
+its range, and a values job stores its input once per slice (SliceInput), so deploying a
+million-slice range job writes one row. `Job.issued` counts slice numbers handed out so far;
+slices with a row and status NEW are ones given back (a lapsed lease, a disconnect, a retry).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class Job(models.Model):
+    id = models.CharField(primary_key=True, max_length=32)
+    ref = models.CharField(max_length=64, unique=True, help_text="The client's idempotency key.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+    )
+    identity = models.CharField(max_length=42)
+    payer = models.CharField(max_length=42, help_text="Account address that paid the escrow.")
+    language = models.CharField(max_length=8, default="python")
+    source = models.TextField()
+    args = models.JSONField(default=list)
+    input_kind = models.CharField(max_length=8)  # "range" or "values"
+    range_start = models.JSONField(null=True)
+    range_step = models.JSONField(null=True)
+    total = models.PositiveIntegerField()
+    offer = models.BigIntegerField(help_text="Payment per slice in base units.")
+    public = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    cancel_code = models.CharField(max_length=20, blank=True)
+    cancel_reason = models.CharField(max_length=200, blank=True)
+    issued = models.PositiveIntegerField(default=0)
+    computed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    paid = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(computed__lte=models.F("total")), name="job_computed_le_total"
+            ),
+            models.CheckConstraint(
+                condition=Q(issued__lte=models.F("total")), name="job_issued_le_total"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+    @property
+    def name(self) -> str:
+        return str(self.public.get("name") or self.id)
+
+    def range_datum(self, number: int) -> Any:
+        """The input of slice `number` of a range job, computed as the client would."""
+        start, step = self.range_start, self.range_step
+        if isinstance(start, int) and isinstance(step, int):
+            return start + (number - 1) * step
+        value = Decimal(str(start)) + (number - 1) * Decimal(str(step))
+        return float(value)
+
+
+class SliceStatus(models.TextChoices):
+    NEW = "new"
+    LEASED = "leased"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Slice(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="slices")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=SliceStatus.choices, default=SliceStatus.NEW)
+    worker = models.CharField(max_length=40, blank=True, db_index=True)
+    lease_expires = models.DateTimeField(null=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    errors = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True)
+    error = models.JSONField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="slice_number_unique")
+        ]
+        indexes = [
+            models.Index(fields=["job", "status", "number"]),
+            models.Index(fields=["status", "lease_expires"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"slice {self.number} of {self.job_id} ({self.status})"
+
+
+class SliceInput(models.Model):
+    """The input value of one slice of a values job (range jobs compute theirs)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="inputs")
+    number = models.PositiveIntegerField()
+    datum = models.JSONField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="slice_input_unique")]
+
+    def __str__(self) -> str:
+        return f"input of slice {self.number} of {self.job_id}"
+
+
+class WorkerTally(models.Model):
+    """What a user's worker tabs have computed and earned, for the Worker tab's totals."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    slices = models.PositiveBigIntegerField(default=0)
+    earned = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.slices} slices"

@@ -1,0 +1,69 @@
+"""The frame handling both sockets share: size limit, JSON, schema, error replies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from pydantic import TypeAdapter, ValidationError
+
+from .schemas import describe
+from .services import SchedulerError
+
+log = logging.getLogger(__name__)
+CLOSE_TOO_BIG = 1009
+
+
+class ProtocolConsumer(AsyncWebsocketConsumer):
+    """Parses each frame into its schema and calls `on_<type>(message, raw)`."""
+
+    messages: TypeAdapter[Any]
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error(None, "EINVALID", "binary frames are not part of the protocol")
+            return
+        if len(text_data) > settings.MAX_FRAME_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        raw = _parse(text_data)
+        if raw is None:
+            await self.send_error(None, "EINVALID", "a frame must be one JSON object")
+            return
+        request_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
+        handler = (
+            getattr(self, f"on_{raw.get('type')}", None)
+            if isinstance(raw.get("type"), str)
+            else None
+        )
+        if handler is None:
+            await self.send_error(
+                request_id, "EUNKNOWN", f"unknown message type {raw.get('type')!r}"
+            )
+            return
+        try:
+            message = self.messages.validate_python(raw)
+        except ValidationError as error:
+            await self.send_error(request_id, "EINVALID", f"{raw['type']}.{describe(error)}")
+            return
+        try:
+            await handler(message, raw)
+        except SchedulerError as error:
+            await self.send_error(request_id, error.code, error.message)
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(payload, separators=(",", ":")))
+
+    async def send_error(self, request_id: Any, code: str, message: str) -> None:
+        await self.send_json({"type": "error", "id": request_id, "code": code, "message": message})
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,50 @@
+"""Reads of jobs and slices used by the consumers and pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.users.models import User
+from portal.wallet.models import Key, KeyKind
+
+from .models import Job, JobStatus, Slice, SliceStatus, WorkerTally
+
+
+def identity_owner(address: str) -> User | None:
+    key = Key.objects.filter(kind=KeyKind.IDENTITY, address=address).select_related("user").first()
+    return key.user if key is not None else None
+
+
+def job_of_identity(job_id: str, identity: str) -> Job | None:
+    return Job.objects.filter(pk=job_id, identity=identity).first()
+
+
+def results_between(job: Job, start: int, end: int) -> list[list[Any]]:
+    rows = (
+        Slice.objects.filter(job=job, status=SliceStatus.DONE, number__gte=start, number__lte=end)
+        .order_by("number")
+        .values_list("number", "result")
+    )
+    return [[number, result] for number, result in rows]
+
+
+def final_events(job: Job) -> list[tuple[str, dict[str, Any]]]:
+    """The closing event of a job that has ended, for a client that subscribes late."""
+    if job.status == JobStatus.FINISHED:
+        return [("complete", {"total": job.total})]
+    if job.status == JobStatus.CANCELLED:
+        return [("cancel", {"code": job.cancel_code, "reason": job.cancel_reason})]
+    return []
+
+
+def payee_address(user: User) -> str:
+    """The account a user's worker tabs are paid into: the default account key."""
+    from portal.wallet.services import ensure_default_account
+
+    return ensure_default_account(user=user).address
+
+
+def worker_tally(user: User) -> tuple[int, int]:
+    """(slices computed, base units earned) by all of this user's worker tabs."""
+    tally = WorkerTally.objects.filter(user=user).first()
+    return (tally.slices, tally.earned) if tally else (0, 0)
