@@ -9,8 +9,8 @@ from eth_account import Account
 
 from portal.asgi import application
 from portal.bank.selectors import balance_of
-from portal.scheduler.consumers import ClientConsumer
 from portal.bank.units import to_units
+from portal.scheduler.consumers import ClientConsumer
 from portal.scheduler.models import Job
 from tests.scheduler.conftest import Deployer, connect_client, connect_worker, receive_until
 
