@@ -1,0 +1,149 @@
+"""One authenticated client socket to the scheduler: requests with ids, events in between.
+
+Network trouble (refused, dropped, silent) is raised as `ConnectionLost`, which exec() answers
+by reconnecting; an `error` reply from the scheduler is raised as `DCPError`, which is final.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from .errors import DCPError
+from .keys import sign_text
+from .keystore import address_of
+from .payment import session_text
+
+__all__ = ["PROTOCOL_VERSION", "ConnectionLost", "Session"]
+
+PROTOCOL_VERSION = 1
+OPEN_TIMEOUT_S = 10.0
+REPLY_TIMEOUT_S = 120.0  # a deploy of many values can keep the scheduler busy a while
+MAX_INCOMING_BYTES = 256 * 1024 * 1024  # a page of 10,000 results can be large
+FATAL_HTTP_STATUSES = {400, 401, 403, 404, 405, 410}
+
+Frame = dict[str, Any]
+FrameHandler = Callable[[Frame], None]
+
+
+class ConnectionLost(Exception):
+    """The socket could not be opened, closed, or went silent: worth another try."""
+
+
+class Session:
+    """An open client socket whose identity the scheduler has accepted (after `welcome`)."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+        self._next_id = 1
+        self.welcome: Frame = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, url: str, identity_key: bytes) -> Iterator[Session]:
+        """Connect to the client socket at `url`, answer its challenge, close on leaving."""
+        with contextlib.ExitStack() as stack:
+            session = cls(stack.enter_context(_connect(url)))
+            session._authenticate(identity_key)
+            yield session
+
+    def request(self, frame: Frame, on_frame: FrameHandler) -> Frame:
+        """Send `frame` with a fresh id and return its reply; frames before it go to `on_frame`."""
+        request_id = self._next_id
+        self._next_id += 1
+        self.send({**frame, "id": request_id})
+        while True:
+            reply = self.receive(REPLY_TIMEOUT_S)
+            if reply is None:
+                raise ConnectionLost(f"no reply to {frame['type']} in {REPLY_TIMEOUT_S:.0f} s")
+            if reply.get("id") != request_id:
+                on_frame(reply)
+            elif reply.get("type") == "error":
+                raise DCPError(str(reply.get("code", "EUNKNOWN")), str(reply.get("message", "")))
+            else:
+                return reply
+
+    def send(self, frame: Frame) -> None:
+        """Send one JSON frame."""
+        try:
+            self._socket.send(json.dumps(frame))
+        except (ConnectionClosed, OSError) as exc:
+            raise ConnectionLost(_describe(exc)) from exc
+
+    def receive(self, timeout: float) -> Frame | None:
+        """The next JSON object frame, or None when nothing came within `timeout` seconds."""
+        while True:
+            try:
+                message = self._socket.recv(timeout=timeout)
+            except TimeoutError:
+                return None
+            except (ConnectionClosed, OSError) as exc:
+                raise ConnectionLost(_describe(exc)) from exc
+            frame = _parse(message)
+            if frame is not None:
+                return frame
+
+    def _authenticate(self, identity_key: bytes) -> None:
+        challenge = self.receive(OPEN_TIMEOUT_S)
+        if challenge is None:
+            raise ConnectionLost("the scheduler sent no challenge")
+        if challenge.get("type") != "challenge" or not isinstance(challenge.get("nonce"), str):
+            raise DCPError("EPROTOCOL", f"expected a challenge, got {_short(challenge)}")
+        if challenge.get("version") != PROTOCOL_VERSION:
+            raise DCPError(
+                "EPROTOCOL",
+                f"the scheduler speaks protocol version {challenge.get('version')}; "
+                f"this dcp speaks {PROTOCOL_VERSION}",
+            )
+        hello = {
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "identity": address_of(identity_key),
+            "signature": sign_text(identity_key, session_text(challenge["nonce"])),
+        }
+        self.welcome = self.request(hello, _ignore)
+
+
+def _connect(url: str) -> ClientConnection:
+    try:
+        return connect(url, open_timeout=OPEN_TIMEOUT_S, max_size=MAX_INCOMING_BYTES)
+    except InvalidURI as exc:
+        raise DCPError("EINVALID", f"bad scheduler URL {url}: {exc}") from None
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status in FATAL_HTTP_STATUSES:
+            raise DCPError(
+                "ENOCONNECTION", f"the scheduler at {url} refused the websocket (HTTP {status})"
+            ) from None
+        raise ConnectionLost(f"HTTP {status} from {url}") from exc
+    except (InvalidHandshake, OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to {url}: {_describe(exc)}") from exc
+
+
+def _parse(message: str | bytes) -> Frame | None:
+    """A frame as a dict; anything else (binary, bad JSON, not an object) is skipped."""
+    if not isinstance(message, str):
+        return None
+    try:
+        frame = json.loads(message)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _short(frame: Frame) -> str:
+    text = json.dumps(frame)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _ignore(frame: Frame) -> None:
+    """Frames before `welcome` carry nothing a client needs."""

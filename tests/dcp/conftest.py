@@ -1,0 +1,43 @@
+"""Fixtures of the client SDK tests: keys, a DCP home, and a fake scheduler. No Django here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dcp import config
+from dcp.keystore import address_of
+
+from .fake_scheduler import FakeScheduler
+
+IDENTITY_KEY = bytes.fromhex("11" * 32)
+ACCOUNT_KEY = bytes.fromhex("22" * 32)
+IDENTITY = address_of(IDENTITY_KEY)
+ACCOUNT = address_of(ACCOUNT_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _fast_keystores() -> None:
+    """Overrides the autouse fixture of tests/conftest.py: these tests need no Django."""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the person's real keystores, scheduler URL or passphrase."""
+    for name in ("DCP_SCHEDULER_URL", "DCP_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DCP_HOMEDIR", os.fspath(tmp_path / "home"))
+    monkeypatch.setattr(config, "_configured_url", None)
+
+
+@pytest.fixture
+def scheduler() -> Iterator[FakeScheduler]:
+    """A fake scheduler that computes `datum * 2` for every slice; dcp.init() points at it."""
+    fake = FakeScheduler()
+    fake.start()
+    config.init(fake.url)
+    yield fake
+    fake.stop()
