@@ -88,7 +88,7 @@ def page(browser: Any) -> Iterator[Any]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests are marked e2e and run last: Playwright's sync API keeps an event loop
     running in this thread, and Django refuses ORM calls from a thread with a running loop."""
-    browser_dirs = ("/tests/e2e/", "/tests/sandbox/")
+    browser_dirs = ("/tests/e2e/", "/tests/sandbox/", "/tests/worker_js/")
     for item in items:
         if any(part in str(item.path) for part in browser_dirs):
             item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,134 @@
+// Worker tab: Start/Stop, the cores selector, live totals, the status line and the event log.
+// The work itself is done by the Supervisor (worker_static/supervisor.js) and its sandboxes.
+
+import { Supervisor, STATES, addCredits, formatCredits, parseCredits } from "/worker/supervisor.js";
+
+const LOG_LENGTH = 20;
+
+const root = document.getElementById("worker");
+const startButton = root.querySelector("[data-worker-start]");
+const stopButton = root.querySelector("[data-worker-stop]");
+const coresSelect = root.querySelector("[data-worker-cores]");
+const statusLine = root.querySelector('[data-testid="worker-status"]');
+const slicesOutput = document.querySelector('[data-testid="slices-computed"]');
+const creditsOutput = document.querySelector('[data-testid="credits-earned"]');
+const inFlightOutput = document.querySelector('[data-testid="in-flight"]');
+const logList = document.querySelector('[data-testid="worker-log"]');
+
+const startingSlices = Number.parseInt(root.dataset.slicesComputed, 10) || 0;
+const startingCredits = readCredits(root.dataset.creditsEarned);
+let reconnectCountdown = null;
+
+function readCredits(text) {
+  try {
+    return formatCredits(parseCredits(text || "0"));
+  } catch {
+    return "0";
+  }
+}
+
+function absoluteURL(path) {
+  return new URL(path, location.href).href;
+}
+
+function socketURL(path) {
+  const url = new URL(path, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+function fillCoresSelect() {
+  const threads = Math.max(1, navigator.hardwareConcurrency || 1);
+  for (let count = 1; count <= threads; count += 1) {
+    coresSelect.add(new Option(String(count), String(count)));
+  }
+  coresSelect.value = String(Math.max(1, threads - 1));
+}
+
+function shortJob(jobId) {
+  const text = String(jobId);
+  return text.length > 14 ? `${text.slice(0, 8)}…` : text;
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+function statusText(state, detail) {
+  switch (state) {
+    case STATES.STOPPED:
+      return "Stopped";
+    case STATES.CONNECTING:
+      return "Connecting…";
+    case STATES.WAITING:
+      return "Waiting for work";
+    case STATES.COMPUTING: {
+      const what = detail.jobs.length === 1 ? shortJob(detail.jobs[0]) : plural(detail.jobs.length, "job");
+      return `Computing ${plural(detail.slices, "slice")} of ${what}`;
+    }
+    case STATES.RECONNECTING: {
+      const seconds = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
+      return `Reconnecting in ${seconds} s…`;
+    }
+    case STATES.ERROR:
+      return detail.message || "Stopped after an error";
+    default:
+      return state;
+  }
+}
+
+function showState(state, detail) {
+  clearInterval(reconnectCountdown);
+  reconnectCountdown = null;
+  statusLine.dataset.state = state;
+  statusLine.textContent = statusText(state, detail);
+  if (state === STATES.RECONNECTING) {
+    reconnectCountdown = setInterval(() => { statusLine.textContent = statusText(state, detail); }, 1000);
+  }
+  const started = state !== STATES.STOPPED && state !== STATES.ERROR;
+  startButton.disabled = started;
+  stopButton.disabled = !started;
+}
+
+function showStats({ slicesComputed, creditsEarned, inFlight }) {
+  slicesOutput.textContent = String(startingSlices + slicesComputed);
+  creditsOutput.textContent = addCredits(startingCredits, creditsEarned);
+  if (inFlightOutput) inFlightOutput.textContent = String(inFlight);
+}
+
+function addLogLine(message, level = "info") {
+  logList.querySelector(".empty")?.remove();
+  const item = document.createElement("li");
+  item.className = level;
+  const time = document.createElement("time");
+  const now = new Date();
+  time.dateTime = now.toISOString();
+  time.textContent = now.toLocaleTimeString();
+  const text = document.createElement("span");
+  text.textContent = message;
+  item.append(time, text);
+  logList.prepend(item);
+  while (logList.children.length > LOG_LENGTH) logList.lastElementChild.remove();
+}
+
+fillCoresSelect();
+creditsOutput.textContent = startingCredits;
+slicesOutput.textContent = String(startingSlices);
+
+const supervisor = new Supervisor({
+  socketURL: socketURL(root.dataset.socketPath),
+  sandboxURL: absoluteURL(root.dataset.sandboxUrl),
+  pyodideURL: absoluteURL(root.dataset.pyodideUrl),
+  cores: Number(coresSelect.value),
+  onState: showState,
+  onStats: showStats,
+  log: addLogLine,
+});
+
+startButton.addEventListener("click", () => supervisor.start());
+stopButton.addEventListener("click", () => supervisor.stop());
+coresSelect.addEventListener("change", () => supervisor.setCores(Number(coresSelect.value)));
+
+// For end-to-end tests and the curious: the live supervisor of this tab.
+window.dcpSupervisor = supervisor;
+showState(STATES.STOPPED, {});

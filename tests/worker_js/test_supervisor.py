@@ -1,0 +1,622 @@
+"""The supervisor (worker_static/supervisor.js) and the Worker tab, in headless Chromium.
+
+No portal server here: a fake scheduler (a `websockets` server in a thread) speaks the worker
+side of docs/protocol.md on /ws/worker/ and, on the same port, serves worker_static/ (with the
+sandbox's Content-Security-Policy), the portal's page scripts and the test pages. Each test
+queues tasks, drives the supervisor in the page, and reads back what the supervisor sent.
+Needs the vendored Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_STATIC = REPO / "worker_static"
+PORTAL_STATIC = REPO / "frontend" / "static" / "portal"
+HARNESS = Path(__file__).with_name("harness.html")
+PYODIDE_TIMEOUT_S = 90  # a Python slice on a cold sandbox includes loading Pyodide
+EARNED_PER_RESULT = Decimal("0.001")
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css",
+    ".js": "application/javascript",
+    ".mjs": "application/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".zip": "application/zip",
+}
+
+if not (WORKER_STATIC / "vendor" / "pyodide" / "pyodide.mjs").exists():
+    pytest.skip(
+        "Pyodide is not vendored: run `npm ci --prefix frontend && node frontend/build.mjs`",
+        allow_module_level=True,
+    )
+
+Message = dict[str, Any]
+
+
+class FakeScheduler:
+    """The scheduler's side of /ws/worker/: welcome, one queued task per `ready` (else
+    `waiting`), an `ack` for every `result`. Records every frame the worker sends."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.lock = threading.Lock()
+        self.tasks: deque[Message] = deque()
+        self.received: list[Message] = []
+        self.closed: list[tuple[int, int | None]] = []  # (connection number, close code)
+        self.connections: list[ServerConnection] = []
+        self.worker_page = ""
+        self.server: Server | None = None
+        self.origin = ""
+        self.generation = 0  # frames of connections from an earlier test are not recorded
+
+    def start(self) -> None:
+        self.thread.start()
+        self.server = self._run(self._listen())
+        port = self.server.sockets[0].getsockname()[1]
+        self.origin = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        self._run(self.server.wait_closed())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def reset(self) -> None:
+        for connection in list(self.connections):
+            self._run(connection.close(1001, "next test"))
+        with self.lock:
+            self.generation += 1
+            self.tasks.clear()
+            self.received.clear()
+            self.closed.clear()
+            self.connections.clear()
+
+    # ------------------------------------------------------------------ test side
+
+    def queue_task(self, task: Message) -> None:
+        with self.lock:
+            self.tasks.append(task)
+
+    def send(self, message: Message, connection: int = -1) -> None:
+        self._run(self.connections[connection].send(json.dumps(message)))
+
+    def close(self, code: int, connection: int = -1) -> None:
+        self._run(self.connections[connection].close(code, "closed by the test"))
+
+    def messages(self, kind: str) -> list[Message]:
+        with self.lock:
+            return [message for message in self.received if message["type"] == kind]
+
+    def wait_for(
+        self, condition: Callable[[], Any], timeout: float = 20, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.05)
+        with self.lock:
+            seen = [message["type"] for message in self.received]
+        raise AssertionError(f"timed out waiting for {what}; the worker sent {seen}")
+
+    def wait_for_message(self, kind: str, timeout: float = 20, **fields: Any) -> Message:
+        def match() -> Message | None:
+            for message in self.messages(kind):
+                if all(message.get(key) == value for key, value in fields.items()):
+                    return message
+            return None
+
+        return self.wait_for(match, timeout, f"a {kind} message with {fields}")
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    # --------------------------------------------------------------- server side
+
+    async def _listen(self) -> Server:
+        return await serve(self._handle, "127.0.0.1", 0, process_request=self._serve_file)
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        with self.lock:
+            generation = self.generation
+            number = len(self.connections)
+            self.connections.append(connection)
+        said_waiting = False
+        async for frame in connection:
+            message = json.loads(frame)
+            with self.lock:
+                if generation == self.generation:
+                    self.received.append({**message, "_connection": number})
+            kind = message.get("type")
+            if kind == "hello":
+                await self._reply(
+                    connection,
+                    type="welcome",
+                    id=message["id"],
+                    worker=f"w-{number}",
+                    address="0x00000000000000000000000000000000000000aa",
+                )
+            elif kind == "ready":
+                with self.lock:
+                    task = self.tasks.popleft() if self.tasks else None
+                if task is not None:
+                    await self._reply(connection, **task)
+                elif not said_waiting:
+                    said_waiting = True
+                    await self._reply(connection, type="waiting")
+            elif kind == "result":
+                accepted = len(message["results"]) + len(message["errors"])
+                earned = EARNED_PER_RESULT * len(message["results"])
+                await self._reply(
+                    connection, type="ack", id=message["id"], accepted=accepted, earned=str(earned)
+                )
+        with self.lock:
+            if generation == self.generation:
+                self.closed.append((number, connection.close_code))
+
+    @staticmethod
+    async def _reply(connection: ServerConnection, **message: Any) -> None:
+        await connection.send(json.dumps(message))
+
+    def _serve_file(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/ws/worker/":
+            return None  # go on with the websocket handshake
+        body, suffix = self._file_for(path)
+        if body is None:
+            return connection.respond(404, "not found\n")
+        headers = Headers()
+        headers["Content-Type"] = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        headers["Content-Length"] = str(len(body))
+        headers["Cache-Control"] = "no-store"
+        # Cross-origin isolation gives the page SharedArrayBuffer, hence Python interrupts.
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+        if path == "/worker/sandbox.js":
+            vendor = f"{self.origin}/worker/vendor/pyodide/"
+            headers["Content-Security-Policy"] = (
+                f"default-src 'none'; script-src {vendor} 'wasm-unsafe-eval' 'unsafe-eval'; "
+                f"connect-src {vendor}"
+            )
+        return Response(200, "OK", headers, body)
+
+    def _file_for(self, path: str) -> tuple[bytes | None, str]:
+        if path == "/harness.html":
+            return HARNESS.read_bytes(), ".html"
+        if path == "/portal/worker/":
+            return self.worker_page.encode(), ".html"
+        for prefix, folder in (("/worker/", WORKER_STATIC), ("/static/portal/", PORTAL_STATIC)):
+            if path.startswith(prefix):
+                file = (folder / path.removeprefix(prefix)).resolve()
+                if file.is_relative_to(folder) and file.is_file():
+                    return file.read_bytes(), file.suffix
+        return None, ""
+
+
+@pytest.fixture(autouse=True)
+def _fast_keystores() -> None:
+    """Overrides the autouse fixture of tests/conftest.py: these tests need no database."""
+
+
+@pytest.fixture(scope="module")
+def fake_scheduler() -> Iterator[FakeScheduler]:
+    scheduler = FakeScheduler()
+    scheduler.start()
+    yield scheduler
+    scheduler.stop()
+
+
+@pytest.fixture(scope="module")
+def harness_page(browser: Any, fake_scheduler: FakeScheduler) -> Iterator[Any]:
+    """One harness page for the module, so Pyodide loads once (the cold start is slow)."""
+    context = browser.new_context()
+    context.set_default_timeout(PYODIDE_TIMEOUT_S * 1000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.goto(f"{fake_scheduler.origin}/harness.html")
+    page.wait_for_function("window.harnessReady === true")
+    yield page
+    context.close()
+    assert page_errors == []
+
+
+@pytest.fixture
+def scheduler(fake_scheduler: FakeScheduler, harness_page: Any) -> Iterator[FakeScheduler]:
+    harness_page.evaluate("window.supervisor?.stop()")
+    fake_scheduler.reset()
+    yield fake_scheduler
+    harness_page.evaluate("window.supervisor?.stop()")
+
+
+class Worker:
+    """The supervisor in the harness page."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+
+    def start(self, cores: int = 2) -> None:
+        self.page.evaluate("(cores) => { newSupervisor(cores); supervisor.start(); }", cores)
+
+    def stop(self) -> None:
+        self.page.evaluate("supervisor.stop()")
+
+    def call(self, expression: str, *args: Any) -> Any:
+        return self.page.evaluate(expression, *args)
+
+    def states(self) -> list[str]:
+        return [entry["state"] for entry in self.page.evaluate("events.states")]
+
+    def stats(self) -> dict[str, Any]:
+        return self.page.evaluate("supervisor.stats")
+
+    def busy_sandboxes(self) -> int:
+        return sum(sandbox["busy"] for sandbox in self.page.evaluate("pool.stats()"))
+
+
+@pytest.fixture
+def worker(scheduler: FakeScheduler, harness_page: Any) -> Worker:
+    return Worker(harness_page)
+
+
+_job_numbers = count(1)
+
+SLOW_JS = "async (x) => { await new Promise((done) => setTimeout(done, 60000)); return x; }"
+
+
+def task(
+    language: str,
+    source: str,
+    data: list[Any],
+    args: list[Any] | None = None,
+    lease_seconds: float = 60,
+) -> Message:
+    number = next(_job_numbers)
+    return {
+        "type": "task",
+        "task": f"t-{number}",
+        "job": {"id": f"job-{number}", "language": language, "source": source, "args": args or []},
+        "slices": [{"slice": n, "datum": datum} for n, datum in enumerate(data, start=1)],
+        "lease_seconds": lease_seconds,
+    }
+
+
+def results_of(scheduler: FakeScheduler, job: str) -> dict[int, Any]:
+    return {
+        entry["slice"]: entry["value"]
+        for message in scheduler.messages("result")
+        if message["job"] == job
+        for entry in message["results"]
+    }
+
+
+def errors_of(scheduler: FakeScheduler, job: str) -> dict[int, Message]:
+    return {
+        entry["slice"]: entry
+        for message in scheduler.messages("result")
+        if message["job"] == job
+        for entry in message["errors"]
+    }
+
+
+# ----------------------------------------------------------------------------- session
+
+
+def test_the_worker_says_hello_then_announces_its_free_cores(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    worker.start(cores=2)
+
+    hello = scheduler.wait_for_message("hello")
+    ready = scheduler.wait_for_message("ready")
+
+    assert hello["version"] == 1
+    assert hello["cores"] == 2
+    assert isinstance(hello["capabilities"]["webgpu"], bool)
+    assert ready["capacity"] == 2
+    scheduler.wait_for(lambda: worker.states()[-1:] == ["waiting"], what="state waiting")
+    assert worker.states()[:1] == ["connecting"]
+
+
+def test_python_slices_come_back_as_results_and_the_ack_counts_in_the_stats(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("python", "def work(x, k):\n    return x * k\n", [1, 2, 3], args=[10])
+    scheduler.queue_task(job)
+
+    worker.start(cores=2)
+
+    job_id = job["job"]["id"]
+    scheduler.wait_for(
+        lambda: len(results_of(scheduler, job_id)) == 3, PYODIDE_TIMEOUT_S, "three results"
+    )
+    assert results_of(scheduler, job_id) == {1: 10, 2: 20, 3: 30}
+    assert errors_of(scheduler, job_id) == {}
+    for message in scheduler.messages("result"):
+        assert all(
+            isinstance(entry["ms"], int) and entry["ms"] >= 0 for entry in message["results"]
+        )
+    scheduler.wait_for(lambda: worker.stats()["slicesComputed"] == 3, what="stats after the ack")
+    assert worker.stats() == {
+        "slicesComputed": 3,
+        "creditsEarned": "0.003",
+        "inFlight": 0,
+        "state": "waiting",
+    }
+
+
+def test_a_finished_task_is_sent_as_one_result_message_then_capacity_is_announced_again(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", "(x) => x + 1", [1, 2, 3])
+    scheduler.queue_task(job)
+
+    worker.start(cores=1)
+
+    result = scheduler.wait_for_message("result", job=job["job"]["id"])
+    assert [(entry["slice"], entry["value"]) for entry in result["results"]] == [
+        (1, 2),
+        (2, 3),
+        (3, 4),
+    ]
+    time.sleep(0.5)
+    assert len(scheduler.messages("result")) == 1
+    kinds = [message["type"] for message in scheduler.received]
+    assert "ready" in kinds[kinds.index("result") :]
+
+
+def test_results_of_an_unfinished_task_are_sent_every_250_ms(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    source = "async (ms) => { await new Promise((done) => setTimeout(done, ms)); return ms; }"
+    job = task("js", source, [0, 1500])
+    scheduler.queue_task(job)
+
+    worker.start(cores=2)
+
+    first = scheduler.wait_for_message("result")
+    assert [entry["slice"] for entry in first["results"]] == [1]
+    scheduler.wait_for(lambda: len(scheduler.messages("result")) == 2, what="a second result")
+    assert results_of(scheduler, job["job"]["id"]) == {1: 0, 2: 1500}
+
+
+def test_a_failing_slice_is_reported_in_errors_with_its_traceback(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("python", "def work(x):\n    return 1 / x\n", [2, 0])
+    scheduler.queue_task(job)
+
+    worker.start(cores=2)
+
+    job_id = job["job"]["id"]
+    scheduler.wait_for(lambda: errors_of(scheduler, job_id), PYODIDE_TIMEOUT_S, "an error")
+    scheduler.wait_for(lambda: results_of(scheduler, job_id), what="a result")
+    error = errors_of(scheduler, job_id)[2]
+    assert error["name"] == "ZeroDivisionError"
+    assert "ZeroDivisionError" in error["traceback"]
+    assert results_of(scheduler, job_id) == {1: 0.5}
+
+
+def test_a_slice_without_progress_for_its_lease_is_reported_as_no_progress(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", SLOW_JS, [1], lease_seconds=1)
+    scheduler.queue_task(job)
+
+    worker.start(cores=1)
+
+    job_id = job["job"]["id"]
+    scheduler.wait_for(lambda: errors_of(scheduler, job_id), what="a NoProgress error")
+    assert errors_of(scheduler, job_id)[1]["name"] == "NoProgress"
+
+
+# ------------------------------------------------------------------- progress, console
+
+
+def test_slices_that_report_progress_have_their_leases_extended(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    source = (
+        "async (x) => { for (let i = 0; i < 30; i++) {"
+        " progress(i / 30); await new Promise((done) => setTimeout(done, 100)); } return x; }"
+    )
+    job = task("js", source, [7])
+    scheduler.queue_task(job)
+
+    worker.start(cores=1)
+
+    job_id = job["job"]["id"]
+    progress = scheduler.wait_for_message("progress", job=job_id)
+    assert progress["slices"] == [1]
+    scheduler.wait_for(lambda: results_of(scheduler, job_id), what="the result")
+    assert 1 <= len(scheduler.messages("progress")) <= 2  # at most one every ~2 s
+
+
+def test_console_lines_are_forwarded_at_most_twenty_a_second(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    source = "(x) => { for (let i = 0; i < 100; i++) console.log(`line ${i}`); return x; }"
+    job = task("js", source, [1])
+    scheduler.queue_task(job)
+
+    worker.start(cores=1)
+
+    job_id = job["job"]["id"]
+    notice = scheduler.wait_for(
+        lambda: [m for m in scheduler.messages("console") if "dropped" in m["message"]],
+        what="the dropped-lines notice",
+    )[0]
+    lines = [m for m in scheduler.messages("console") if m["message"].startswith("line ")]
+    assert len(lines) == 20
+    assert lines[0] == {
+        "type": "console",
+        "job": job_id,
+        "slice": 1,
+        "level": "log",
+        "message": "line 0",
+        "_connection": 0,
+    }
+    assert notice["message"] == "… 80 lines dropped"
+    assert notice["job"] == job_id
+
+
+# ---------------------------------------------------------------- stop, abort, reconnect
+
+
+def test_stop_hands_in_flight_slices_back_and_closes_the_socket(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", SLOW_JS, [1, 2, 3])
+    scheduler.queue_task(job)
+    worker.start(cores=2)
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 2, what="two busy sandboxes")
+
+    worker.stop()
+
+    returned = scheduler.wait_for_message("return")
+    assert returned["job"] == job["job"]["id"]
+    assert sorted(returned["slices"]) == [1, 2, 3]
+    scheduler.wait_for(lambda: scheduler.closed, what="the socket to close")
+    assert scheduler.closed == [(0, 1000)]
+    assert scheduler.messages("result") == []
+    assert worker.busy_sandboxes() == 0
+    assert worker.states()[-1] == "stopped"
+
+
+def test_an_aborted_job_is_dropped_and_its_cores_announced_free(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", SLOW_JS, [1, 2])
+    scheduler.queue_task(job)
+    worker.start(cores=2)
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 2, what="two busy sandboxes")
+    readies_before = len(scheduler.messages("ready"))
+
+    scheduler.send({"type": "abort", "job": job["job"]["id"]})
+
+    scheduler.wait_for(lambda: len(scheduler.messages("ready")) > readies_before, what="ready")
+    assert scheduler.messages("ready")[-1]["capacity"] == 2
+    assert worker.busy_sandboxes() == 0
+    time.sleep(0.5)
+    assert scheduler.messages("result") == []
+    assert scheduler.messages("return") == []
+    assert worker.stats()["inFlight"] == 0
+
+
+def test_a_lost_connection_drops_the_slices_and_reconnects(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", SLOW_JS, [1, 2])
+    scheduler.queue_task(job)
+    worker.start(cores=2)
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 2, what="two busy sandboxes")
+
+    scheduler.close(1011)
+
+    hello = scheduler.wait_for(
+        lambda: [m for m in scheduler.messages("hello") if m["_connection"] == 1],
+        what="a new hello",
+    )[0]
+    assert hello["cores"] == 2
+    ready = scheduler.wait_for_message("ready", _connection=1)
+    assert ready["capacity"] == 2
+    assert "reconnecting" in worker.states()
+    assert worker.busy_sandboxes() == 0
+    assert scheduler.messages("result") == []
+
+
+def test_a_signed_out_worker_stops_instead_of_reconnecting(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    worker.start(cores=1)
+    scheduler.wait_for_message("ready")
+
+    scheduler.close(4401)
+
+    scheduler.wait_for(lambda: worker.states()[-1:] == ["error"], what="state error")
+    time.sleep(1.5)
+    assert len(scheduler.messages("hello")) == 1
+
+
+def test_credits_are_added_exactly(worker: Worker) -> None:
+    assert worker.call("addCredits('0.1', '0.2')") == "0.3"
+    assert worker.call("addCredits('0.000000001', '0.999999999')") == "1"
+    assert worker.call("addCredits('1.50', '0.004', '0')") == "1.504"
+    assert (
+        worker.call("addCredits('123456789012.123456789', '0.000000001')")
+        == "123456789012.12345679"
+    )
+
+
+# ------------------------------------------------------------------------- Worker tab
+
+
+@pytest.fixture
+def worker_tab(browser: Any, scheduler: FakeScheduler) -> Iterator[Any]:
+    from django.template.loader import render_to_string
+
+    scheduler.worker_page = render_to_string(
+        "web/worker.html", {"tab": "worker", "credits_earned": "1.5", "slices_computed": 7}
+    )
+    context = browser.new_context()
+    context.set_default_timeout(PYODIDE_TIMEOUT_S * 1000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.goto(f"{scheduler.origin}/portal/worker/")
+    yield page
+    context.close()
+    assert page_errors == []
+
+
+def test_the_worker_tab_computes_and_adds_to_the_totals(
+    worker_tab: Any, scheduler: FakeScheduler
+) -> None:
+    page = worker_tab
+    threads = page.evaluate("navigator.hardwareConcurrency")
+    cores = page.get_by_label("Cores")
+    assert cores.locator("option").count() == threads
+    assert cores.input_value() == str(max(1, threads - 1))
+    status = page.get_by_test_id("worker-status")
+    assert status.text_content() == "Stopped"
+    assert page.get_by_role("button", name="Stop").is_disabled()
+    job = task("python", "def work(x):\n    return x * x\n", [3, 4])
+    scheduler.queue_task(job)
+
+    page.get_by_role("button", name="Start").click()
+
+    page.wait_for_function(
+        "document.querySelector('[data-testid=\"slices-computed\"]').textContent === '9'"
+    )
+    assert page.get_by_test_id("credits-earned").text_content() == "1.502"
+    assert results_of(scheduler, job["job"]["id"]) == {1: 9, 2: 16}
+    assert status.text_content() == "Waiting for work"
+    assert page.get_by_role("button", name="Start").is_disabled()
+
+    page.get_by_role("button", name="Stop").click()
+
+    assert status.text_content() == "Stopped"
+    assert page.get_by_role("button", name="Start").is_enabled()
+    assert page.get_by_test_id("worker-log").locator("li").count() >= 3
