@@ -36,6 +36,7 @@ class LiveSite:
         self.db_path = workdir / "db.sqlite3"
         self.mail_dir = workdir / "mail"
         self.log_path = workdir / "daphne.log"
+        self.access_log = workdir / "access.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,6 +121,10 @@ class LiveSite:
                     return found.group(0)
             time.sleep(0.1)
         raise AssertionError(f"no email to {address} with a link matching {pattern!r}")
+
+    def requests_seen(self) -> str:
+        """Daphne's access log: every HTTP request and websocket the server received."""
+        return self.access_log.read_text() if self.access_log.exists() else ""
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Read the server's database directly, as an operator would with sqlite3."""
