@@ -84,8 +84,13 @@ def run_client(site: LiveSite, home: Path, program: str, timeout: float = 240) -
     env = {**os.environ, "DCP_HOMEDIR": str(home), "DCP_SCHEDULER_URL": site.url}
     env.pop("DATABASE_URL", None)
     completed = subprocess.run(
-        [sys.executable, "-c", program], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, "-c", program],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if completed.returncode != 0:
         raise AssertionError(f"client failed:\n{completed.stdout}\n{completed.stderr}")
