@@ -225,6 +225,7 @@ class WorkerConsumer(ProtocolConsumer):
         self.waiting = False
         self.dispatching = asyncio.Lock()
         self.poller: asyncio.Task[None] | None = None
+        self.jobs_seen: set[str] = set()  # console lines are forwarded only for these
         await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
@@ -272,6 +273,7 @@ class WorkerConsumer(ProtocolConsumer):
                 return
             self.waiting = False
             self.capacity = max(self.capacity - len(task.slices), 0)
+            self.jobs_seen.add(task.job.id)
             await self.send_json(_task_message(task))
 
     def task_size(self) -> int:
@@ -302,6 +304,8 @@ class WorkerConsumer(ProtocolConsumer):
         )
 
     async def on_console(self, message: schemas.Console, raw: dict[str, Any]) -> None:
+        if message.job not in self.jobs_seen:
+            return  # a worker may only speak for jobs it was given
         data = {"slice": message.slice, "level": message.level, "message": message.message}
         await self.channel_layer.group_send(
             job_group(message.job),

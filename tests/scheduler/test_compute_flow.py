@@ -156,3 +156,24 @@ async def test_a_slice_that_fails_twice_cancels_the_job_with_its_traceback(deplo
     await receive_until(worker, "abort")
     await client.disconnect()
     await worker.disconnect()
+
+
+async def test_print_in_a_work_function_reaches_the_client_as_console(deployer, volunteer):
+    client = await connect_client(deployer)
+    await client.send_json_to(
+        deployer.deploy(input={"kind": "range", "start": 1, "end": 1, "step": 1})
+    )
+    job_id = (await receive_until(client, "accepted"))["job"]
+    worker = await connect_worker(volunteer, cores=1)
+    await worker.send_json_to(
+        {"type": "console", "job": job_id, "slice": 1, "level": "log", "message": "not mine yet"}
+    )
+    await worker.send_json_to({"type": "ready", "capacity": 1})
+    await receive_until(worker, "task")
+    await worker.send_json_to(
+        {"type": "console", "job": job_id, "slice": 1, "level": "log", "message": "hello from 1"}
+    )
+    console = await receive_until(client, "console")
+    assert console["data"] == {"slice": 1, "level": "log", "message": "hello from 1"}
+    await client.disconnect()
+    await worker.disconnect()
