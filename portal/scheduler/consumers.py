@@ -38,6 +38,10 @@ def payment_text(job_hash: str, max_total: str) -> str:
     return f"DCP Portal payment\njob: {job_hash}\nmax total: {max_total}"
 
 
+def batch_payment_text(job_id: str, batch_ref: str, max_total: str) -> str:
+    return f"DCP Portal payment\njob: {job_id}\nbatch: {batch_ref}\nmax total: {max_total}"
+
+
 def job_hash(raw: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of what the payment authorises, as the client sent it."""
     fields = {
@@ -121,7 +125,52 @@ class ClientConsumer(ProtocolConsumer):
         await self.send_json(
             {"type": "accepted", "id": message.id, "job": job.id, "total": job.total}
         )
+        await self.send_status(job)
         await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
+
+    async def send_status(self, job: Any) -> None:
+        status = await database_sync_to_async(services.job_status)(job)
+        await self.send_json({"type": "event", "job": job.id, "event": "status", "data": status})
+
+    async def on_add_slices(self, message: schemas.AddSlices, raw: dict[str, Any]) -> None:
+        identity = self.require_identity()
+        text = batch_payment_text(message.job, message.ref, str(raw["payment"]["max_total"]))
+        payer = recover(text, message.payment.signature)
+        if payer is None:
+            raise SchedulerError("EBADPAYMENT", "the batch's payment authorisation does not verify")
+        job, added = await database_sync_to_async(services.add_slices)(
+            job_id=message.job,
+            identity=identity,
+            batch_ref=message.ref,
+            values=message.values,
+            payer=payer,
+            max_total=to_units(message.payment.max_total),
+        )
+        await self.send_json({"type": "added", "id": message.id, "job": job.id, "total": job.total})
+        if added:
+            await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
+            await publish_status(self.channel_layer, job)
+
+    async def on_close(self, message: schemas.CloseJob, raw: dict[str, Any]) -> None:
+        identity = self.require_identity()
+        job, completed = await database_sync_to_async(services.close_job)(
+            job_id=message.job, identity=identity
+        )
+        await self.send_json(
+            {"type": "closed", "id": message.id, "job": job.id, "total": job.total}
+        )
+        if completed:
+            await emit(self.channel_layer, job.id, "complete", {"total": job.total})
+
+    async def on_status(self, message: schemas.JobStatusRequest, raw: dict[str, Any]) -> None:
+        job = await self.own_job(message.job)
+        status = await database_sync_to_async(services.job_status)(job)
+        await self.send_json({"type": "status", "id": message.id, "job": job.id, "status": status})
+
+    async def on_jobs(self, message: schemas.ListJobs, raw: dict[str, Any]) -> None:
+        identity = self.require_identity()
+        jobs = await database_sync_to_async(selectors.jobs_of_identity)(identity)
+        await self.send_json({"type": "jobs", "id": message.id, "jobs": jobs})
 
     def verify_payment(self, message: schemas.Deploy, raw: dict[str, Any]) -> str:
         text = payment_text(job_hash(raw), str(raw["payment"]["max_total"]))
@@ -140,7 +189,7 @@ class ClientConsumer(ProtocolConsumer):
     async def on_subscribe(self, message: schemas.Subscribe, raw: dict[str, Any]) -> None:
         job = await self.own_job(message.job)
         await self.watch(job.id)
-        status = services.job_status(job)
+        status = await database_sync_to_async(services.job_status)(job)
         await self.send_json(
             {"type": "subscribed", "id": message.id, "job": job.id, "status": status}
         )
@@ -174,16 +223,18 @@ class ClientConsumer(ProtocolConsumer):
         )
 
 
+async def emit(layer: Any, job_id: str, event: str, data: Any) -> None:
+    """Send one event to every client watching the job, in whichever process it is."""
+    message = {"type": "job.event", "job": job_id, "event": event, "data": data}
+    await layer.group_send(job_group(job_id), message)
+
+
+async def publish_status(layer: Any, job: Any) -> None:
+    await emit(layer, job.id, "status", await database_sync_to_async(services.job_status)(job))
+
+
 async def announce_cancel(layer: Any, job_id: str, code: str, reason: str) -> None:
-    await layer.group_send(
-        job_group(job_id),
-        {
-            "type": "job.event",
-            "job": job_id,
-            "event": "cancel",
-            "data": {"code": code, "reason": reason},
-        },
-    )
+    await emit(layer, job_id, "cancel", {"code": code, "reason": reason})
     await layer.group_send(WORKERS_GROUP, {"type": "job.abort", "job": job_id})
 
 
@@ -194,14 +245,16 @@ def _job_spec(message: schemas.Deploy) -> services.JobSpec:
         source=message.work.source,
         args=message.args,
         input_kind=message.input.kind,
+        is_open=message.open,
         offer=to_units(message.slice_payment_offer),
-        public=message.public,
+        public=message.public.model_dump(exclude_defaults=True),
+        requirements=message.requirements.model_dump(exclude_defaults=True),
+        progress_timeout=message.progress_timeout,
     )
-    if isinstance(message.input, schemas.RangeInput):
-        spec.range_start, spec.range_end = message.input.start, message.input.end
-        spec.range_step = message.input.step
-    else:
+    if isinstance(message.input, schemas.ValuesInput):
         spec.values = message.input.values
+    else:
+        spec.input_spec = message.input.model_dump(exclude={"kind"})
     return spec
 
 
@@ -225,7 +278,8 @@ class WorkerConsumer(ProtocolConsumer):
         self.waiting = False
         self.dispatching = asyncio.Lock()
         self.poller: asyncio.Task[None] | None = None
-        self.jobs_seen: set[str] = set()  # console lines are forwarded only for these
+        self.jobs_seen: set[str] = set()
+        self.capabilities = services.Capabilities()  # console lines are forwarded only for these
         await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
@@ -234,13 +288,20 @@ class WorkerConsumer(ProtocolConsumer):
         if self.poller is not None:
             self.poller.cancel()
         await self.channel_layer.group_discard(WORKERS_GROUP, self.channel_name)
-        returned = await database_sync_to_async(services.return_slices)(worker=self.worker_id)
+        returned = await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
         if returned:
             await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
 
     async def on_hello(self, message: schemas.WorkerHello, raw: dict[str, Any]) -> None:
         self.cores = message.cores
+        self.capabilities = services.Capabilities(
+            webgpu=message.capabilities.get("webgpu") is True,
+            offscreen_canvas=message.capabilities.get("offscreenCanvas") is True,
+        )
         self.payee_address = await database_sync_to_async(selectors.payee_address)(self.user)
+        await database_sync_to_async(services.worker_connected)(
+            worker=self.worker_id, user=self.user, cores=self.cores, capabilities=self.capabilities
+        )
         await self.send_json(
             {
                 "type": "welcome",
@@ -263,7 +324,7 @@ class WorkerConsumer(ProtocolConsumer):
                 return
             await database_sync_to_async(services.requeue_lapsed_leases)()
             task = await database_sync_to_async(services.claim_slices)(
-                worker=self.worker_id, limit=self.task_size()
+                worker=self.worker_id, limit=self.task_size(), capabilities=self.capabilities
             )
             if task is None:
                 if not self.waiting:
@@ -352,26 +413,26 @@ def _task_message(task: services.Task) -> dict[str, Any]:
         "task": f"{job.id}:{task.slices[0][0]}",
         "job": {"id": job.id, "language": job.language, "source": job.source, "args": job.args},
         "slices": [{"slice": n, "datum": datum} for n, datum in task.slices],
-        "lease_seconds": settings.SLICE_LEASE_SECONDS,
+        "lease_seconds": services.lease_seconds(job),
+        "progress_timeout": job.progress_timeout,
     }
 
 
 async def publish_outcome(layer: Any, outcome: services.BatchOutcome) -> None:
     """Send one batch's events to the job's group: results, errors, status, the end."""
-    group, job_id = job_group(outcome.job_id), outcome.job_id
-
-    async def emit(event: str, data: Any) -> None:
-        await layer.group_send(
-            group, {"type": "job.event", "job": job_id, "event": event, "data": data}
-        )
-
+    job_id = outcome.job_id
     if outcome.accepted:
-        await emit("result", [{"slice": n, "value": v} for n, v in outcome.accepted])
+        results = [{"slice": n, "value": v} for n, v in outcome.accepted]
+        await emit(layer, job_id, "result", results)
     for error in outcome.errors:
-        await emit("error", error)
+        await emit(layer, job_id, "error", error)
+    for stalled in outcome.noprogress:
+        await emit(layer, job_id, "noprogress", stalled)
     if outcome.status is not None:
-        await emit("status", outcome.status)
+        await emit(layer, job_id, "status", outcome.status)
     if outcome.completed:
-        await emit("complete", {"total": outcome.status["total"] if outcome.status else 0})
+        await emit(
+            layer, job_id, "complete", {"total": outcome.status["total"] if outcome.status else 0}
+        )
     if outcome.cancelled:
         await announce_cancel(layer, job_id, *outcome.cancelled)

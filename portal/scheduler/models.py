@@ -8,12 +8,13 @@ slices with a row and status NEW are ones given back (a lapsed lease, a disconne
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from .inputs import expander
 
 
 class JobStatus(models.TextChoices):
@@ -33,9 +34,14 @@ class Job(models.Model):
     language = models.CharField(max_length=8, default="python")
     source = models.TextField()
     args = models.JSONField(default=list)
-    input_kind = models.CharField(max_length=8)  # "range" or "values"
-    range_start = models.JSONField(null=True)
-    range_step = models.JSONField(null=True)
+    input_kind = models.CharField(max_length=8)  # "range", "product" or "values"
+    input_spec = models.JSONField(default=dict, help_text="The range or product, as sent.")
+    is_open = models.BooleanField(default=False, help_text="Accepts add_slices until closed.")
+    requirements = models.JSONField(default=dict)
+    needs_webgpu = models.BooleanField(default=False)
+    needs_offscreen_canvas = models.BooleanField(default=False)
+    discrete = models.BooleanField(default=False, help_text="One slice per task.")
+    progress_timeout = models.PositiveIntegerField(default=60)
     total = models.PositiveIntegerField()
     offer = models.BigIntegerField(help_text="Payment per slice in base units.")
     public = models.JSONField(default=dict)
@@ -67,13 +73,17 @@ class Job(models.Model):
     def name(self) -> str:
         return str(self.public.get("name") or self.id)
 
-    def range_datum(self, number: int) -> Any:
-        """The input of slice `number` of a range job, computed as the client would."""
-        start, step = self.range_start, self.range_step
-        if isinstance(start, int) and isinstance(step, int):
-            return start + (number - 1) * step
-        value = Decimal(str(start)) + (number - 1) * Decimal(str(step))
-        return float(value)
+    def data_of(self, numbers: list[int]) -> list[Any]:
+        """The inputs of slices `numbers`: computed for ranges, stored for values."""
+        if self.input_kind == "values":
+            stored = dict(
+                SliceInput.objects.filter(job=self, number__in=numbers).values_list(
+                    "number", "datum"
+                )
+            )
+            return [stored[n] for n in numbers]
+        expand = expander(self.input_kind, self.input_spec)
+        return [expand.datum(n) for n in numbers]
 
 
 class SliceStatus(models.TextChoices):
@@ -91,6 +101,11 @@ class Slice(models.Model):
     lease_expires = models.DateTimeField(null=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     errors = models.PositiveSmallIntegerField(default=0)
+    noprogress = models.PositiveSmallIntegerField(default=0)
+    last_failed_worker = models.CharField(max_length=40, blank=True)
+    retry_after = models.DateTimeField(
+        null=True, help_text="Until then, not for the failed worker."
+    )
     result = models.JSONField(null=True)
     error = models.JSONField(null=True)
 
@@ -130,3 +145,32 @@ class WorkerTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.slices} slices"
+
+
+class WorkerConnection(models.Model):
+    """A connected worker tab and what it can do: to tell why a job is waiting."""
+
+    id = models.CharField(primary_key=True, max_length=40)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    cores = models.PositiveSmallIntegerField(default=1)
+    webgpu = models.BooleanField(default=False)
+    offscreen_canvas = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"worker {self.id} of {self.user}"
+
+
+class InputBatch(models.Model):
+    """A batch of values added to an open job; its `ref` makes a resent batch a no-op."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="batches")
+    ref = models.CharField(max_length=64)
+    first = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "ref"], name="input_batch_unique")]
+
+    def __str__(self) -> str:
+        return f"batch {self.ref} of {self.job_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
@@ -34,25 +34,58 @@ class Work(BaseModel):
     source: str = Field(min_length=1, max_length=1_000_000)
 
 
-class RangeInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["range"]
-    start: int | float
-    end: int | float
-    step: int | float = 1
+def _finite(value: float) -> float:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("must be a finite number")
+    return value
 
-    @field_validator("start", "end", "step")
-    @classmethod
-    def finite(cls, value: float) -> float:
-        if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
-            raise ValueError("must be a finite number")
-        return value
+
+FiniteNumber = Annotated[int | float, AfterValidator(_finite)]
+
+
+class RangeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: FiniteNumber
+    end: FiniteNumber
+    step: FiniteNumber = 1
+
+
+class RangeInput(RangeSpec):
+    kind: Literal["range"]
+    group: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ProductInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["product"]
+    ranges: list[RangeSpec] = Field(min_length=1, max_length=8)
 
 
 class ValuesInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["values"]
-    values: list[Json] = Field(min_length=1)
+    values: list[Json] = Field(max_length=1_000_000)
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webgpu: bool = False
+    offscreenCanvas: bool = False
+
+
+class Requirements(BaseModel):
+    """DCP's requirements object; an unknown key is an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+    environment: Environment = Field(default_factory=Environment)
+    discrete: bool = False
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    link: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
 
 
 class Payment(BaseModel):
@@ -67,10 +100,41 @@ class Deploy(Message):
     ref: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     work: Work
     args: list[Json] = Field(default_factory=list)
-    input: Annotated[RangeInput | ValuesInput, Field(discriminator="kind")]
+    input: Annotated[RangeInput | ProductInput | ValuesInput, Field(discriminator="kind")]
     slice_payment_offer: Decimal = Field(ge=0, max_digits=20, decimal_places=9)
     payment: Payment
-    public: dict[str, str] = Field(default_factory=dict)
+    public: Public = Field(default_factory=lambda: Public())
+    open: bool = False
+    requirements: Requirements = Field(default_factory=Requirements)
+    progress_timeout: int = Field(default=60, ge=1, le=24 * 3600)
+
+
+class BatchPayment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_total: Decimal = Field(ge=0)
+    signature: str = Field(max_length=200)
+
+
+class AddSlices(Message):
+    type: Literal["add_slices"]
+    job: str = Field(max_length=32)
+    ref: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    values: list[Json] = Field(min_length=1, max_length=100_000)
+    payment: BatchPayment
+
+
+class CloseJob(Message):
+    type: Literal["close"]
+    job: str = Field(max_length=32)
+
+
+class JobStatusRequest(Message):
+    type: Literal["status"]
+    job: str = Field(max_length=32)
+
+
+class ListJobs(Message):
+    type: Literal["jobs"]
 
 
 class Subscribe(Message):
@@ -92,7 +156,16 @@ class Cancel(Message):
 
 
 ClientMessage = Annotated[
-    ClientHello | Deploy | Subscribe | FetchResults | Cancel, Field(discriminator="type")
+    ClientHello
+    | Deploy
+    | Subscribe
+    | FetchResults
+    | Cancel
+    | AddSlices
+    | CloseJob
+    | JobStatusRequest
+    | ListJobs,
+    Field(discriminator="type"),
 ]
 
 

@@ -48,3 +48,19 @@ def worker_tally(user: User) -> tuple[int, int]:
     """(slices computed, base units earned) by all of this user's worker tabs."""
     tally = WorkerTally.objects.filter(user=user).first()
     return (tally.slices, tally.earned) if tally else (0, 0)
+
+
+def jobs_of_identity(identity: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The identity's jobs, newest first, as the `jobs` reply lists them."""
+    rows = Job.objects.filter(identity=identity).order_by("-created_at")[:limit]
+    return [
+        {
+            "job": job.id,
+            "name": job.name,
+            "status": job.status,
+            "total": job.total,
+            "computed": job.computed,
+            "created": job.created_at.isoformat(),
+        }
+        for job in rows
+    ]

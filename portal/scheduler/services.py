@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +21,17 @@ from django.utils import timezone
 from portal.bank import services as bank
 from portal.users.models import User
 
-from .models import Job, JobStatus, Slice, SliceInput, SliceStatus, WorkerTally
+from .inputs import InputError, expander
+from .models import (
+    InputBatch,
+    Job,
+    JobStatus,
+    Slice,
+    SliceInput,
+    SliceStatus,
+    WorkerConnection,
+    WorkerTally,
+)
 
 MAX_ERRORS_PER_SLICE = 2
 
@@ -45,12 +54,13 @@ class JobSpec:
     source: str
     args: list[Any]
     input_kind: str
+    input_spec: dict[str, Any] = field(default_factory=dict)
     values: list[Any] | None = None
-    range_start: int | float | None = None
-    range_end: int | float | None = None
-    range_step: int | float | None = None
+    is_open: bool = False
     offer: int = 0
     public: dict[str, Any] = field(default_factory=dict)
+    requirements: dict[str, Any] = field(default_factory=dict)
+    progress_timeout: int = 60
 
 
 @dataclass
@@ -68,6 +78,7 @@ class BatchOutcome:
     job_id: str
     accepted: list[tuple[int, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    noprogress: list[dict[str, Any]] = field(default_factory=list)
     earned: int = 0
     status: dict[str, Any] | None = None
     completed: bool = False
@@ -77,19 +88,14 @@ class BatchOutcome:
 # --- deploy -----------------------------------------------------------------------------------
 
 
-def count_range_slices(start: float, end: float, step: float) -> int:
-    """Slices of DCP's inclusive range: values start, start+step, ... not past end."""
-    if step == 0:
-        raise SchedulerError("EINVALID", "a range's step cannot be 0")
-    span = (Decimal(str(end)) - Decimal(str(start))) / Decimal(str(step))
-    return max(int(span.to_integral_value(rounding="ROUND_FLOOR")) + 1, 0)
-
-
 def slice_count(spec: JobSpec) -> int:
-    if spec.input_kind == "range":
-        assert spec.range_start is not None and spec.range_end is not None
-        return count_range_slices(spec.range_start, spec.range_end, spec.range_step or 1)
-    return len(spec.values or [])
+    """How many slices the spec's input makes, without enumerating a range."""
+    if spec.input_kind == "values":
+        return len(spec.values or [])
+    try:
+        return expander(spec.input_kind, spec.input_spec).slices
+    except InputError as error:
+        raise SchedulerError("EINVALID", str(error)) from None
 
 
 @transaction.atomic
@@ -105,7 +111,7 @@ def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tupl
             "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to deploy jobs"
         )
     total = slice_count(spec)
-    if total < 1:
+    if total < 1 and not spec.is_open:
         raise SchedulerError("EINVALID", "the job has no slices: its input is empty")
     if total > settings.MAX_SLICES_PER_JOB:
         raise SchedulerError(
@@ -121,30 +127,88 @@ def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tupl
         source=spec.source,
         args=spec.args,
         input_kind=spec.input_kind,
-        range_start=spec.range_start,
-        range_step=spec.range_step,
+        input_spec=spec.input_spec,
+        is_open=spec.is_open,
+        requirements=spec.requirements,
+        needs_webgpu=bool(spec.requirements.get("environment", {}).get("webgpu")),
+        needs_offscreen_canvas=bool(
+            spec.requirements.get("environment", {}).get("offscreenCanvas")
+        ),
+        discrete=bool(spec.requirements.get("discrete")),
+        progress_timeout=spec.progress_timeout,
         total=total,
         offer=spec.offer,
         public=spec.public,
     )
     if spec.input_kind == "values":
-        SliceInput.objects.bulk_create(
-            (SliceInput(job=job, number=n, datum=v) for n, v in enumerate(spec.values or [], 1)),
-            batch_size=2000,
-        )
-    if spec.offer * total:
-        try:
-            bank.open_escrow(
-                job_ref=job.id,
-                payer=bank.account_for_address(payer),
-                amount=spec.offer * total,
-                idempotency_key=f"escrow:{job.id}",
-            )
-        except bank.InsufficientFunds:
-            raise SchedulerError(
-                "ENOFUNDS", f"account {payer} holds too few credits to pay for {total} slices"
-            ) from None
+        _store_values(job, 1, spec.values or [])
+    _fund(job, payer, spec.offer * total, f"escrow:{job.id}")
     return job, True
+
+
+def _store_values(job: Job, first: int, values: list[Any]) -> None:
+    SliceInput.objects.bulk_create(
+        (SliceInput(job=job, number=n, datum=v) for n, v in enumerate(values, first)),
+        batch_size=2000,
+    )
+
+
+def _fund(job: Job, payer: str, amount: int, idempotency_key: str) -> None:
+    if not amount:
+        return
+    try:
+        bank.open_escrow(
+            job_ref=job.id,
+            payer=bank.account_for_address(payer),
+            amount=amount,
+            idempotency_key=idempotency_key,
+        )
+    except bank.InsufficientFunds:
+        raise SchedulerError(
+            "ENOFUNDS", f"account {payer} holds too few credits to pay for these slices"
+        ) from None
+
+
+@transaction.atomic
+def add_slices(
+    *, job_id: str, identity: str, batch_ref: str, values: list[Any], payer: str, max_total: int
+) -> tuple[Job, bool]:
+    """Append values to an open job and fund them; a batch `ref` seen before adds nothing."""
+    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
+    if job is None:
+        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
+    if InputBatch.objects.filter(job=job, ref=batch_ref).exists():
+        return job, False
+    if not job.is_open or job.status != JobStatus.RUNNING:
+        raise SchedulerError("ECLOSED", f"job {job.id} is closed: it takes no more slices")
+    if payer != job.payer:
+        raise SchedulerError("EBADPAYMENT", "an open job is paid by the account that deployed it")
+    if max_total < job.offer * len(values):
+        raise SchedulerError("EBADPAYMENT", "the batch's payment does not cover its slices")
+    if job.total + len(values) > settings.MAX_SLICES_PER_JOB:
+        raise SchedulerError("EINVALID", f"more than {settings.MAX_SLICES_PER_JOB} slices per job")
+    InputBatch.objects.create(job=job, ref=batch_ref, first=job.total + 1, count=len(values))
+    _store_values(job, job.total + 1, values)
+    _fund(job, payer, job.offer * len(values), f"escrow:{job.id}:{batch_ref}")
+    Job.objects.filter(pk=job.pk).update(total=F("total") + len(values))
+    job.total += len(values)
+    return job, True
+
+
+@transaction.atomic
+def close_job(*, job_id: str, identity: str) -> tuple[Job, bool]:
+    """Take no more slices; (job, True) when that made the job complete."""
+    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
+    if job is None:
+        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
+    if not job.is_open:
+        return job, False
+    job.is_open = False
+    job.save(update_fields=["is_open"])
+    if job.status == JobStatus.RUNNING and job.computed == job.total:
+        _close_job(job, status=JobStatus.FINISHED)
+        return job, True
+    return job, False
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -176,21 +240,32 @@ def extend_leases(*, worker: str, job_id: str, numbers: list[int]) -> int:
     ).update(lease_expires=deadline)
 
 
-def jobs_with_work() -> list[str]:
-    """Running jobs that have slices to hand out, oldest first."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a worker can run; jobs needing more are not handed to it."""
+
+    webgpu: bool = False
+    offscreen_canvas: bool = False
+
+
+def jobs_with_work(capabilities: Capabilities) -> list[str]:
+    """Running jobs that have slices to hand out and that this worker can run, oldest first."""
     returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
-    rows = (
-        Job.objects.filter(status=JobStatus.RUNNING)
-        .filter(Q(issued__lt=F("total")) | Exists(returned))
-        .order_by("created_at")
-        .values_list("id", flat=True)
+    rows = Job.objects.filter(status=JobStatus.RUNNING).filter(
+        Q(issued__lt=F("total")) | Exists(returned)
     )
-    return list(rows[:8])
+    if not capabilities.webgpu:
+        rows = rows.filter(needs_webgpu=False)
+    if not capabilities.offscreen_canvas:
+        rows = rows.filter(needs_offscreen_canvas=False)
+    return list(rows.order_by("created_at").values_list("id", flat=True)[:8])
 
 
-def claim_slices(*, worker: str, limit: int) -> Task | None:
+def claim_slices(
+    *, worker: str, limit: int, capabilities: Capabilities | None = None
+) -> Task | None:
     """Lease up to `limit` slices of the oldest job with work to `worker`, atomically."""
-    for job_id in jobs_with_work():
+    for job_id in jobs_with_work(capabilities or Capabilities()):
         task = _claim_from_job(job_id=job_id, worker=worker, limit=limit)
         if task is not None:
             return task
@@ -199,11 +274,13 @@ def claim_slices(*, worker: str, limit: int) -> Task | None:
 
 @transaction.atomic
 def _claim_from_job(*, job_id: str, worker: str, limit: int) -> Task | None:
-    deadline = timezone.now() + timedelta(seconds=settings.SLICE_LEASE_SECONDS)
-    numbers = _claim_returned(job_id=job_id, worker=worker, limit=limit, deadline=deadline)
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return None
+    if job.discrete:
+        limit = 1
+    deadline = timezone.now() + timedelta(seconds=lease_seconds(job))
+    numbers = _claim_returned(job_id=job_id, worker=worker, limit=limit, deadline=deadline)
     fresh = min(limit - len(numbers), job.total - job.issued)
     if fresh > 0:
         first = job.issued + 1
@@ -223,30 +300,30 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int) -> Task | None:
         numbers.extend(range(first, first + fresh))
     if not numbers:
         return None
-    return Task(job=job, slices=list(zip(numbers, _data_of(job, numbers), strict=True)))
+    return Task(job=job, slices=list(zip(numbers, job.data_of(numbers), strict=True)))
+
+
+def lease_seconds(job: Job) -> int:
+    """A lease outlives the progress timeout, so the sandbox's own stop comes first."""
+    return max(settings.SLICE_LEASE_SECONDS, job.progress_timeout + 30)
 
 
 def _claim_returned(*, job_id: str, worker: str, limit: int, deadline: datetime) -> list[int]:
     table = Slice._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # A slice that failed on a worker waits a little before that same worker may retry it,
+    # so that its one retry goes to another worker when there is one.
     sql = (
         f"UPDATE {table} SET status = %s, worker = %s, lease_expires = %s, "  # noqa: S608
         f"attempts = attempts + 1 WHERE id IN (SELECT id FROM {table} "
-        f"WHERE job_id = %s AND status = %s ORDER BY number LIMIT %s{skip_locked}) "
-        "RETURNING number"
+        "WHERE job_id = %s AND status = %s "
+        "AND (retry_after IS NULL OR retry_after < %s OR last_failed_worker <> %s) "
+        f"ORDER BY number LIMIT %s{skip_locked}) RETURNING number"
     )
+    params: list[Any] = [SliceStatus.LEASED, worker, deadline, job_id, SliceStatus.NEW]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [SliceStatus.LEASED, worker, deadline, job_id, SliceStatus.NEW, limit])
+        cursor.execute(sql, [*params, timezone.now(), worker, limit])
         return sorted(row[0] for row in cursor.fetchall())
-
-
-def _data_of(job: Job, numbers: list[int]) -> list[Any]:
-    if job.input_kind == "range":
-        return [job.range_datum(n) for n in numbers]
-    data = dict(
-        SliceInput.objects.filter(job=job, number__in=numbers).values_list("number", "datum")
-    )
-    return [data[n] for n in numbers]
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -284,7 +361,7 @@ def record_results(
         _close_job(
             job, status=JobStatus.CANCELLED, code=outcome.cancelled[0], reason=outcome.cancelled[1]
         )
-    elif job.computed == job.total:
+    elif job.computed == job.total and not job.is_open:
         _close_job(job, status=JobStatus.FINISHED)
         outcome.completed = True
     outcome.status = job_status(job)
@@ -311,25 +388,49 @@ def _store_errors(
     job: Job, held: dict[int, int], errors: list[dict[str, Any]], outcome: BatchOutcome
 ) -> None:
     for error in errors:
-        number = error["slice"]
-        if number not in held:
-            continue
-        row = Slice.objects.get(pk=held[number])
-        row.errors += 1
-        row.error = {k: error.get(k, "") for k in ("name", "message", "traceback")}
-        if row.errors >= MAX_ERRORS_PER_SLICE:
-            row.status = SliceStatus.FAILED
-            job.failed += 1
-            why = f"{row.error['name']}: {row.error['message']}"
-            outcome.cancelled = (
-                "ETOOMANYERRORS",
-                f"slice {number} failed {row.errors} times: {why}",
-            )
-        else:
-            row.status = SliceStatus.NEW  # one retry, possibly on another worker
-        row.worker, row.lease_expires = "", None
-        row.save(update_fields=["errors", "error", "status", "worker", "lease_expires"])
-        outcome.errors.append({"slice": number, **row.error})
+        if error["slice"] in held:
+            row = Slice.objects.get(pk=held[error["slice"]])
+            if error.get("name") == "NoProgress":
+                _stalled(job, row, outcome)
+            else:
+                _failed(job, row, error, outcome)
+
+
+def _failed(job: Job, row: Slice, error: dict[str, Any], outcome: BatchOutcome) -> None:
+    """The work function raised: retry once (preferably elsewhere), then cancel the job."""
+    row.errors += 1
+    row.error = {k: error.get(k, "") for k in ("name", "message", "traceback")}
+    outcome.errors.append({"slice": row.number, **row.error})
+    if row.errors >= MAX_ERRORS_PER_SLICE:
+        job.failed += 1
+        why = f"{row.error['name']}: {row.error['message']}"
+        outcome.cancelled = (
+            "ETOOMANYERRORS",
+            f"slice {row.number} failed {row.errors} times: {why}",
+        )
+        _give_back(row, status=SliceStatus.FAILED)
+    else:
+        _give_back(row, retry_elsewhere=True)
+
+
+def _stalled(job: Job, row: Slice, outcome: BatchOutcome) -> None:
+    """The sandbox stopped a slice that made no progress: requeue once, then cancel."""
+    row.noprogress += 1
+    outcome.noprogress.append({"slice": row.number, "seconds": job.progress_timeout})
+    if row.noprogress >= MAX_ERRORS_PER_SLICE:
+        reason = f"slice {row.number} made no progress for {job.progress_timeout} s twice"
+        outcome.cancelled = ("ENOPROGRESS", reason)
+        _give_back(row, status=SliceStatus.FAILED)
+    else:
+        _give_back(row, retry_elsewhere=True)
+
+
+def _give_back(row: Slice, *, status: str = SliceStatus.NEW, retry_elsewhere: bool = False) -> None:
+    if retry_elsewhere:
+        row.last_failed_worker = row.worker
+        row.retry_after = timezone.now() + timedelta(seconds=settings.RETRY_ELSEWHERE_SECONDS)
+    row.status, row.worker, row.lease_expires = status, "", None
+    row.save()
 
 
 def _pay(
@@ -384,10 +485,50 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
 
 
 def job_status(job: Job) -> dict[str, Any]:
-    return {
+    status = {
         "total": job.total,
         "distributed": job.issued,
         "computed": job.computed,
         "failed": job.failed,
         "status": job.status,
+        "open": job.is_open,
     }
+    waiting = waiting_reason(job)
+    if waiting:
+        status["waiting"] = waiting
+    return status
+
+
+def waiting_reason(job: Job) -> str:
+    """Why no worker can take this running job, or "" when some connected worker can."""
+    if job.status != JobStatus.RUNNING or not (job.needs_webgpu or job.needs_offscreen_canvas):
+        return ""
+    workers = WorkerConnection.objects.all()
+    missing = []
+    if job.needs_webgpu:
+        workers = workers.filter(webgpu=True)
+        missing.append("webgpu")
+    if job.needs_offscreen_canvas:
+        workers = workers.filter(offscreen_canvas=True)
+        missing.append("offscreenCanvas")
+    if workers.exists():
+        return ""
+    return f"no connected worker has {' and '.join(missing)}"
+
+
+def worker_connected(*, worker: str, user: User, cores: int, capabilities: Capabilities) -> None:
+    WorkerConnection.objects.update_or_create(
+        id=worker,
+        defaults={
+            "user": user,
+            "cores": cores,
+            "webgpu": capabilities.webgpu,
+            "offscreen_canvas": capabilities.offscreen_canvas,
+        },
+    )
+
+
+def worker_disconnected(*, worker: str) -> int:
+    """Forget the worker and give its slices back; returns how many went back to the queue."""
+    WorkerConnection.objects.filter(id=worker).delete()
+    return return_slices(worker=worker)

@@ -130,32 +130,43 @@ async def test_a_late_result_for_a_redispatched_slice_is_ignored_and_not_paid(
         await communicator.disconnect()
 
 
-async def test_a_slice_that_fails_twice_cancels_the_job_with_its_traceback(deployer, volunteer):
+async def test_a_failed_slice_is_retried_on_another_worker_then_cancels_the_job(
+    deployer, volunteer
+):
     client = await connect_client(deployer)
     await client.send_json_to(
         deployer.deploy(input={"kind": "range", "start": 1, "end": 1, "step": 1})
     )
     job_id = (await receive_until(client, "accepted"))["job"]
-    worker = await connect_worker(volunteer, cores=1)
+    first = await connect_worker(volunteer, cores=1)
+    second = await connect_worker(volunteer, cores=1)
     failure = {
         "slice": 1,
         "name": "ZeroDivisionError",
         "message": "division by zero",
         "traceback": "Traceback ...\nZeroDivisionError: division by zero",
     }
-    for _ in range(2):
-        await worker.send_json_to({"type": "ready", "capacity": 1})
-        await receive_until(worker, "task")
-        await worker.send_json_to({"type": "result", "id": 1, "job": job_id, "errors": [failure]})
-        await receive_until(worker, "ack")
-        error = await receive_until(client, "error")
-        assert error["data"]["traceback"].endswith("division by zero")
+    await first.send_json_to({"type": "ready", "capacity": 1})
+    await receive_until(first, "task")
+    await first.send_json_to({"type": "result", "id": 1, "job": job_id, "errors": [failure]})
+    await receive_until(first, "ack")
+    error = await receive_until(client, "error")
+    assert error["data"]["traceback"].endswith("division by zero")
+
+    # The failing worker asks first, but the retry goes to the other one.
+    await first.send_json_to({"type": "ready", "capacity": 1})
+    assert (await receive_until(first, "waiting"))["type"] == "waiting"
+    await second.send_json_to({"type": "ready", "capacity": 1})
+    await receive_until(second, "task")
+    await second.send_json_to({"type": "result", "id": 2, "job": job_id, "errors": [failure]})
+    await receive_until(second, "ack")
     cancel = await receive_until(client, "cancel")
     assert cancel["data"]["code"] == "ETOOMANYERRORS"
+    assert "division by zero" in cancel["data"]["reason"]
     assert await sync_to_async(balance_of)(deployer.account) == to_units(10)
-    await receive_until(worker, "abort")
-    await client.disconnect()
-    await worker.disconnect()
+    await receive_until(second, "abort")
+    for communicator in (client, first, second):
+        await communicator.disconnect()
 
 
 async def test_print_in_a_work_function_reaches_the_client_as_console(deployer, volunteer):
