@@ -411,14 +411,16 @@ export class Supervisor {
   }
 
   #onTask(message) {
-    const { task, job, slices, lease_seconds: leaseSeconds } = message;
+    const { task, job, slices, lease_seconds: leaseSeconds, progress_timeout: progressTimeout } = message;
     if (!job || job.id === undefined || !Array.isArray(slices)) {
       this.#log_(`Ignored a malformed task ${JSON.stringify(task ?? null)}`, "warn");
       return;
     }
     // The pool compiles a work function once per job id; it calls the source `function`.
     const poolJob = { id: job.id, language: job.language ?? "python", function: job.source, args: job.args ?? [] };
-    const timeoutMs = Number(leaseSeconds) > 0 ? Number(leaseSeconds) * 1000 : undefined;
+    // The job's progress timeout stops a stalled slice; the lease is only the server's backstop.
+    const seconds = Number(progressTimeout) > 0 ? Number(progressTimeout) : Number(leaseSeconds);
+    const timeoutMs = seconds > 0 ? seconds * 1000 : undefined;
     const taskRecord = { id: task, open: new Set() };
     for (const { slice, datum } of slices) {
       const key = sliceKey(job.id, slice);
