@@ -71,8 +71,14 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy portal dcp
 
-bench: venv frontend
-	@for b in bench/*.py; do $(PY) $$b || exit 1; done
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[test,dev,bench]"
+	@touch $@
+
+# Each benchmark prints one JSON line of figures.
+bench: venv frontend chromium $(VENV)/.bench-installed
+	$(PY) -m bench.throughput
+	$(PY) -m bench.browser
 
 clean:
 	rm -rf $(VENV) frontend/node_modules worker_static/vendor

@@ -277,7 +277,6 @@ class WorkerConsumer(ProtocolConsumer):
         self.batches = 0
         self.waiting = False
         self.dispatching = asyncio.Lock()
-        self.poller: asyncio.Task[None] | None = None
         self.jobs_seen: set[str] = set()
         self.capabilities = services.Capabilities()  # console lines are forwarded only for these
         await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
@@ -285,8 +284,7 @@ class WorkerConsumer(ProtocolConsumer):
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "worker_id"):
             return
-        if self.poller is not None:
-            self.poller.cancel()
+        idle_workers.discard(self)
         await self.channel_layer.group_discard(WORKERS_GROUP, self.channel_name)
         returned = await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
         if returned:
@@ -322,7 +320,6 @@ class WorkerConsumer(ProtocolConsumer):
         async with self.dispatching:
             if self.capacity <= 0:
                 return
-            await database_sync_to_async(services.requeue_lapsed_leases)()
             task = await database_sync_to_async(services.claim_slices)(
                 worker=self.worker_id, limit=self.task_size(), capabilities=self.capabilities
             )
@@ -330,9 +327,10 @@ class WorkerConsumer(ProtocolConsumer):
                 if not self.waiting:
                     self.waiting = True
                     await self.send_json({"type": "waiting"})
-                self.start_polling()
+                idle_workers.add(self)
                 return
             self.waiting = False
+            idle_workers.discard(self)
             self.capacity = max(self.capacity - len(task.slices), 0)
             self.jobs_seen.add(task.job.id)
             await self.send_json(_task_message(task))
@@ -342,15 +340,6 @@ class WorkerConsumer(ProtocolConsumer):
             return self.cores
         per_second = self.cores * 1000 / max(self.slice_ms, 0.05)
         return max(1, min(int(per_second), settings.MAX_TASK_SLICES))
-
-    def start_polling(self) -> None:
-        if self.poller is None or self.poller.done():
-            self.poller = asyncio.create_task(self.poll())
-
-    async def poll(self) -> None:
-        while self.capacity > 0:
-            await asyncio.sleep(settings.DISPATCH_POLL_SECONDS)
-            await self.offer_task()
 
     async def work_available(self, event: dict[str, Any]) -> None:
         if self.capacity > 0:
@@ -404,6 +393,39 @@ class WorkerConsumer(ProtocolConsumer):
         )
         if returned:
             await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
+
+
+class IdleWorkers:
+    """The waiting workers of this process and the one poller that looks for work for them.
+
+    Wake-ups through the channel layer are the fast path; this is the fallback for a wake-up
+    that was lost (another process crashed, a lapsed lease). One query per poll, however many
+    workers wait, so thousands of idle tabs cost next to nothing.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: set[WorkerConsumer] = set()
+        self.poller: asyncio.Task[None] | None = None
+
+    def add(self, worker: WorkerConsumer) -> None:
+        self.waiting.add(worker)
+        loop = asyncio.get_running_loop()
+        if self.poller is None or self.poller.done() or self.poller.get_loop() is not loop:
+            self.poller = loop.create_task(self.poll())
+
+    def discard(self, worker: WorkerConsumer) -> None:
+        self.waiting.discard(worker)
+
+    async def poll(self) -> None:
+        while self.waiting:
+            await asyncio.sleep(settings.DISPATCH_POLL_SECONDS)
+            await database_sync_to_async(services.requeue_lapsed_leases)()
+            if await database_sync_to_async(services.any_work)():
+                for worker in list(self.waiting):
+                    await worker.offer_task()
+
+
+idle_workers = IdleWorkers()
 
 
 def _task_message(task: services.Task) -> dict[str, Any]:

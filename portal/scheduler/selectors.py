@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
+from django.utils import timezone
+
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
@@ -64,3 +67,26 @@ def jobs_of_identity(identity: str, limit: int = 200) -> list[dict[str, Any]]:
         }
         for job in rows
     ]
+
+
+def results_in_ranges(job: Job, ranges: list[tuple[int, int]], limit: int) -> list[tuple[int, Any]]:
+    """Stored results of the job's slices within `ranges` (inclusive), in slice order."""
+    if not ranges:
+        return []
+    within = Q()
+    for start, end in ranges:
+        within |= Q(number__gte=start, number__lte=end)
+    rows = (
+        Slice.objects.filter(job=job, status=SliceStatus.DONE)
+        .filter(within)
+        .order_by("number")
+        .values_list("number", "result")[:limit]
+    )
+    return list(rows)
+
+
+def active_slice_count(job: Job) -> int:
+    """How many of the job's slices a worker holds right now (an unexpired lease)."""
+    return Slice.objects.filter(
+        job=job, status=SliceStatus.LEASED, lease_expires__gte=timezone.now()
+    ).count()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, worker_files
+from . import jobs, views, worker_files
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,4 +19,8 @@ urlpatterns = [
     path("portal/first-devs/", views.first_devs, name="first_devs"),
     path("portal/first-devs/join/", views.join, name="join_first_devs"),
     path("portal/first-devs/identity/", views.new_identity_key, name="new_identity_key"),
+    path("portal/jobs/", jobs.jobs, name="jobs"),
+    path("portal/jobs/status.json", jobs.jobs_status, name="jobs_status"),
+    path("portal/jobs/<str:job_id>/cancel/", jobs.cancel, name="cancel_job"),
+    path("portal/jobs/<str:job_id>/results.json", jobs.results, name="job_results"),
 ]

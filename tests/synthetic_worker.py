@@ -1,0 +1,124 @@
+"""A synthetic worker: speaks the real worker protocol over a real websocket and runs the
+work function natively in this process, so what it measures is the scheduler, not Pyodide.
+
+For tests and benchmarks only: it executes job code without any sandbox.
+
+    python -m tests.synthetic_worker --url http://127.0.0.1:8000 --email w@example.com \
+        --password '...' --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.cookiejar
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import websockets
+
+
+def log_in(url: str, email: str, password: str) -> str:
+    """Sign in through the portal's login form as a browser would; returns the session id."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{url}/accounts/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token, "no login form"
+    body = urllib.parse.urlencode(
+        {"login": email, "password": password, "csrfmiddlewaretoken": token.group(1)}
+    ).encode()
+    request = urllib.request.Request(f"{url}/accounts/login/", data=body, headers={"Referer": url})
+    opener.open(request).read()
+    for cookie in jar:
+        if cookie.name == "sessionid":
+            return cookie.value
+    raise RuntimeError("login failed: no session cookie")
+
+
+def compile_work(source: str) -> Any:
+    namespace: dict[str, Any] = {"progress": lambda value=None: None}
+    exec(compile(source, "<work>", "exec"), namespace)  # noqa: S102 (synthetic worker)
+    if callable(namespace.get("work")):
+        return namespace["work"]
+    functions = [v for k, v in namespace.items() if callable(v) and k != "progress"]
+    return functions[-1]
+
+
+class SyntheticWorker:
+    def __init__(self, url: str, session: str, cores: int = 1, delay: float = 0.0) -> None:
+        self.url = url
+        self.session = session
+        self.cores = cores
+        self.delay = delay  # seconds of "work" per slice, for chaos tests
+        self.computed = 0
+        self.functions: dict[str, Any] = {}
+
+    async def run_forever(self) -> None:
+        """Work, and reconnect with backoff whenever the connection drops."""
+        backoff = 0.2
+        while True:
+            try:
+                await self.session_once()
+                backoff = 0.2
+            except (OSError, websockets.ConnectionClosed, websockets.InvalidStatus):
+                pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 3.0)
+
+    async def session_once(self) -> None:
+        ws_url = self.url.replace("http", "ws", 1) + "/ws/worker/"
+        headers = {"Cookie": f"sessionid={self.session}", "Origin": self.url}
+        async with websockets.connect(
+            ws_url, additional_headers=headers, max_size=2**26, ping_interval=None
+        ) as socket:
+            await socket.send(json.dumps({"type": "hello", "id": 1, "cores": self.cores}))
+            await socket.send(json.dumps({"type": "ready", "capacity": self.cores}))
+            async for frame in socket:
+                message = json.loads(frame)
+                if message["type"] == "task":
+                    await socket.send(json.dumps(self.compute(message)))
+                elif message["type"] == "ack":
+                    await socket.send(json.dumps({"type": "ready", "capacity": self.cores}))
+
+    def compute(self, task: dict[str, Any]) -> dict[str, Any]:
+        job = task["job"]
+        work = self.functions.get(job["id"])
+        if work is None:
+            work = self.functions[job["id"]] = compile_work(job["source"])
+        results = []
+        started = time.perf_counter()
+        for item in task["slices"]:
+            if self.delay:
+                time.sleep(self.delay)
+            results.append({"slice": item["slice"], "value": work(item["datum"], *job["args"])})
+        elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
+        for result in results:
+            result["ms"] = elapsed_ms
+        self.computed += len(results)
+        return {"type": "result", "id": task["task"], "job": job["id"], "results": results}
+
+
+async def run_workers(url: str, session: str, count: int, delay: float) -> None:
+    workers = [SyntheticWorker(url, session, delay=delay) for _ in range(count)]
+    await asyncio.gather(*(worker.run_forever() for worker in workers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--delay", type=float, default=0.0)
+    options = parser.parse_args()
+    session = log_in(options.url, options.email, options.password)
+    asyncio.run(run_workers(options.url, session, options.workers, options.delay))
+
+
+if __name__ == "__main__":
+    main()
