@@ -29,7 +29,7 @@ class Portal:
 def start_portal(credits: str = "1000000") -> Portal:
     """daphne on the embedded defaults, a First Dev with `credits` and a volunteer account."""
     workdir = Path(tempfile.mkdtemp(prefix="dcp-bench-"))
-    site = LiveSite(workdir)
+    site = LiveSite(workdir, debug=False)
     site.migrate()
     home = workdir / "home"
     payer = json.loads(

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "portal.bank",
     "portal.scheduler",
     "portal.web",
+    "portal.api",
 ]
 
 MIDDLEWARE = [
@@ -113,7 +114,11 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
 else:
     SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +126,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(SQLITE_PATH),
+            # Websocket consumers reach the database from a pool of threads: each keeps its
+            # connection instead of opening one per message.
+            "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 60),
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
                 # BEGIN so two writers queue on busy_timeout instead of failing mid-transaction.
@@ -210,6 +218,8 @@ MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 500)
 MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
 MAX_RESULTS_PER_FETCH = 10_000
 MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024)
+# The REST API's "MARKET_VALUE" payment offer, in credits per slice.
+MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 
 # --- Static files, i18n -----------------------------------------------------------------------
 
@@ -236,8 +246,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Only a benchmark or a test on plain http turns these off (SECURE_COOKIES=false).
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)

@@ -6,5 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/v0/", include("portal.api.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 class LiveSite:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, debug: bool = True) -> None:
+        self.debug = debug
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,12 +45,20 @@ class LiveSite:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
             DJANGO_SETTINGS_MODULE="portal.settings",
-            DEBUG="true",
+            DEBUG="true" if self.debug else "false",
             SQLITE_PATH=str(self.db_path),
             EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
             EMAIL_FILE_PATH=str(self.mail_dir),
             PYTHONUNBUFFERED="1",
         )
+        if not self.debug:  # production settings, but on plain http at 127.0.0.1
+            env.update(
+                SECRET_KEY="live-site-" + "k" * 50,
+                ALLOWED_HOSTS="127.0.0.1,localhost",
+                SECURE_SSL_REDIRECT="false",
+                SECURE_COOKIES="false",
+                LOG_LEVEL="WARNING",
+            )
         return env
 
     def migrate(self) -> None:

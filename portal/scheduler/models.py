@@ -97,7 +97,7 @@ class Slice(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="slices")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=8, choices=SliceStatus.choices, default=SliceStatus.NEW)
-    worker = models.CharField(max_length=40, blank=True, db_index=True)
+    worker = models.CharField(max_length=40, blank=True)
     lease_expires = models.DateTimeField(null=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     errors = models.PositiveSmallIntegerField(default=0)

@@ -290,23 +290,26 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int) -> Task | None:
     fresh = min(limit - len(numbers), job.total - job.issued)
     if fresh > 0:
         first = job.issued + 1
-        Slice.objects.bulk_create(
-            Slice(
-                job=job,
-                number=n,
-                status=SliceStatus.LEASED,
-                worker=worker,
-                lease_expires=deadline,
-                attempts=1,
-            )
-            for n in range(first, first + fresh)
-        )
+        _insert_leased(job.id, range(first, first + fresh), worker, deadline)
         Job.objects.filter(pk=job.pk).update(issued=F("issued") + fresh)
         job.issued += fresh
         numbers.extend(range(first, first + fresh))
     if not numbers:
         return None
     return Task(job=job, slices=list(zip(numbers, job.data_of(numbers), strict=True)))
+
+
+def _insert_leased(job_id: str, numbers: range, worker: str, deadline: datetime) -> None:
+    """Slice rows for numbers handed out the first time, in one prepared statement."""
+    table = Slice._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (job_id, number, status, worker, lease_expires, attempts, "  # noqa: S608
+        "errors, noprogress, last_failed_worker) VALUES (%s, %s, %s, %s, %s, 1, 0, 0, '')"
+    )
+    expires = connection.ops.adapt_datetimefield_value(deadline)
+    rows = [(job_id, n, SliceStatus.LEASED, worker, expires) for n in numbers]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def lease_seconds(job: Job) -> int:
@@ -326,9 +329,10 @@ def _claim_returned(*, job_id: str, worker: str, limit: int, deadline: datetime)
         "AND (retry_after IS NULL OR retry_after < %s OR last_failed_worker <> %s) "
         f"ORDER BY number LIMIT %s{skip_locked}) RETURNING number"
     )
-    params: list[Any] = [SliceStatus.LEASED, worker, deadline, job_id, SliceStatus.NEW]
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [SliceStatus.LEASED, worker, adapt(deadline), job_id, SliceStatus.NEW]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, timezone.now(), worker, limit])
+        cursor.execute(sql, [*params, adapt(timezone.now()), worker, limit])
         return sorted(row[0] for row in cursor.fetchall())
 
 

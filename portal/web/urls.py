@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import jobs, views, worker_files
+from . import api_keys, jobs, views, worker_files
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,6 +19,12 @@ urlpatterns = [
     path("portal/first-devs/", views.first_devs, name="first_devs"),
     path("portal/first-devs/join/", views.join, name="join_first_devs"),
     path("portal/first-devs/identity/", views.new_identity_key, name="new_identity_key"),
+    path("portal/first-devs/api-keys/", api_keys.create_api_key, name="create_api_key"),
+    path(
+        "portal/first-devs/api-keys/<str:prefix>/revoke/",
+        api_keys.revoke_api_key,
+        name="revoke_api_key",
+    ),
     path("portal/jobs/", jobs.jobs, name="jobs"),
     path("portal/jobs/status.json", jobs.jobs_status, name="jobs_status"),
     path("portal/jobs/<str:job_id>/cancel/", jobs.cancel, name="cancel_job"),

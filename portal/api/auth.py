@@ -1,0 +1,154 @@
+"""Who is calling: an API key (`Bearer`) or an identity keystore and its passphrase (`Basic`).
+
+Both resolve to a Principal: the portal user and the identity key the request acts as. The
+portal's session cookie is never accepted here, so no API request needs a CSRF token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security.http import HttpAuthBase
+
+from dcp.keystore import KeystoreError, address_of, read_keystore
+from portal.scheduler.selectors import identity_owner
+from portal.users.models import User
+
+from .errors import ApiError
+from .models import ApiKey
+
+TOKEN_PATTERN = re.compile(r"dcp_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+# A keystore is well under 1 KiB; base64 of a generous one fits in 16 KiB.
+MAX_AUTHORIZATION_CHARS = 16 * 1024
+# Basic auth runs the keystore's KDF on every request: never more than the portal's own.
+BASIC_MIN_SCRYPT_N_CAP = 2**15
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a portal user acting as one of its identity keys."""
+
+    user: User
+    identity: str
+    api_key: ApiKey | None = None
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _refused(message: str) -> ApiError:
+    return ApiError(401, "EAUTH", message)
+
+
+def _credentials(request: HttpRequest, scheme: str) -> str | None:
+    """The credentials after `<scheme> ` in the Authorization header, or None for another."""
+    header = request.headers.get("Authorization", "")
+    name, _, credentials = header.partition(" ")
+    if name.lower() != scheme:
+        return None
+    if len(header) > MAX_AUTHORIZATION_CHARS:
+        raise _refused("the Authorization header is too large")
+    return credentials.strip()
+
+
+class ApiKeyBearer(HttpAuthBase):
+    """`Authorization: Bearer dcp_<prefix>_<secret>`: an API key from the First Devs tab."""
+
+    openapi_scheme = "bearer"
+    openapi_description = "An API key created on the portal's First Devs tab."
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        token = _credentials(request, "bearer")
+        return None if token is None else authenticate_api_key(token)
+
+
+def authenticate_api_key(token: str) -> Principal:
+    match = TOKEN_PATTERN.fullmatch(token)
+    key = (
+        ApiKey.objects.select_related("user", "identity").filter(prefix=match.group(1)).first()
+        if match
+        else None
+    )
+    if (
+        key is None
+        or not hmac.compare_digest(key.digest, token_digest(token))
+        or not key.is_active
+        or not key.user.is_active
+    ):
+        raise _refused("unknown or revoked API key")
+    _note_use(key)
+    return Principal(user=key.user, identity=key.identity.address, api_key=key)
+
+
+def _note_use(key: ApiKey) -> None:
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+class KeystoreBasic(HttpAuthBase):
+    """dcp-rest's scheme: `Authorization: Basic base64(<id keystore JSON>:<passphrase>)`."""
+
+    openapi_scheme = "basic"
+    openapi_description = (
+        "The identity keystore (id.keystore) JSON, a colon, and its passphrase, base64-encoded."
+    )
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        credentials = _credentials(request, "basic")
+        return None if credentials is None else authenticate_keystore(credentials)
+
+
+def authenticate_keystore(credentials: str) -> Principal:
+    keystore, passphrase = split_basic_credentials(credentials)
+    try:
+        private_key = read_keystore(keystore, passphrase, **_kdf_caps())
+    except KeystoreError as error:
+        raise _refused(f"identity keystore refused: {error}") from None
+    identity = address_of(private_key)
+    owner = identity_owner(identity)
+    if owner is None or not owner.is_active:
+        raise _refused("identity not registered: create one on the First Devs tab")
+    return Principal(user=owner, identity=identity)
+
+
+def split_basic_credentials(credentials: str) -> tuple[dict[str, Any], str]:
+    """The keystore object and the passphrase of `base64(<keystore JSON>:<passphrase>)`.
+
+    The keystore JSON has colons of its own, so it is read as one JSON value and the
+    passphrase is whatever follows the colon after it (it may hold colons too).
+    """
+    try:
+        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+        keystore, end = json.JSONDecoder().raw_decode(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
+        raise _refused(
+            "Basic credentials must be base64 of '<keystore JSON>:<passphrase>'"
+        ) from None
+    if not isinstance(keystore, dict) or text[end : end + 1] != ":":
+        raise _refused("Basic credentials must be base64 of '<keystore JSON>:<passphrase>'")
+    return keystore, text[end + 1 :]
+
+
+def _kdf_caps() -> dict[str, int]:
+    scrypt_n = max(settings.KEYSTORE_SCRYPT_N, BASIC_MIN_SCRYPT_N_CAP)
+    return {
+        "max_scrypt_n": scrypt_n,
+        "max_scrypt_r": 8,
+        "max_scrypt_p": 1,
+        "max_scrypt_cost": scrypt_n * 8,
+        "max_pbkdf2_c": 2**18,
+    }

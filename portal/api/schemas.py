@@ -1,0 +1,164 @@
+"""Request and response bodies of the REST API, as pydantic models.
+
+Ninja validates requests with these same models and generates the OpenAPI schema from them, so
+the published schema cannot drift from what the code accepts. Field names follow dcp-rest
+(camelCase); requirements and public metadata reuse the websocket protocol's models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from portal.scheduler.schemas import Public, Requirements
+
+Json = Any
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("a slice's input may not be null (null inside a list or object is fine)")
+    return value
+
+
+SliceValue = Annotated[
+    Any,
+    AfterValidator(_not_null),
+    WithJsonSchema({"not": {"type": "null"}, "description": "Any JSON value but null."}),
+]
+MAX_SLICES_PER_REQUEST = 100_000
+JobId = Annotated[str, Field(description="The job's id, as POST /job returned it.")]
+Offer = Annotated[
+    Decimal,
+    Field(ge=0, le=10**9, max_digits=19, decimal_places=9, description="Credits per slice."),
+]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+class WorkIn(ApiModel):
+    language: Literal["python", "js"] = Field(
+        default="python", description="Python runs in Pyodide; js is a JavaScript function."
+    )
+    function: str = Field(
+        min_length=1,
+        max_length=1_000_000,
+        description="Source of the work function, called once per slice as work(datum, *args).",
+    )
+
+
+class AccountIn(ApiModel):
+    address: str = Field(max_length=44, description="An account key's address, with or without 0x.")
+
+
+class JobIn(ApiModel):
+    slices: list[SliceValue] = Field(
+        default_factory=list,
+        max_length=MAX_SLICES_PER_REQUEST,
+        description="Input values, one per slice (more may follow: every REST job is open).",
+    )
+    work: WorkIn
+    args: list[Json] = Field(default_factory=list, max_length=1000)
+    requirements: Requirements = Field(default_factory=Requirements)
+    public: Public = Field(default_factory=lambda: Public())
+    slicePaymentOffer: Offer | Literal["MARKET_VALUE"] = Field(
+        default="MARKET_VALUE",
+        description="Credits paid per slice (a number or decimal string), or MARKET_VALUE.",
+    )
+    account: AccountIn | None = Field(
+        default=None,
+        description="The paying account; defaults to the API key's account, or with Basic "
+        "auth to your default account.",
+    )
+
+
+class SlicesIn(ApiModel):
+    slices: list[SliceValue] = Field(min_length=1, max_length=MAX_SLICES_PER_REQUEST)
+
+
+class CancelIn(ApiModel):
+    reason: str = Field(default="", max_length=200)
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A stable error code such as EINVALID or ENOFUNDS.")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class JobCreated(BaseModel):
+    jobId: JobId
+
+
+class JobStatusOut(BaseModel):
+    jobId: JobId
+    status: Literal["running", "finished", "cancelled"]
+    open: bool = Field(description="The job still takes slices (POST .../close ends that).")
+    totalSlices: int
+    distributedSlices: int
+    completedSlices: int
+    activeSlices: int = Field(description="Slices a worker holds right now.")
+    failedSlices: int
+    waiting: str | None = Field(default=None, description="Why no worker can take the job.")
+
+
+class JobOut(JobStatusOut):
+    name: str
+    language: str
+    slicePaymentOffer: str = Field(description="Credits per slice, as a decimal string.")
+    account: str = Field(description="The address of the account paying for the job.")
+    public: dict[str, Any]
+    requirements: dict[str, Any]
+    created: datetime
+    finished: datetime | None
+    cancelCode: str | None
+    cancelReason: str | None
+
+
+class JobSummary(BaseModel):
+    jobId: JobId
+    name: str
+    status: Literal["running", "finished", "cancelled"]
+    totalSlices: int
+    completedSlices: int
+    created: datetime
+
+
+class JobCount(BaseModel):
+    jobCount: int
+
+
+class SliceResultOut(BaseModel):
+    sliceNumber: int
+    value: Json = Field(description="What the work function returned for this slice.")
+
+
+class ResultsOut(BaseModel):
+    results: list[SliceResultOut]
+    totalSlices: int
+    completedSlices: int
+    activeSlices: int
+    nextRanges: list[str] = Field(
+        description="Ranges still to fetch when this page stopped at the size limit; empty "
+        "when it holds every stored result asked for."
+    )
+
+
+class AccountOut(BaseModel):
+    name: str
+    address: str
+    balance: str = Field(description="Credits, as an exact decimal string such as '9.75'.")

@@ -1,0 +1,152 @@
+"""Reads of the REST API: the caller's jobs, their results in pages, and accounts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from portal.bank.selectors import balances_of
+from portal.bank.units import format_credits
+from portal.scheduler import selectors as scheduler
+from portal.scheduler.models import Job
+from portal.scheduler.services import SchedulerError, job_status
+from portal.users.models import User
+from portal.wallet.models import Key, KeyKind
+
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from .auth import Principal
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+RANGE = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
+MAX_RANGES = 100
+
+
+def own_job(principal: Principal, job_id: str) -> Job:
+    """The caller's job; ENOJOB for any other id, whoever deployed it."""
+    job = (
+        scheduler.job_of_identity(job_id, principal.identity) if JOB_ID.fullmatch(job_id) else None
+    )
+    if job is None:
+        raise SchedulerError("ENOJOB", f"no job {job_id[:40]} for this identity")
+    return job
+
+
+def status_of(job: Job) -> dict[str, Any]:
+    """The job's progress in the API's words."""
+    status = job_status(job)
+    return {
+        "jobId": job.id,
+        "status": status["status"],
+        "open": status["open"],
+        "totalSlices": status["total"],
+        "distributedSlices": status["distributed"],
+        "completedSlices": status["computed"],
+        "activeSlices": scheduler.active_slice_count(job),
+        "failedSlices": status["failed"],
+        "waiting": status.get("waiting"),
+    }
+
+
+def details_of(job: Job) -> dict[str, Any]:
+    return {
+        **status_of(job),
+        "name": job.name,
+        "language": job.language,
+        "slicePaymentOffer": format_credits(job.offer),
+        "account": job.payer,
+        "public": job.public,
+        "requirements": job.requirements,
+        "created": job.created_at,
+        "finished": job.finished_at,
+        "cancelCode": job.cancel_code or None,
+        "cancelReason": job.cancel_reason or None,
+    }
+
+
+def jobs_of(principal: Principal) -> list[dict[str, Any]]:
+    """The caller's jobs, newest first (the 200 most recent)."""
+    return [
+        {
+            "jobId": row["job"],
+            "name": row["name"],
+            "status": row["status"],
+            "totalSlices": row["total"],
+            "completedSlices": row["computed"],
+            "created": row["created"],
+        }
+        for row in scheduler.jobs_of_identity(principal.identity)
+    ]
+
+
+def job_count(principal: Principal) -> int:
+    return Job.objects.filter(identity=principal.identity).count()
+
+
+def accounts_of(user: User) -> list[dict[str, str]]:
+    keys = list(Key.objects.filter(user=user, kind=KeyKind.ACCOUNT))
+    balances = balances_of([key.address for key in keys])
+    return [
+        {
+            "name": key.label,
+            "address": key.address,
+            "balance": format_credits(balances[key.address]),
+        }
+        for key in keys
+    ]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class ResultsPage:
+    results: list[tuple[int, Any]]
+    next_ranges: list[tuple[int, int]]
+
+
+def parse_ranges(texts: list[str]) -> list[tuple[int, int]]:
+    """`["1-10", "33"]` as inclusive (start, end) pairs; EINVALID for anything else."""
+    if len(texts) > MAX_RANGES:
+        raise ApiError(400, "EINVALID", f"range: at most {MAX_RANGES} ranges per request")
+    ranges = []
+    for text in texts:
+        match = RANGE.fullmatch(text.strip())
+        if match is None:
+            raise ApiError(400, "EINVALID", f"range: {text[:40]!r} is not 'start-end' or 'n'")
+        start = int(match.group(1))
+        end = int(match.group(2) or start)
+        if start < 1 or end < start:
+            raise ApiError(400, "EINVALID", f"range: {text[:40]!r} must go from 1 upwards")
+        ranges.append((start, end))
+    return ranges
+
+
+def _merged(ranges: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping ranges cut at the job's last slice."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        end = min(end, total)
+        if start > end:
+            continue
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def results_page(job: Job, ranges: list[tuple[int, int]] | None) -> ResultsPage:
+    """Stored results within `ranges` (all slices when None), at most a page's worth."""
+    wanted = _merged(ranges if ranges else [(1, job.total)], job.total)
+    limit = settings.MAX_RESULTS_PER_FETCH
+    rows = scheduler.results_in_ranges(job, wanted, limit + 1)
+    if len(rows) <= limit:
+        return ResultsPage(results=rows, next_ranges=[])
+    last = rows[limit - 1][0]
+    rest = [(max(start, last + 1), end) for start, end in wanted if end > last]
+    return ResultsPage(results=rows[:limit], next_ranges=rest)

@@ -1,0 +1,184 @@
+"""Every write of the REST API: API keys, and the job operations behind the endpoints.
+
+Job operations check what only the API knows (which account a caller may pay from) and then
+call the scheduler's services, which do the work in one database transaction each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from portal.bank.units import to_units
+from portal.scheduler import services as scheduler
+from portal.scheduler.models import Job
+from portal.scheduler.services import JobSpec, SchedulerError
+from portal.users.models import User
+from portal.wallet.models import Key, KeyKind
+from portal.wallet.services import WalletError, normalise_address, validate_label
+
+from .auth import Principal, token_digest
+from .errors import ApiError
+from .models import ApiKey
+from .schemas import JobIn
+from .selectors import own_job
+
+# No account holds this much: a larger escrow is refused before it reaches the ledger.
+MAX_ESCROW_UNITS = 2**62
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_api_key(
+    *, user: User, label: str, identity_address: str, account_address: str
+) -> tuple[ApiKey, str]:
+    """A new API key acting as one of the user's identity keys and paying from one account.
+
+    Returns the key and its token: the token is not stored and cannot be shown again.
+    """
+    label = validate_label(label)
+    identity = _own_key(user, KeyKind.IDENTITY, identity_address)
+    account = _own_key(user, KeyKind.ACCOUNT, account_address)
+    prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    token = f"dcp_{prefix}_{secret}"
+    key = ApiKey.objects.create(
+        user=user,
+        label=label,
+        prefix=prefix,
+        digest=token_digest(token),
+        identity=identity,
+        account=account,
+    )
+    return key, token
+
+
+def _own_key(user: User, kind: KeyKind, address: str) -> Key:
+    key = Key.objects.filter(user=user, kind=kind, address=address).first()
+    if key is None:
+        raise WalletError(f"Choose one of your {KeyKind(kind).label}s.")
+    return key
+
+
+def revoke_api_key(*, user: User, prefix: str) -> ApiKey | None:
+    """Revoke one of the user's API keys at once; None when it has none with that prefix."""
+    key = ApiKey.objects.filter(user=user, prefix=prefix, revoked_at__isnull=True).first()
+    if key is not None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+def paying_key(principal: Principal, address: str | None) -> Key:
+    """The account key that pays for a caller's request, refusing one it may not use."""
+    wanted = _address(address) if address is not None else None
+    if principal.api_key is not None:
+        key = principal.api_key.account
+        if wanted is not None and wanted != key.address:
+            raise ApiError(403, "EACCOUNT", f"this API key pays only from account {key.address}")
+    else:
+        accounts = Key.objects.filter(user=principal.user, kind=KeyKind.ACCOUNT)
+        found = accounts.filter(address=wanted) if wanted else accounts.filter(is_default=True)
+        key_or_none = found.first()
+        if key_or_none is None:
+            raise ApiError(403, "EACCOUNT", f"account {wanted} is not one of your account keys")
+        key = key_or_none
+    if key.has_passphrase:
+        # Paying uses the key, and every use of a passphrase-protected key must give it.
+        raise ApiError(
+            403,
+            "EKEYLOCKED",
+            "this account key is protected by a passphrase: remove it or use the Python client",
+        )
+    return key
+
+
+def _address(text: str) -> str:
+    try:
+        return normalise_address(text)
+    except WalletError as error:
+        raise ApiError(400, "EINVALID", f"account.address: {error}") from None
+
+
+def offer_units(offer: Any) -> int:
+    """Base units per slice of a `slicePaymentOffer`: a number, or MARKET_VALUE."""
+    return to_units(settings.MARKET_SLICE_OFFER if offer == "MARKET_VALUE" else offer)
+
+
+def _require_escrow_fits(offer: int, count: int) -> None:
+    if offer * count >= MAX_ESCROW_UNITS:
+        raise SchedulerError("ENOFUNDS", "no account holds enough credits to pay for these slices")
+
+
+def _job_ref(principal: Principal, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return uuid.uuid4().hex
+    # Scoped to the identity, so that one caller's key can never name another's job.
+    scoped = hashlib.sha256(f"{principal.identity}:{idempotency_key}".encode()).hexdigest()
+    return f"rest-{scoped[:40]}"
+
+
+def deploy_job(
+    *, principal: Principal, body: JobIn, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Deploy an open values job paid from the caller's account; (job, False) on a replay."""
+    payer = paying_key(principal, body.account.address if body.account else None)
+    offer = offer_units(body.slicePaymentOffer)
+    _require_escrow_fits(offer, len(body.slices))
+    spec = JobSpec(
+        ref=_job_ref(principal, idempotency_key),
+        language=body.work.language,
+        source=body.work.function,
+        args=body.args,
+        input_kind="values",
+        values=body.slices,
+        is_open=True,
+        offer=offer,
+        public=body.public.model_dump(exclude_defaults=True),
+        requirements=body.requirements.model_dump(exclude_defaults=True),
+    )
+    return scheduler.deploy_job(
+        owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec
+    )
+
+
+def add_slices(
+    *, principal: Principal, job_id: str, values: list[Any], idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Append input to an open job, paid by the account that pays for the job."""
+    job = own_job(principal, job_id)
+    payer = paying_key(principal, job.payer)
+    _require_escrow_fits(job.offer, len(values))
+    return scheduler.add_slices(
+        job_id=job.id,
+        identity=principal.identity,
+        batch_ref=idempotency_key or uuid.uuid4().hex,
+        values=values,
+        payer=payer.address,
+        max_total=job.offer * len(values),
+    )
+
+
+def close_job(*, principal: Principal, job_id: str) -> tuple[Job, bool]:
+    """No more slices; (job, True) when that made the job complete."""
+    job = own_job(principal, job_id)
+    return scheduler.close_job(job_id=job.id, identity=principal.identity)
+
+
+def cancel_job(*, principal: Principal, job_id: str, reason: str) -> Job:
+    """Cancel a running job and refund its escrow; a job that already finished is ECLOSED."""
+    job = own_job(principal, job_id)
+    job = scheduler.cancel_job(job_id=job.id, identity=principal.identity, reason=reason)
+    if job.status == "finished":
+        raise SchedulerError("ECLOSED", f"job {job.id} has already finished")
+    return job
