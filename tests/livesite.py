@@ -29,8 +29,16 @@ def free_port() -> int:
 
 
 class LiveSite:
-    def __init__(self, workdir: Path, port: int | None = None, *, debug: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        debug: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.debug = debug
+        self.extra_env = extra_env or {}
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,6 +67,7 @@ class LiveSite:
                 SECURE_COOKIES="false",
                 LOG_LEVEL="WARNING",
             )
+        env.update(self.extra_env)
         return env
 
     def migrate(self) -> None:
@@ -98,6 +107,19 @@ class LiveSite:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("daphne did not start listening within 30 s")
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this site's database; its last line of output."""
+        completed = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        lines = completed.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None:

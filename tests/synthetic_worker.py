@@ -65,8 +65,8 @@ class SyntheticWorker:
             try:
                 await self.session_once()
                 backoff = 0.2
-            except (OSError, websockets.ConnectionClosed, websockets.InvalidStatus):
-                pass
+            except (OSError, websockets.WebSocketException):
+                pass  # the server went away: try again after the backoff
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 3.0)
 
@@ -111,12 +111,13 @@ async def run_workers(url: str, session: str, count: int, delay: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--email", required=True)
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--email")
+    parser.add_argument("--password")
+    parser.add_argument("--session", help="a session id already signed in (instead of a login)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--delay", type=float, default=0.0)
     options = parser.parse_args()
-    session = log_in(options.url, options.email, options.password)
+    session = options.session or log_in(options.url, options.email, options.password)
     asyncio.run(run_workers(options.url, session, options.workers, options.delay))
 
 
