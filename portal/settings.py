@@ -218,6 +218,8 @@ MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 500)
 MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
 MAX_RESULTS_PER_FETCH = 10_000
 MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024)
+# Frames a second one socket may send (bursts of twice that); a flood past it is closed.
+SOCKET_MESSAGES_PER_SECOND = env_int("SOCKET_MESSAGES_PER_SECOND", 200)
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -15,6 +16,27 @@ from .services import SchedulerError
 
 log = logging.getLogger(__name__)
 CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+
+
+class RateLimit:
+    """A token bucket per connection: `rate` frames a second, bursts of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.burst = rate, 2 * rate
+        self.tokens, self.last = self.burst, time.monotonic()
+        self.refused = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
 
 
 class ProtocolConsumer(AsyncWebsocketConsumer):
@@ -23,6 +45,11 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
     messages: TypeAdapter[Any]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "rate_limit"):
+            self.rate_limit = RateLimit(settings.SOCKET_MESSAGES_PER_SECOND)
+        if not self.rate_limit.allow():
+            await self.refuse_flood()
+            return
         if text_data is None:
             await self.send_error(None, "EINVALID", "binary frames are not part of the protocol")
             return
@@ -53,6 +80,14 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             await handler(message, raw)
         except SchedulerError as error:
             await self.send_error(request_id, error.code, error.message)
+
+    async def refuse_flood(self) -> None:
+        """Say so once; a sender that keeps flooding is disconnected."""
+        limit = settings.SOCKET_MESSAGES_PER_SECOND
+        if self.rate_limit.refused == 1:
+            await self.send_error(None, "ERATELIMIT", f"more than {limit} messages a second")
+        elif self.rate_limit.refused > self.rate_limit.burst:
+            await self.close(code=CLOSE_POLICY)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
