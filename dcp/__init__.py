@@ -12,26 +12,64 @@
     print(list(results))
 
 Nothing here imports Django: the SDK talks to the portal over its websocket protocol only.
+Names are imported on first use, so `import dcp` is quick (local_exec's worker processes and
+the `dcp` command start fast).
 """
 
 from __future__ import annotations
 
-from .compute import compute, compute_for
-from .config import init
-from .errors import DCPError
-from .job import Job
-from .keys import Keystore
-from .results import ResultHandle
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import compute, compute_for, jobs
+    from .config import init
+    from .errors import DCPError
+    from .inputs import MultiRange, Range, Sparse
+    from .job import Job
+    from .keys import Keystore
+    from .results import ResultHandle
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "DCPError": ".errors",
+    "Job": ".job",
+    "Keystore": ".keys",
+    "MultiRange": ".inputs",
+    "Range": ".inputs",
+    "ResultHandle": ".results",
+    "Sparse": ".inputs",
+    "compute": ".api",
+    "compute_for": ".api",
+    "init": ".config",
+    "jobs": ".api",
+}
 
 __all__ = [
     "DCPError",
     "Job",
     "Keystore",
+    "MultiRange",
+    "Range",
     "ResultHandle",
+    "Sparse",
     "__version__",
     "compute",
     "compute_for",
     "init",
+    "jobs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'dcp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

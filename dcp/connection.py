@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,13 +20,25 @@ from .keys import sign_text
 from .keystore import address_of
 from .payment import session_text
 
-__all__ = ["PROTOCOL_VERSION", "ConnectionLost", "Session"]
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "Backoff",
+    "ConnectionLost",
+    "Session",
+    "check_frame_size",
+    "with_session",
+]
 
 PROTOCOL_VERSION = 1
 OPEN_TIMEOUT_S = 10.0
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # the scheduler closes the socket on a larger frame
 REPLY_TIMEOUT_S = 120.0  # a deploy of many values can keep the scheduler busy a while
 MAX_INCOMING_BYTES = 256 * 1024 * 1024  # a page of 10,000 results can be large
 FATAL_HTTP_STATUSES = {400, 401, 403, 404, 405, 410}
+RECONNECT_FIRST_DELAY_S = 0.25
+RECONNECT_MAX_DELAY_S = 5.0
+RECONNECT_GIVE_UP_S = 60.0
 
 Frame = dict[str, Any]
 FrameHandler = Callable[[Frame], None]
@@ -107,6 +120,67 @@ class Session:
             "signature": sign_text(identity_key, session_text(challenge["nonce"])),
         }
         self.welcome = self.request(hello, _ignore)
+
+
+class Backoff:
+    """Waits between reconnects: 0.25 s doubling to 5 s, giving up after about a minute."""
+
+    def __init__(self, url: str, give_up_s: float | None = None) -> None:
+        self.url = url
+        self.give_up_s = give_up_s
+        self.reset()
+
+    def reset(self) -> None:
+        """The connection works again: the next trouble starts from the shortest delay."""
+        self.delay = RECONNECT_FIRST_DELAY_S
+        self.since: float | None = None
+
+    def wait(self, cause: ConnectionLost) -> None:
+        """Sleep before the next try, or raise ENOCONNECTION when it is time to give up."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        give_up = RECONNECT_GIVE_UP_S if self.give_up_s is None else self.give_up_s
+        if now - self.since + self.delay > give_up:
+            raise DCPError(
+                "ENOCONNECTION",
+                f"cannot reach the scheduler at {self.url} "
+                f"(gave up after {give_up:.0f} s): {cause}",
+            ) from cause
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, RECONNECT_MAX_DELAY_S)
+
+
+def with_session[T](
+    url: str, identity_key: bytes, action: Callable[[Session], T], give_up_s: float | None = None
+) -> T:
+    """Run `action` on a fresh session, reconnecting with backoff while the network fails.
+
+    Only for idempotent actions: after a drop, `action` runs again from the start.
+    """
+    backoff = Backoff(url, give_up_s)
+    while True:
+        try:
+            with Session.open(url, identity_key) as session:
+                return action(session)
+        except ConnectionLost as exc:
+            backoff.wait(exc)
+
+
+def check_frame_size(frame: Frame) -> None:
+    """Refuse, before sending, a request the scheduler would close the socket on."""
+    size = len(json.dumps(frame).encode("utf-8"))
+    if size > MAX_FRAME_BYTES - 64:  # leave room for the request id
+        raise DCPError(
+            "EINVALID",
+            f"a {frame.get('type')} request of {size / 2**20:.1f} MiB is over the scheduler's "
+            f"{MAX_FRAME_BYTES // 2**20} MiB frame limit: use a range, smaller values, "
+            "or several jobs",
+        )
+
+
+def ignore_events(frame: Frame) -> None:
+    """For requests on a short connection: its events are of no interest."""
 
 
 def _connect(url: str) -> ClientConnection:

@@ -1,62 +1,144 @@
 """A job: built by compute_for(), deployed and followed to its end by exec().
 
-exec() keeps one client socket open while the job runs. If the socket drops, it reconnects
-with exponential backoff, deploys again with the same `ref` (the scheduler answers with the
-job it already has) and subscribes, so a job survives a restart of the scheduler. Results
-are fetched with `results` requests once the job is complete: events only wake us up.
+Open jobs and concurrency. `job.add_slices()`, `job.close()` and `job.cancel()` may be called
+from any thread while exec() runs in another (or while `await job.exec_async()` runs in this
+event loop). Once the scheduler has accepted the job, each of them opens its own short
+connection (signed by the same keys), so they never wait on exec()'s socket; before that they
+are queued and exec() sends them right after the deploy. exec()'s socket sees their effects as
+events: new totals, the job's `complete`, or its `cancel`.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import asyncio
+import concurrent.futures
+import math
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from . import client
+from .client import Remote
 from .config import client_socket_url
-from .connection import ConnectionLost, Frame, Session
+from .connection import Frame, check_frame_size
 from .errors import DCPError
-from .inputs import InputSet
+from .events import EVENTS, ProgressBar, ProgressBarOption
+from .execution import Execution
+from .inputs import (
+    REMEMBERED_STREAM_VALUES,
+    InputSet,
+    ProductInput,
+    RangeInput,
+    StreamInput,
+    canonical_key,
+    json_values,
+)
 from .keys import KeySpec, signing_key
 from .keystore import address_of
+from .options import (
+    DEFAULT_PROGRESS_TIMEOUT_S,
+    check_progress_timeout,
+    check_public,
+    check_requirements,
+)
 from .payment import credits_text, job_hash, parse_offer, payment
 from .results import ResultHandle
 
 __all__ = ["EVENTS", "Job"]
 
-EVENTS = ("accepted", "status", "result", "console", "error", "complete", "cancel")
-MAX_FRAME_BYTES = 4 * 1024 * 1024  # the scheduler closes the socket on a larger frame
-RESULTS_PAGE = 10_000  # the most slices one `results` request may ask for
-POLL_INTERVAL_S = 15.0  # events are best-effort: after this much silence, ask for the status
-CANCEL_EVENT_WAIT_S = 2.0  # a late subscribe to a cancelled job is followed by its cancel event
-RECONNECT_FIRST_DELAY_S = 0.25
-RECONNECT_MAX_DELAY_S = 5.0
-RECONNECT_GIVE_UP_S = 60.0
-
 Callback = Callable[[Any], object]
+Offer = str | Decimal | int | float
+
+
+@dataclass
+class QueuedRequests:
+    """What was asked of the job before the scheduler gave it an id."""
+
+    values: list[Any] = field(default_factory=list)
+    close: bool = False
+    cancel_reason: str | None = None
 
 
 class Job:
-    """A work function and an input set, ready to deploy with exec().
+    """A work function and an input set, ready to deploy with exec() (or run with local_exec).
 
-    `job.on(event, callback)` follows the job: `accepted`, `status`, `result` (once per slice,
-    with `{"slice": n, "value": v}`), `console`, `error`, `complete` and `cancel`; each callback
-    gets the event's data. `job.public = {"name": ...}` names the job on the portal. `job.id`
-    is set once the scheduler accepts the job.
+    `job.on(event, callback)` follows the job (events in dcp.events: `readystatechange`,
+    `accepted`, `status`, `result`, `console`, `error`, `noprogress`, `cancel`, `complete`).
+    Options: `job.public = {"name", "description", "link"}`, `job.requirements = {...}`
+    (DCP's schema), `job.auto_close = False` for an open job, `job.progress_timeout` (seconds).
+    `job.id` is set once the scheduler accepts the job.
     """
 
-    def __init__(self, input_set: InputSet, work: dict[str, str], args: list[Any]) -> None:
+    def __init__(
+        self,
+        input_set: InputSet | None,
+        work: dict[str, str] | None,
+        args: list[Any],
+        *,
+        auto_close: bool = True,
+        progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT_S,
+        requirements: dict[str, Any] | None = None,
+        public: dict[str, str] | None = None,
+    ) -> None:
         self.input = input_set
         self.work = work
         self.args = args
         self.ref = str(uuid.uuid4())  # the same on every deploy of this job: deploy is idempotent
         self.id: str | None = None
-        self.total = input_set.total
-        self.public: dict[str, Any] | None = None
+        self.total = input_set.total if input_set is not None else 0
+        self.auto_close = auto_close
+        self.progress_timeout = progress_timeout
+        self.requirements = requirements
+        self.public = public
         self.status: dict[str, Any] = {}
+        self.state = "new"
+        self.results: ResultHandle | None = None
         self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENTS}
+        self._dispatch: Callable[[Callback, Any], object] | None = None
+        self._lock = threading.Lock()
+        self._queued = QueuedRequests()
+        self._running = False
+        self._stop = threading.Event()
+        self._added: dict[int, Any] = {}  # inputs of slices added after the deploy
+        self._deploy: Frame | None = None
+        self._url: str | None = None
+        self._identity_key: bytes | None = None
+        self._account_key: bytes | None = None
+        self._offer: Decimal | None = None
+
+    # --- options --------------------------------------------------------------------------
+
+    @property
+    def requirements(self) -> dict[str, Any]:
+        """What a worker must have (`{"environment": {"webgpu": True}, "discrete": False}`)."""
+        return self._requirements
+
+    @requirements.setter
+    def requirements(self, value: dict[str, Any] | None) -> None:
+        self._requirements = check_requirements(value)
+
+    @property
+    def public(self) -> dict[str, str]:
+        """The job's public `name`, `description` and `link`, shown on the portal."""
+        return self._public
+
+    @public.setter
+    def public(self, value: dict[str, str] | None) -> None:
+        self._public = check_public(value)
+
+    @property
+    def progress_timeout(self) -> float:
+        """Seconds a slice may run without calling progress() before it is stopped."""
+        return self._progress_timeout
+
+    @progress_timeout.setter
+    def progress_timeout(self, seconds: float) -> None:
+        self._progress_timeout = check_progress_timeout(seconds)
+
+    # --- events ---------------------------------------------------------------------------
 
     def on(self, event: str, callback: Callback) -> Job:
         """Call `callback(data)` on every `event` of this job; returns the job for chaining."""
@@ -67,31 +149,156 @@ class Job:
         self._callbacks[event].append(callback)
         return self
 
+    def emit(self, event: str, data: Any) -> None:
+        """Call the callbacks registered for `event` with `data` (in exec_async's loop there)."""
+        for callback in self._callbacks[event]:
+            if self._dispatch is not None:
+                self._dispatch(callback, data)
+            else:
+                callback(data)
+
+    def set_state(self, state: str) -> None:
+        """Move to another ready state and emit `readystatechange`."""
+        self.state = state
+        self.emit("readystatechange", state)
+
+    # --- running --------------------------------------------------------------------------
+
     def exec(
         self,
-        slice_payment_offer: str | Decimal | int | float = "0.001",
+        slice_payment_offer: Offer = "0.001",
         account: KeySpec = None,
         identity: KeySpec = None,
+        *,
+        progress_bar: ProgressBarOption = None,
     ) -> ResultHandle:
         """Deploy the job, wait until every slice has a result, and return the results.
 
         `account` pays (default: `default.keystore` in the DCP home) and `identity` says who
-        deploys (default: `id.keystore`). Raises DCPError when the scheduler refuses the job,
-        when the job is cancelled, or when the scheduler stays unreachable.
+        deploys (default: `id.keystore`). An open job (`auto_close=False`) returns once it is
+        closed and complete. Inside a running event loop (Jupyter) the wait runs in a worker
+        thread. `progress_bar`: None shows a bar when a person watches (terminal, notebook),
+        False never, True always, or a file to draw it in. Raises DCPError when the
+        scheduler refuses the job, when the job is cancelled (`ECANCELLED`, `ETOOMANYERRORS`,
+        `ENOPROGRESS`), or when the scheduler stays unreachable (`ENOCONNECTION`).
         """
-        offer = parse_offer(slice_payment_offer)
-        identity_key = signing_key(identity, "identity")
-        account_key = signing_key(account, "account")
-        deploy = self.deploy_frame(offer, account_key)
-        return _Execution(self, deploy, identity_key, client_socket_url()).run()
+        return _blocking(lambda: self._exec(slice_payment_offer, account, identity, progress_bar))
+
+    async def exec_async(
+        self,
+        slice_payment_offer: Offer = "0.001",
+        account: KeySpec = None,
+        identity: KeySpec = None,
+        *,
+        progress_bar: ProgressBarOption = None,
+    ) -> ResultHandle:
+        """exec() for asyncio: the socket runs in a worker thread, callbacks in this loop.
+
+        Cancelling the awaiting task stops following the job; the job itself keeps running
+        (cancel it with `job.cancel()`).
+        """
+        return await self._in_thread(
+            lambda: self._exec(slice_payment_offer, account, identity, progress_bar)
+        )
+
+    def wait(
+        self, identity: KeySpec = None, *, progress_bar: ProgressBarOption = None
+    ) -> ResultHandle:
+        """Follow a deployed (or attached) job to its end and return its results."""
+        return _blocking(lambda: self._exec(None, None, identity, progress_bar))
+
+    def local_exec(self, cores: int = 1, *, progress_bar: ProgressBarOption = None) -> ResultHandle:
+        """Run the job on this machine, without the scheduler and without credits.
+
+        Python work functions run in `cores` local processes, JavaScript ones in `node`; events,
+        progress timeouts, retries and errors behave as on the network. In a script, call it
+        under `if __name__ == "__main__":` (worker processes are spawned).
+        """
+        from .local import run_local  # multiprocessing and subprocess only when needed
+
+        return _blocking(lambda: run_local(self, cores=cores, progress_bar=progress_bar))
+
+    def _exec(
+        self,
+        offer_given: Offer | None,
+        account: KeySpec,
+        identity: KeySpec,
+        progress_bar: ProgressBarOption,
+    ) -> ResultHandle:
+        self._stop.clear()
+        self.set_state("exec")
+        offer = parse_offer(offer_given) if offer_given is not None else None
+        self._check_deployable()
+        self.set_state("init")
+        identity_key = self._identity_key
+        if identity_key is None or identity is not None:
+            identity_key = signing_key(identity, "identity")
+        account_key = self._account_key
+        if self.work is not None and (account_key is None or account is not None):
+            account_key = signing_key(account, "account")
+        self._remember(identity_key, account_key, offer)
+        deploy = self._deploy_frame(offer, account_key)
+        bar = ProgressBar(progress_bar, self.total or None, f"job {self.id or self.ref[:8]}")
+        execution = Execution(
+            self,
+            deploy=deploy,
+            identity_key=identity_key,
+            account_key=account_key,
+            offer=self._offer,
+            url=self._url or client_socket_url(),
+            bar=bar,
+        )
+        self._running = True
+        try:
+            self.results = execution.run()
+        finally:
+            self._running = False
+            bar.close()
+        return self.results
+
+    def _check_deployable(self) -> None:
+        if self.work is None:
+            return  # attached: nothing to deploy
+        if not self.auto_close and isinstance(self.input, RangeInput | ProductInput):
+            raise DCPError(
+                "EINVALID",
+                "an open job (auto_close=False) takes values, not a range: "
+                "pass a list, a generator or dcp.Sparse([...])",
+            )
+        self.requirements = self._requirements  # mutated since it was set? check again
+        self.public = self._public
+
+    def _remember(
+        self, identity_key: bytes, account_key: bytes | None, offer: Decimal | None
+    ) -> None:
+        self._identity_key = identity_key
+        self._account_key = account_key
+        if offer is not None and self.work is not None and self._deploy is None:
+            self._offer = offer  # a redeploy pays what the first deploy offered
+        self._url = self._url or client_socket_url()
+
+    def _deploy_frame(self, offer: Decimal | None, account_key: bytes | None) -> Frame | None:
+        """The deploy request, built once: a redeploy must send the very same frame."""
+        if self.work is None:
+            return None
+        if self._deploy is None:
+            assert offer is not None and account_key is not None
+            self._deploy = self.deploy_frame(offer, account_key)
+        return self._deploy
 
     def deploy_frame(self, offer: Decimal, account_key: bytes) -> Frame:
-        """The `deploy` request for this job, its payment signed by `account_key`."""
+        """The `deploy` request for this job, its payment signed by `account_key`.
+
+        For a streamed input this reads the first batch of values from the iterable.
+        """
+        if self.work is None or self.input is None:
+            raise DCPError("EINVALID", "an attached job is deployed already")
+        input_wire, is_open = self._first_input()
         offer_text = credits_text(offer)
-        input_wire = self.input.wire()
         digest = job_hash(
             ref=self.ref, work=self.work, args=self.args, input=input_wire, offer=offer_text
         )
+        count = len(input_wire["values"]) if input_wire["kind"] == "values" else self.total
         frame: Frame = {
             "type": "deploy",
             "ref": self.ref,
@@ -104,222 +311,198 @@ class Job:
                 account=address_of(account_key),
                 job_hash_hex=digest,
                 offer=offer,
-                total=self.input.total,
+                total=count,
             ),
+            "progress_timeout": math.ceil(self.progress_timeout),
         }
+        if is_open:
+            frame["open"] = True
         if self.public:
-            frame["public"] = _public(self.public)
-        _check_frame_size(frame)
+            frame["public"] = dict(self.public)
+        if self.requirements:
+            frame["requirements"] = self.requirements
+        check_frame_size(frame)
         return frame
 
-    def emit(self, event: str, data: Any) -> None:
-        """Call the callbacks registered for `event` with `data`."""
-        for callback in self._callbacks[event]:
-            callback(data)
+    def _first_input(self) -> tuple[dict[str, Any], bool]:
+        """The deploy's `input` and whether the job is deployed open."""
+        assert self.input is not None
+        if not isinstance(self.input, StreamInput):
+            return self.input.wire(), not self.auto_close
+        first = self.input.next_batch(client.BATCH_VALUES, client.BATCH_BYTES)
+        self.total = len(first)
+        if not first and self.auto_close:
+            raise DCPError("EINVALID", "the input set is empty: a job needs at least one slice")
+        is_open = not (self.input.exhausted and self.auto_close)
+        return {"kind": "values", "values": first}, is_open
+
+    async def _in_thread(self, run: Callable[[], ResultHandle]) -> ResultHandle:
+        loop = asyncio.get_running_loop()
+        self._dispatch = lambda callback, data: loop.call_soon_threadsafe(callback, data)
+        try:
+            return await asyncio.to_thread(run)
+        except asyncio.CancelledError:
+            self._stop.set()
+            raise
+        finally:
+            self._dispatch = None
+
+    def stop_requested(self) -> bool:
+        """Whether exec_async's caller gave up waiting."""
+        return self._stop.is_set()
+
+    # --- open jobs, cancel ----------------------------------------------------------------
+
+    def add_slices(self, values: Iterable[Any], slice_payment_offer: Offer | None = None) -> int:
+        """Append values to an open job (`auto_close=False`); returns the job's slice count.
+
+        Before the scheduler has accepted the job the values are queued and sent by exec();
+        after, they go at once on a short connection of their own, in batches, each paid by
+        its own cheque at the job's offer (pass `slice_payment_offer` for an attached job).
+        """
+        if self.auto_close:
+            raise DCPError(
+                "EINVALID", "add_slices needs an open job: compute_for(..., auto_close=False)"
+            )
+        wire = _wire_values(values)
+        with self._lock:
+            if self.id is None:
+                self._queued.values.extend(wire)
+                self.total += len(wire)
+                return self.total
+            job_id = self.id
+        offer = parse_offer(slice_payment_offer) if slice_payment_offer else self._offer
+        if offer is None:
+            raise DCPError("EINVALID", "pass slice_payment_offer: this job's offer is not known")
+        account_key = self._account_key or signing_key(None, "account")
+        for first, batch in self._remote().add_slices(
+            job_id, wire, offer=offer, account_key=account_key
+        ):
+            self.record_added(first, batch)
+        return self.total
+
+    def close(self) -> int:
+        """Tell the scheduler no more slices come: the job completes when all have results."""
+        with self._lock:
+            if self.id is None:
+                self._queued.close = True
+                return self.total
+            job_id = self.id
+        total = self._remote().close(job_id)
+        self.total = max(self.total, total)
+        self.auto_close = True
+        return total
+
+    def cancel(self, reason: str = "") -> None:
+        """Cancel the job: dispatch stops, escrow is refunded, exec() raises ECANCELLED."""
+        with self._lock:
+            if self.id is None:
+                if not self._running:
+                    raise DCPError("ENOJOB", "the job is not deployed: there is nothing to cancel")
+                self._queued.cancel_reason = reason
+                return
+            job_id = self.id
+        self._remote().cancel(job_id, reason)
+
+    def fetch(self, slices: Any = None) -> ResultHandle:
+        """The results stored so far for `slices` (all when None), without waiting."""
+        if self.id is None:
+            raise DCPError("ENOJOB", "the job is not deployed: it has no results yet")
+        remote, job_id = self._remote(), self.id
+        handle = ResultHandle(
+            [], self.input_view(), fetcher=lambda first, last: remote.fetch(job_id, first, last)
+        )
+        if slices is None:
+            total = remote.status(job_id).get("total", self.total)
+            return handle.fetch(range(1, int(total) + 1))
+        return handle.fetch(slices)
+
+    @classmethod
+    def attach(cls, job_id: str, *, identity: KeySpec = None, account: KeySpec = None) -> Job:
+        """A running or finished job deployed earlier (by any process of this identity).
+
+        `job.wait()` (or exec()) then follows it to its end and returns its results; nothing is
+        lost when the process that deployed it crashed. The job's input set is not known here,
+        so its results answer by slice number (`key()` and `lookup_value()` are unavailable).
+        """
+        job = cls(None, None, [])
+        job.id = job_id
+        job._identity_key = signing_key(identity, "identity")
+        if account is not None:
+            job._account_key = signing_key(account, "account")
+        job._url = client_socket_url()
+        job.status = job._remote().status(job_id)
+        total = job.status.get("total")
+        job.total = total if isinstance(total, int) else 0
+        job.auto_close = not job.status.get("open", False)
+        return job
+
+    # --- used by the execution ------------------------------------------------------------
+
+    def accepted(self, job_id: str) -> QueuedRequests:
+        """The scheduler accepted the job: set its id, hand over what was queued meanwhile."""
+        with self._lock:
+            self.id = job_id
+            queued, self._queued = self._queued, QueuedRequests()
+        return queued
+
+    def record_added(self, first: int, values: list[Any]) -> None:
+        """Slices first.. got `values`: remembered for key() and lookup_value()."""
+        for number, value in enumerate(values, first):
+            if len(self._added) < REMEMBERED_STREAM_VALUES:
+                self._added[number] = value
+        self.total = max(self.total, first + len(values) - 1)
+
+    def input_view(self) -> InputSet | _OpenInput | None:
+        """The input set as results see it: with the slices added to an open job."""
+        return _OpenInput(self.input, self._added) if self._added else self.input
+
+    def _remote(self) -> Remote:
+        identity_key = self._identity_key or signing_key(None, "identity")
+        return Remote(self._url or client_socket_url(), identity_key)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, ref={self.ref!r}, slices={self.total})"
 
 
-class _Execution:
-    """One exec(): the socket loop, reconnects included."""
+class _OpenInput:
+    """An open job's input: the deployed input set, then the values added by slice number."""
 
-    def __init__(self, job: Job, deploy: Frame, identity_key: bytes, url: str) -> None:
-        self.job = job
-        self.deploy = deploy
-        self.identity_key = identity_key
-        self.url = url
-        self.deployed = job.id is not None  # exec() again: the job exists, catch up on it
-        self.finished = False
-        self.seen: set[int] = set()
-        self.last_error: dict[str, Any] | None = None
-        self.complete_data: Any = None
+    def __init__(self, base: InputSet | None, added: dict[int, Any]) -> None:
+        self.base = base
+        self.added = added
 
-    def run(self) -> ResultHandle:
-        backoff = _Backoff(self.url)
-        while True:
-            try:
-                with Session.open(self.url, self.identity_key) as session:
-                    return self._follow(session, backoff)
-            except ConnectionLost as exc:
-                backoff.wait(exc)
+    def datum(self, slice_number: int) -> Any:
+        if slice_number in self.added:
+            return self.added[slice_number]
+        if self.base is None:
+            raise DCPError("EINVALID", "the input set of this job is not known here")
+        return self.base.datum(slice_number)
 
-    def _follow(self, session: Session, backoff: _Backoff) -> ResultHandle:
-        self._accept(session.request(self.deploy, self._on_frame))
-        backoff.reset()
-        if self.deployed:
-            self._subscribe(session)  # a redeploy: catch up on what happened meanwhile
-        self.deployed = True
-        while not self.finished:
-            frame = session.receive(POLL_INTERVAL_S)
-            if frame is None:
-                self._subscribe(session)
-            else:
-                self._on_frame(frame)
-        return self._collect(session)
-
-    def _accept(self, reply: Frame) -> None:
-        job_id, total = reply.get("job"), reply.get("total")
-        if not isinstance(job_id, str) or not isinstance(total, int):
-            raise DCPError("EPROTOCOL", f"unexpected reply to deploy: {json.dumps(reply)[:200]}")
-        self.job.total = total
-        if self.job.id is None:
-            self.job.id = job_id
-            self.job.emit("accepted", {"job": job_id, "total": total})
-
-    def _subscribe(self, session: Session) -> None:
-        reply = session.request({"type": "subscribe", "job": self.job.id}, self._on_frame)
-        status = reply.get("status")
-        if isinstance(status, dict):
-            self._on_status(status)
-            if status.get("status") == "cancelled":
-                self._read_events(session, CANCEL_EVENT_WAIT_S)  # its cancel event has the code
-                raise self._cancelled(status)
-
-    def _read_events(self, session: Session, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            frame = session.receive(left)
-            if frame is None:
-                return
-            self._on_frame(frame)
-
-    def _on_frame(self, frame: Frame) -> None:
-        if frame.get("type") != "event":
-            return
-        if self.job.id is not None and frame.get("job") != self.job.id:
-            return
-        event, data = frame.get("event"), frame.get("data")
-        if event == "status" and isinstance(data, dict):
-            self._on_status(data)
-        elif event == "result" and isinstance(data, list):
-            self._on_results(data)
-        elif event == "console":
-            self.job.emit("console", data)
-        elif event == "error" and isinstance(data, dict):
-            self.last_error = data
-            self.job.emit("error", data)
-        elif event == "complete":
-            self.finished = True
-            self.complete_data = data
-        elif event == "cancel":
-            self.job.emit("cancel", data)
-            raise self._cancelled(data if isinstance(data, dict) else {})
-
-    def _on_status(self, status: dict[str, Any]) -> None:
-        self.job.status = status
-        self.job.emit("status", status)
-        computed, total = status.get("computed"), status.get("total")
-        done = isinstance(computed, int) and isinstance(total, int) and computed >= total > 0
-        if status.get("status") == "finished" or done:
-            self.finished = True
-
-    def _on_results(self, items: list[Any]) -> None:
-        for item in items:
-            if isinstance(item, dict) and isinstance(item.get("slice"), int):
-                self._emit_result(item["slice"], item.get("value"))
-
-    def _emit_result(self, slice_number: int, value: Any) -> None:
-        if slice_number not in self.seen:
-            self.seen.add(slice_number)
-            self.job.emit("result", {"slice": slice_number, "value": value})
-
-    def _cancelled(self, data: dict[str, Any]) -> DCPError:
-        code = str(data.get("code") or "ECANCELLED")
-        reason = str(data.get("reason") or "the job was cancelled")
-        error = self.last_error if code != "ECANCELLED" else None
-        if error is None:
-            return DCPError(code, reason)
-        return DCPError(
-            code,
-            f"{reason}: {error.get('name', 'Error')}: {error.get('message', '')}",
-            slice_number=error.get("slice"),
-            traceback=error.get("traceback"),
-        )
-
-    def _collect(self, session: Session) -> ResultHandle:
-        entries: list[tuple[int, Any]] = []
-        start = 1
-        while start <= self.job.total:
-            end = min(start + RESULTS_PAGE - 1, self.job.total)
-            request = {"type": "results", "job": self.job.id, "start": start, "end": end}
-            page = _results_page(session.request(request, self._on_frame))
-            if not page:
-                break
-            entries.extend(page)
-            start = max(number for number, _ in page) + 1  # a server may send a shorter page
-        _check_complete(entries, self.job.total)
-        for slice_number, value in sorted(entries, key=lambda entry: entry[0]):
-            self._emit_result(slice_number, value)
-        self.job.emit("complete", self.complete_data or {"total": self.job.total})
-        return ResultHandle(entries, self.job.input.datum)
+    def slice_of(self, value: Any) -> int:
+        try:
+            if self.base is not None:
+                return self.base.slice_of(value)
+        except (KeyError, IndexError):
+            pass
+        wanted = canonical_key(value)
+        for number, item in sorted(self.added.items()):
+            if canonical_key(item) == wanted:
+                return number
+        raise KeyError(value)
 
 
-class _Backoff:
-    """Waits between reconnects: 0.25 s doubling to 5 s, giving up after about a minute."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.reset()
-
-    def reset(self) -> None:
-        self.delay = RECONNECT_FIRST_DELAY_S
-        self.since: float | None = None
-
-    def wait(self, cause: ConnectionLost) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-        if now - self.since + self.delay > RECONNECT_GIVE_UP_S:
-            raise DCPError(
-                "ENOCONNECTION",
-                f"cannot reach the scheduler at {self.url} "
-                f"(gave up after {RECONNECT_GIVE_UP_S:.0f} s): {cause}",
-            ) from cause
-        time.sleep(self.delay)
-        self.delay = min(self.delay * 2, RECONNECT_MAX_DELAY_S)
+def _blocking(run: Callable[[], ResultHandle]) -> ResultHandle:
+    """Run a blocking job wait; inside a running event loop (Jupyter), in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dcp-exec") as pool:
+        return pool.submit(run).result()
 
 
-def _results_page(reply: Frame) -> list[tuple[int, Any]]:
-    rows = reply.get("results")
-    if not isinstance(rows, list):
-        raise DCPError("EPROTOCOL", "the scheduler's results reply has no results list")
-    page = []
-    for row in rows:
-        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int)):
-            raise DCPError("EPROTOCOL", f"malformed result row {json.dumps(row)[:100]}")
-        page.append((row[0], row[1]))
-    return page
-
-
-def _check_complete(entries: list[tuple[int, Any]], total: int) -> None:
-    numbers = {number for number, _ in entries}
-    if len(entries) != total or numbers != set(range(1, total + 1)):
-        missing = sorted(set(range(1, total + 1)) - numbers)[:10]
-        raise DCPError(
-            "EPROTOCOL",
-            f"the job is complete but the scheduler returned {len(entries)} of {total} "
-            f"results (missing slices {missing})",
-        )
-
-
-def _public(public: Any) -> dict[str, str]:
-    """The job's public description: text only, as the scheduler stores it."""
-    valid = isinstance(public, dict) and all(
-        isinstance(key, str) and isinstance(value, str) for key, value in public.items()
-    )
-    if not valid:
-        raise DCPError(
-            "EINVALID", 'job.public must be a dict of strings such as {"name": "my job"}'
-        )
-    return dict(public)
-
-
-def _check_frame_size(frame: Frame) -> None:
-    size = len(json.dumps(frame).encode("utf-8"))
-    if size > MAX_FRAME_BYTES - 64:  # leave room for the request id
-        raise DCPError(
-            "EINVALID",
-            f"the job is {size / 2**20:.1f} MiB, over the scheduler's {MAX_FRAME_BYTES // 2**20} "
-            "MiB frame limit: use a range, smaller values, or several jobs",
-        )
+def _wire_values(values: Iterable[Any]) -> list[Any]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise DCPError("EINVALID", "add_slices takes a list (or any iterable) of values")
+    return json_values(list(values), "added value")

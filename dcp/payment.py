@@ -16,6 +16,8 @@ from .errors import DCPError
 from .keys import sign_text
 
 __all__ = [
+    "batch_cheque_text",
+    "batch_payment",
     "canonical_json",
     "cheque_text",
     "credits_text",
@@ -49,6 +51,11 @@ def session_text(nonce: str) -> str:
 def cheque_text(job_hash_hex: str, max_total: str) -> str:
     """The text an account key signs to authorise paying for a job."""
     return f"DCP Portal payment\njob: {job_hash_hex}\nmax total: {max_total}"
+
+
+def batch_cheque_text(job_id: str, batch_ref: str, max_total: str) -> str:
+    """The text an account key signs to pay for one batch of slices added to an open job."""
+    return f"DCP Portal payment\njob: {job_id}\nbatch: {batch_ref}\nmax total: {max_total}"
 
 
 def parse_offer(offer: str | Decimal | int | float) -> Decimal:
@@ -90,7 +97,20 @@ def payment(
     *, account_key: bytes, account: str, job_hash_hex: str, offer: Decimal, total: int
 ) -> dict[str, str]:
     """The deploy's `payment` object: account, max_total = offer x total, and the cheque."""
-    with localcontext(prec=100):  # exact: offer has <= 9 decimals, total is an int
-        max_total = credits_text(offer * total)
+    max_total = _max_total(offer, total)
     signature = sign_text(account_key, cheque_text(job_hash_hex, max_total))
     return {"account": account, "max_total": max_total, "signature": signature}
+
+
+def batch_payment(
+    *, account_key: bytes, job_id: str, batch_ref: str, offer: Decimal, count: int
+) -> dict[str, str]:
+    """An `add_slices` request's `payment`: max_total = offer x count, and the batch cheque."""
+    max_total = _max_total(offer, count)
+    signature = sign_text(account_key, batch_cheque_text(job_id, batch_ref, max_total))
+    return {"max_total": max_total, "signature": signature}
+
+
+def _max_total(offer: Decimal, count: int) -> str:
+    with localcontext(prec=100):  # exact: offer has <= 9 decimals, count is an int
+        return credits_text(offer * count)

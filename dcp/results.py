@@ -1,23 +1,55 @@
-"""The results of a finished job, ordered by slice number."""
+"""The results of a job, ordered by slice number, and fetching them from the scheduler."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, overload
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, overload
 
-__all__ = ["ResultHandle"]
+from .errors import DCPError
+
+__all__ = ["RESULTS_PAGE", "ResultHandle", "fetch_pages", "parse_slice_numbers"]
+
+RESULTS_PAGE = 10_000  # the most slices one `results` request may ask for
+
+Entries = list[tuple[int, Any]]
+Request = Callable[[dict[str, Any]], dict[str, Any]]
+Fetcher = Callable[[int, int], Entries]  # (first, last slice) -> their stored results
+
+
+class InputLike(Protocol):
+    """What results need of an input set: slice number to input, and back."""
+
+    def datum(self, slice_number: int) -> Any: ...
+    def slice_of(self, value: Any) -> int: ...
+
+
+_SPAN_RE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
 
 class ResultHandle:
     """What exec() returns: results ordered by slice, readable as a list or by slice number.
 
     Iterating and indexing (`handle[0]`, `handle[-1]`) go over the values, 0-based like a list;
-    `keys()` are slice numbers (from 1) and `key(n)` is the input datum of slice n.
+    `keys()` are slice numbers (from 1), `key(n)` is the input of slice n, `lookup_value(x)` the
+    result for input x, and `fetch("1-10")` fetches results from the scheduler.
     """
 
-    def __init__(self, entries: list[tuple[int, Any]], datum: Callable[[int], Any]) -> None:
+    def __init__(
+        self,
+        entries: Iterable[tuple[int, Any]],
+        datum: InputLike | Callable[[int], Any] | None = None,
+        *,
+        fetcher: Fetcher | None = None,
+    ) -> None:
         self._entries = sorted(entries, key=lambda entry: entry[0])
-        self._datum = datum
+        self._by_slice = dict(self._entries)
+        self._input = None if callable(datum) else datum
+        self._datum: Callable[[int], Any] | None = (
+            datum if callable(datum) else (datum.datum if datum is not None else None)
+        )
+        self._fetcher = fetcher
 
     def values(self) -> list[Any]:
         """The results in slice order."""
@@ -36,8 +68,39 @@ class ResultHandle:
         return dict(self._entries)
 
     def key(self, slice_number: int) -> Any:
-        """The input datum of slice `slice_number` (numbered from 1)."""
+        """The input of slice `slice_number` (numbered from 1), as the worker received it."""
+        if self._datum is None:
+            raise DCPError("EINVALID", "the input set of this job is not known here (attached)")
         return self._datum(slice_number)
+
+    def lookup_value(self, input_value: Any) -> Any:
+        """The result of the slice whose input is `input_value`; KeyError when there is none.
+
+        Ranges and products find the slice arithmetically; values are searched (in JSON form,
+        so `(1, 2)` finds `[1, 2]`). In a grouped range a member value finds its group's slice.
+        """
+        if self._input is None:
+            raise DCPError("EINVALID", "lookup_value needs the job's input set, unknown here")
+        number = self._input.slice_of(input_value)
+        if number not in self._by_slice:
+            raise KeyError(input_value)
+        return self._by_slice[number]
+
+    def fetch(self, slices: Any) -> ResultHandle:
+        """Fetch the stored results of some slices from the scheduler, as a new handle.
+
+        `slices` is a range of slice numbers (`range(1, 11)`), a text span (`"1-10"`, `"7"`),
+        an inclusive `(first, last)` pair, or a list of slice numbers.
+        """
+        if self._fetcher is None:
+            raise DCPError("EINVALID", "these results are not tied to a scheduler job")
+        numbers = parse_slice_numbers(slices)
+        if not numbers:
+            return ResultHandle([], self._input or self._datum, fetcher=self._fetcher)
+        wanted = set(numbers)
+        entries = self._fetcher(min(numbers), max(numbers))
+        kept = [(number, value) for number, value in entries if number in wanted]
+        return ResultHandle(kept, self._input or self._datum, fetcher=self._fetcher)
 
     def len(self) -> int:
         """How many results (DCP's spelling of len(handle))."""
@@ -62,3 +125,68 @@ class ResultHandle:
         preview = ", ".join(repr(value) for value in self.values()[:5])
         more = ", ..." if len(self) > 5 else ""
         return f"ResultHandle([{preview}{more}], len={len(self)})"
+
+
+def parse_slice_numbers(slices: Any) -> list[int]:
+    """Slice numbers from `range(1, 11)`, `"1-10"`, `"1-3,7"`, `(1, 10)` or `[1, 5, 9]`."""
+    if isinstance(slices, range):
+        numbers = list(slices)
+    elif isinstance(slices, str):
+        numbers = _parse_spans(slices)
+    elif isinstance(slices, int) and not isinstance(slices, bool):
+        numbers = [slices]
+    elif isinstance(slices, tuple) and len(slices) == 2 and all(_is_int(n) for n in slices):
+        numbers = list(range(slices[0], slices[1] + 1))
+    elif isinstance(slices, list | tuple | set | frozenset) and all(map(_is_int, slices)):
+        numbers = sorted(set(slices))
+    else:
+        raise DCPError(
+            "EINVALID",
+            f"slices must be a range, a span such as '1-10', a (first, last) pair or a list "
+            f"of slice numbers, not {slices!r}",
+        )
+    if any(number < 1 for number in numbers):
+        raise DCPError("EINVALID", "slice numbers start at 1")
+    return numbers
+
+
+def fetch_pages(request: Request, job_id: str, first: int, last: int) -> Entries:
+    """Every stored result of slices first..last, asked for in pages of RESULTS_PAGE."""
+    entries: Entries = []
+    start = first
+    while start <= last:
+        end = min(start + RESULTS_PAGE - 1, last)
+        page = _results_page(
+            request({"type": "results", "job": job_id, "start": start, "end": end})
+        )
+        entries.extend(page)  # slices without a result yet are simply absent
+        start = end + 1
+    return entries
+
+
+def _results_page(reply: dict[str, Any]) -> Entries:
+    rows = reply.get("results")
+    if not isinstance(rows, list):
+        raise DCPError("EPROTOCOL", "the scheduler's results reply has no results list")
+    page = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 2 and _is_int(row[0])):
+            raise DCPError("EPROTOCOL", f"malformed result row {json.dumps(row)[:100]}")
+        page.append((row[0], row[1]))
+    return page
+
+
+def _parse_spans(text: str) -> list[int]:
+    numbers: set[int] = set()
+    for part in text.split(","):
+        match = _SPAN_RE.fullmatch(part)
+        if match is None:
+            raise DCPError("EINVALID", f"{text!r} is not a span of slices such as '1-10'")
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        numbers.update(range(first, last + 1))
+    return sorted(numbers)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

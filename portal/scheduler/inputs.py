@@ -21,10 +21,6 @@ def _decimal(value: Number) -> Decimal:
     return Decimal(str(value))
 
 
-def _as_number(value: Decimal, integral: bool) -> Number:
-    return int(value) if integral else float(value)
-
-
 class RangeInput:
     """start, start+step, ... up to end inclusive, optionally grouped k values a slice."""
 
@@ -35,6 +31,7 @@ class RangeInput:
             raise InputError("a range's group must be at least 1")
         self.start, self.step, self.group = _decimal(start), _decimal(step), group
         self.integral = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, step))
+        self.int_start, self.int_step = (int(start), int(step)) if self.integral else (0, 0)
         span = (_decimal(end) - self.start) / self.step
         self.count = max(int(span.to_integral_value(rounding=ROUND_FLOOR)) + 1, 0)
 
@@ -44,7 +41,9 @@ class RangeInput:
 
     def value(self, index: int) -> Number:
         """The index-th value of the range, from 1."""
-        return _as_number(self.start + (index - 1) * self.step, self.integral)
+        if self.integral:  # the common case, without decimal arithmetic
+            return self.int_start + (index - 1) * self.int_step
+        return float(self.start + (index - 1) * self.step)
 
     def datum(self, number: int) -> Any:
         if not self.group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ IDENTITY_KEY = bytes.fromhex("11" * 32)
 ACCOUNT_KEY = bytes.fromhex("22" * 32)
 IDENTITY = address_of(IDENTITY_KEY)
 ACCOUNT = address_of(ACCOUNT_KEY)
+KEYS: dict[str, Any] = {"identity": "0x" + IDENTITY_KEY.hex(), "account": ACCOUNT_KEY}
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +33,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DCP_HOMEDIR", os.fspath(tmp_path / "home"))
     monkeypatch.setattr(config, "_configured_url", None)
+
+
+@pytest.fixture
+def keystores() -> None:
+    """The identity and account keystores saved in the DCP home, without a passphrase."""
+    from dcp.keys import default_keystore_path
+    from dcp.keystore import create_keystore, save_keystore_file
+
+    for role, key in (("identity", IDENTITY_KEY), ("account", ACCOUNT_KEY)):
+        path = default_keystore_path(role)  # type: ignore[arg-type]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_keystore_file(path, create_keystore(key, "", scrypt_n=2**4))
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
 """A fake scheduler speaking the client side of docs/protocol.md, for exec() tests.
 
-It runs a `websockets` asyncio server on 127.0.0.1 in a background thread, checks the hello
-and cheque signatures as the real one must, and plays a script: by default it accepts the job,
-sends status, console and result events, then `complete`, and answers `results` pages with
-`datum * 2`. Tests change the script by overriding `play` (or setting attributes).
+It runs a `websockets` asyncio server on 127.0.0.1 in a background thread, checks the hello,
+deploy and batch cheques as the real one must, expands inputs with the portal's own expander
+(portal/scheduler/inputs.py, which needs no Django), and plays a script: by default it accepts
+the job, sends status, console and result events, then `complete`, and answers `results`
+pages with `datum * 2` (or, with `evaluate = True`, with the work function's real result).
+Open jobs take `add_slices` until `close`; `status`, `jobs` and `cancel` work from any
+connection, and events go to every connection subscribed to the job. Tests change the script
+by overriding `play` (or setting attributes).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from eth_account.messages import encode_defunct
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from portal.scheduler.inputs import expander
+
 Frame = dict[str, Any]
 
 
@@ -38,34 +44,67 @@ def server_job_hash(deploy: Frame) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def batch_text(job_id: str, ref: str, max_total: str) -> str:
+    return f"DCP Portal payment\njob: {job_id}\nbatch: {ref}\nmax total: {max_total}"
+
+
 def slice_data(spec: Frame) -> list[Any]:
-    """Every slice's datum, enumerated server-side."""
+    """Every slice's datum, as the portal expands the input."""
     if spec["kind"] == "values":
         return list(spec["values"])
-    start, end, step = spec["start"], spec["end"], spec["step"]
-    count = int((Decimal(str(end)) - Decimal(str(start))) / Decimal(str(step))) + 1
-    return [start + n * step for n in range(count)]
+    expand = expander(spec["kind"], {k: v for k, v in spec.items() if k != "kind"})
+    return [expand.datum(n) for n in range(1, expand.slices + 1)]
+
+
+def run_work(source: str, args: list[Any], datum: Any) -> Any:
+    """What a worker would compute: the work function's source run on `datum`."""
+    namespace: dict[str, Any] = {"progress": lambda *_: None}
+    exec(source, namespace)  # the tests' own work functions
+    work = namespace.get("work") or [v for v in namespace.values() if callable(v)][-1]
+    return json.loads(json.dumps(work(datum, *args)))
 
 
 class FakeJob:
     """What the fake knows of a deployed job."""
 
-    def __init__(self, job_id: str, deploy: Frame) -> None:
+    def __init__(self, job_id: str, deploy: Frame, evaluate: bool = False) -> None:
         self.id = job_id
         self.deploy = deploy
+        self.evaluate = evaluate
         self.data = slice_data(deploy["input"])
         self.total = len(self.data)
-        self.results = {n: datum * 2 for n, datum in enumerate(self.data, 1)}
+        self.results = {n: self.compute(datum) for n, datum in enumerate(self.data, 1)}
+        self.open = bool(deploy.get("open"))
+        self.batches: dict[str, int] = {}  # batch ref -> its first slice
         self.status = "running"
+        self.computed = 0  # slices whose results were announced
+        self.cancel = ("", "")
+
+    def compute(self, datum: Any) -> Any:
+        if self.evaluate:
+            work = self.deploy["work"]
+            return run_work(work["source"], self.deploy["args"], datum)
+        return datum * 2
+
+    def add(self, values: list[Any]) -> int:
+        first = self.total + 1
+        for number, datum in enumerate(values, first):
+            self.data.append(datum)
+            self.results[number] = self.compute(datum)
+        self.total += len(values)
+        return first
 
     def status_frame(self, computed: int | None = None) -> Frame:
-        done = self.total if computed is None else computed
+        if computed is None:
+            computed = self.total if self.status == "finished" else self.computed
+        done = computed
         return {
             "total": self.total,
             "distributed": self.total,
             "computed": done,
             "failed": 0,
             "status": self.status,
+            "open": self.open,
         }
 
 
@@ -80,9 +119,11 @@ class FakeScheduler:
         self.connections = 0
         self.frames: list[Frame] = []  # every request received, in order
         self.jobs: dict[str, FakeJob] = {}  # by ref
+        self.subscribers: dict[str, set[ServerConnection]] = {}
         self.hello_error: tuple[str, str] | None = None
         self.deploy_error: tuple[str, str] | None = None
         self.result_batch = 3
+        self.evaluate = False  # compute real results by running the work function
 
     @property
     def url(self) -> str:
@@ -108,6 +149,10 @@ class FakeScheduler:
         """The requests of one type received so far."""
         return [frame for frame in self.frames if frame.get("type") == kind]
 
+    def call(self, coroutine: Any) -> Any:
+        """Run a coroutine on the fake's loop from a test's thread (e.g. to send an event)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
     async def _serve(self) -> Server:
         return await serve(self._handle, "127.0.0.1", 0)
 
@@ -122,6 +167,8 @@ class FakeScheduler:
                 frame = json.loads(message)
                 self.frames.append(frame)
                 await self.on_request(ws, frame, connection)
+        for watchers in self.subscribers.values():
+            watchers.discard(ws)
 
     async def _authenticate(self, ws: ServerConnection) -> bool:
         nonce = secrets.token_hex(32)
@@ -143,14 +190,33 @@ class FakeScheduler:
         kind = frame["type"]
         if kind == "deploy":
             await self.on_deploy(ws, frame, connection)
+            return
+        if kind == "jobs":
+            listed = [self.listing(job) for job in reversed(self.jobs.values())]
+            await send(ws, type="jobs", id=frame["id"], jobs=listed)
+            return
+        job = self.find(frame.get("job", ""))
+        if job is None:
+            await send(ws, type="error", id=frame["id"], code="ENOJOB", message="no such job")
         elif kind == "subscribe":
-            job = self.job_by_id(frame["job"])
+            self.subscribers.setdefault(job.id, set()).add(ws)
             status = job.status_frame()
             await send(ws, type="subscribed", id=frame["id"], job=job.id, status=status)
+        elif kind == "status":
+            await send(ws, type="status", id=frame["id"], job=job.id, status=job.status_frame())
         elif kind == "results":
-            job = self.job_by_id(frame["job"])
-            rows = [[n, job.results[n]] for n in range(frame["start"], frame["end"] + 1)]
+            numbers = range(frame["start"], frame["end"] + 1)
+            rows = [[n, job.results[n]] for n in numbers if n in job.results]
             await send(ws, type="results", id=frame["id"], job=job.id, results=rows)
+        elif kind == "add_slices":
+            await self.on_add_slices(ws, job, frame)
+        elif kind == "close":
+            await self.on_close(ws, job, frame)
+        elif kind == "cancel":
+            await send(ws, type="cancelled", id=frame["id"], job=job.id)
+            if job.status == "running":
+                reason = frame.get("reason") or "cancelled by its owner"
+                await self.end(job, "cancelled", ("ECANCELLED", reason))
 
     async def on_deploy(self, ws: ServerConnection, frame: Frame, connection: int) -> None:
         problem = check_cheque(frame)
@@ -164,26 +230,92 @@ class FakeScheduler:
         job = self.jobs.get(frame["ref"])
         redeploy = job is not None
         if job is None:
-            job = self.jobs[frame["ref"]] = FakeJob(f"job-{len(self.jobs) + 1}", frame)
+            job_id = f"job-{len(self.jobs) + 1}"
+            job = self.jobs[frame["ref"]] = FakeJob(job_id, frame, self.evaluate)
+        self.subscribers.setdefault(job.id, set()).add(ws)
         await send(ws, type="accepted", id=frame["id"], job=job.id, total=job.total)
         await self.play(ws, job, connection, redeploy)
 
     async def play(
         self, ws: ServerConnection, job: FakeJob, connection: int, redeploy: bool
     ) -> None:
-        """The job's life as events: status, a console line, result batches, complete."""
+        """The job's life as events: status, a console line, result batches, complete.
+
+        An open job gets the results of the slices it has, and completes on close."""
         await event(ws, job, "status", job.status_frame(computed=0))
         await event(ws, job, "console", {"slice": 1, "level": "log", "message": "hello"})
         numbers = sorted(job.results, reverse=True)  # out of order on purpose
         for start in range(0, len(numbers), self.result_batch):
             chunk = numbers[start : start + self.result_batch]
             await event(ws, job, "result", [{"slice": n, "value": job.results[n]} for n in chunk])
-        job.status = "finished"
-        await event(ws, job, "status", job.status_frame())
-        await event(ws, job, "complete", {"total": job.total})
+        job.computed = job.total
+        if not job.open:
+            job.status = "finished"
+            await event(ws, job, "status", job.status_frame())
+            await event(ws, job, "complete", {"total": job.total})
+
+    async def on_add_slices(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        problem = check_batch_cheque(job, frame)
+        if problem is not None:
+            await send(ws, type="error", id=frame["id"], code="EBADPAYMENT", message=problem)
+            return
+        if frame["ref"] in job.batches:
+            await send(ws, type="added", id=frame["id"], job=job.id, total=job.total)
+            return
+        if not job.open or job.status != "running":
+            await send(ws, type="error", id=frame["id"], code="ECLOSED", message="job is closed")
+            return
+        first = job.batches[frame["ref"]] = job.add(frame["values"])
+        await send(ws, type="added", id=frame["id"], job=job.id, total=job.total)
+        await self.on_added(job, first, len(frame["values"]))
+
+    async def on_added(self, job: FakeJob, first: int, count: int) -> None:
+        """New slices were added: by default they are computed at once."""
+        numbers = range(first, first + count)
+        job.computed += count
+        await self.broadcast(
+            job, "result", [{"slice": n, "value": job.results[n]} for n in numbers]
+        )
+        await self.broadcast(job, "status", job.status_frame())
+
+    async def on_close(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        was_open, job.open = job.open, False
+        await send(ws, type="closed", id=frame["id"], job=job.id, total=job.total)
+        if was_open and job.status == "running":
+            await self.end(job, "finished")
+
+    async def end(self, job: FakeJob, status: str, cancel: tuple[str, str] | None = None) -> None:
+        """Finish or cancel the job and tell its subscribers."""
+        job.status = status
+        await self.broadcast(job, "status", job.status_frame())
+        if cancel is None:
+            await self.broadcast(job, "complete", {"total": job.total})
+        else:
+            job.cancel = cancel
+            await self.broadcast(job, "cancel", {"code": cancel[0], "reason": cancel[1]})
+
+    async def broadcast(self, job: FakeJob, name: str, data: Any) -> None:
+        for ws in list(self.subscribers.get(job.id, ())):
+            with contextlib.suppress(ConnectionClosed):
+                await event(ws, job, name, data)
+
+    def find(self, job_id: str) -> FakeJob | None:
+        return next((job for job in self.jobs.values() if job.id == job_id), None)
 
     def job_by_id(self, job_id: str) -> FakeJob:
-        return next(job for job in self.jobs.values() if job.id == job_id)
+        job = self.find(job_id)
+        assert job is not None
+        return job
+
+    def listing(self, job: FakeJob) -> Frame:
+        return {
+            "job": job.id,
+            "name": job.deploy.get("public", {}).get("name", ""),
+            "status": job.status,
+            "total": job.total,
+            "computed": job.total,
+            "created": "2026-01-01T00:00:00+00:00",
+        }
 
 
 def check_cheque(deploy: Frame) -> str | None:
@@ -195,6 +327,18 @@ def check_cheque(deploy: Frame) -> str | None:
     total = len(slice_data(deploy["input"]))
     if Decimal(payment["max_total"]) < Decimal(deploy["slice_payment_offer"]) * total:
         return "max_total does not cover the job"
+    return None
+
+
+def check_batch_cheque(job: FakeJob, frame: Frame) -> str | None:
+    """Why an add_slices batch's payment does not verify, or None when it does."""
+    payment = frame["payment"]
+    text = batch_text(job.id, frame["ref"], payment["max_total"])
+    if recover(text, payment["signature"]) != job.deploy["payment"]["account"]:
+        return "the batch's cheque is not signed by the job's paying account"
+    offer = Decimal(job.deploy["slice_payment_offer"])
+    if Decimal(payment["max_total"]) < offer * len(frame["values"]):
+        return "the batch's payment does not cover its slices"
     return None
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 import dcp
-from dcp import job as job_module
+from dcp import connection, events
+from dcp import execution as execution_module
 from dcp.keys import default_keystore_path
 from dcp.keystore import create_keystore, save_keystore_file
 
@@ -31,7 +32,7 @@ def work(x):
 
 def record(job: dcp.Job) -> dict[str, list[Any]]:
     """Every callback call, by event name."""
-    calls: dict[str, list[Any]] = {name: [] for name in job_module.EVENTS}
+    calls: dict[str, list[Any]] = {name: [] for name in events.EVENTS}
     for name, seen in calls.items():
         job.on(name, seen.append)
     return calls
@@ -45,8 +46,8 @@ def start(fake: FakeScheduler) -> FakeScheduler:
 
 @pytest.fixture
 def fast_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(job_module, "RECONNECT_FIRST_DELAY_S", 0.05)
-    monkeypatch.setattr(job_module, "RECONNECT_GIVE_UP_S", 5.0)
+    monkeypatch.setattr(connection, "RECONNECT_FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(connection, "RECONNECT_GIVE_UP_S", 5.0)
 
 
 def test_exec_returns_results_in_slice_order_and_fires_callbacks(scheduler):
@@ -61,16 +62,20 @@ def test_exec_returns_results_in_slice_order_and_fires_callbacks(scheduler):
     assert calls["accepted"] == [{"job": "job-1", "total": 10}]
     assert sorted(call["slice"] for call in calls["result"]) == list(range(1, 11))
     assert {"slice": 4, "value": 8} in calls["result"]
-    assert calls["console"] == [{"slice": 1, "level": "log", "message": "hello"}]
+    hello = {"slice": 1, "slice_number": 1, "level": "log", "message": "hello", "count": 1}
+    assert calls["console"] == [hello]
     assert calls["status"][-1]["status"] == "finished"
     assert calls["complete"] == [{"total": 10}]
-    assert calls["error"] == calls["cancel"] == []
+    assert calls["error"] == calls["cancel"] == calls["noprogress"] == []
+    assert calls["readystatechange"] == ["exec", "init", "deploying", "deployed", "complete"]
 
     hello, deploy = scheduler.requests("hello")[0], scheduler.requests("deploy")[0]
     assert hello["identity"] == IDENTITY
     assert deploy["payment"]["account"] == ACCOUNT
     assert deploy["payment"]["max_total"] == "0.01"
     assert deploy["input"] == {"kind": "range", "start": 1, "end": 10, "step": 1}
+    assert deploy["progress_timeout"] == 60
+    assert "open" not in deploy and "requirements" not in deploy
 
 
 def test_exec_uses_the_keystores_of_the_dcp_home(scheduler):
@@ -225,7 +230,7 @@ class SilentScheduler(FakeScheduler):
 
 
 def test_a_lost_complete_event_is_found_by_polling_the_status(monkeypatch):
-    monkeypatch.setattr(job_module, "POLL_INTERVAL_S", 0.2)
+    monkeypatch.setattr(execution_module, "POLL_INTERVAL_S", 0.2)
     fake = start(SilentScheduler())
     try:
         assert dcp.compute_for(1, 3, work).exec(**KEYS).values() == [2, 4, 6]
@@ -235,7 +240,7 @@ def test_a_lost_complete_event_is_found_by_polling_the_status(monkeypatch):
 
 
 def test_an_unreachable_scheduler_gives_up_with_enoconnection(monkeypatch):
-    monkeypatch.setattr(job_module, "RECONNECT_GIVE_UP_S", 1.0)
+    monkeypatch.setattr(connection, "RECONNECT_GIVE_UP_S", 1.0)
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
@@ -273,8 +278,7 @@ def test_a_job_cancelled_while_disconnected_raises_its_cancel_code(fast_reconnec
     assert caught.value.code == "ETOOMANYERRORS"
 
 
-def test_public_must_be_text(scheduler):
+def test_public_must_be_text():
     job = dcp.compute_for(1, 3, work)
-    job.public = {"name": 5}  # type: ignore[dict-item]
     with pytest.raises(dcp.DCPError, match="dict of strings"):
-        job.exec(**KEYS)
+        job.public = {"name": 5}  # type: ignore[dict-item]

@@ -11,7 +11,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 import dcp
-from dcp.payment import canonical_json, credits_text, parse_offer
+from dcp.client import add_slices_frame
+from dcp.payment import batch_cheque_text, canonical_json, credits_text, parse_offer
 
 from .conftest import ACCOUNT, ACCOUNT_KEY
 
@@ -103,7 +104,29 @@ def test_credits_are_written_plainly():
     assert credits_text(Decimal("0.0500")) == "0.05"
 
 
-def test_a_deploy_over_the_frame_limit_is_refused_before_sending():
-    job = dcp.compute_for(["x" * 1000] * 5000, work)
+def test_a_value_over_the_frame_limit_is_refused_before_sending():
+    job = dcp.compute_for(["x" * (5 * 2**20)], work)
     with pytest.raises(dcp.DCPError, match="frame limit: use a range"):
         job.deploy_frame(Decimal("0.001"), ACCOUNT_KEY)
+
+
+def test_a_large_list_deploys_an_open_job_with_its_first_batch():
+    job = dcp.compute_for(["x" * 1000] * 5000, work)
+    frame = received(job.deploy_frame(Decimal("0.001"), ACCOUNT_KEY))
+    assert frame["open"] is True
+    assert len(frame["input"]["values"]) == 1000
+    assert frame["payment"]["max_total"] == "1"
+    assert cheque_signer(frame) == ACCOUNT
+
+
+def test_a_batch_cheque_signs_job_id_batch_ref_and_max_total():
+    frame = received(
+        add_slices_frame("job-7", [1, 2, 3], offer=Decimal("0.25"), account_key=ACCOUNT_KEY)
+    )
+    assert frame["payment"]["max_total"] == "0.75"
+    text = batch_cheque_text("job-7", frame["ref"], "0.75")
+    assert text == f"DCP Portal payment\njob: job-7\nbatch: {frame['ref']}\nmax total: 0.75"
+    signer = Account.recover_message(
+        encode_defunct(text=text), signature=frame["payment"]["signature"]
+    )
+    assert signer == ACCOUNT

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+import dcp
 from dcp import ResultHandle
 from dcp.inputs import RangeInput, ValuesInput
+from dcp.results import parse_slice_numbers
+
+from .conftest import KEYS
+from .fake_scheduler import FakeJob, FakeScheduler, event
 
 pytestmark: list[pytest.MarkDecorator] = []
+
+
+def work(x):
+    return x * 2
 
 
 @pytest.fixture
@@ -49,3 +60,116 @@ def test_key_of_values_is_the_value_as_given():
 
 def test_repr_previews_the_values(handle):
     assert repr(handle) == "ResultHandle(['a', 'b', 'c', 'd', 'e'], len=5)"
+
+
+def test_lookup_value_finds_a_range_slice_arithmetically():
+    data = RangeInput(0, 1, 0.1)
+    handle = ResultHandle([(n, f"r{n}") for n in range(1, 12)], data)
+    assert handle.lookup_value(0.3) == "r4"
+    assert handle.lookup_value(1) == "r11"
+    with pytest.raises(KeyError):
+        handle.lookup_value(0.35)
+    with pytest.raises(KeyError):
+        handle.lookup_value(2)
+
+
+def test_lookup_value_in_groups_products_and_values():
+    grouped = ResultHandle([(1, "a"), (2, "b")], dcp.Range(1, 7, group=4))
+    assert grouped.lookup_value(6) == "b"
+    assert grouped.lookup_value([1, 2, 3, 4]) == "a"
+    product = ResultHandle([(n, n) for n in range(1, 7)], dcp.MultiRange((1, 2), (1, 3)))
+    assert product.lookup_value((2, 1)) == 4
+    values = ResultHandle([(1, "x"), (2, "y")], ValuesInput([(1, 2), {"k": 1}]))
+    assert values.lookup_value([1, 2]) == "x"
+    assert values.lookup_value({"k": 1}) == "y"
+    with pytest.raises(KeyError):
+        values.lookup_value("nope")
+
+
+def test_lookup_value_of_a_slice_without_result_is_a_key_error():
+    handle = ResultHandle([(1, "a")], RangeInput(1, 3))
+    with pytest.raises(KeyError):
+        handle.lookup_value(2)
+
+
+@pytest.mark.parametrize(
+    ("spec", "numbers"),
+    [
+        (range(1, 11), list(range(1, 11))),
+        ("1-10", list(range(1, 11))),
+        (" 3 - 5 ,9", [3, 4, 5, 9]),
+        ("7", [7]),
+        ((1, 10), list(range(1, 11))),
+        ([9, 2, 2], [2, 9]),
+        (4, [4]),
+    ],
+)
+def test_slice_numbers_are_read_from_ranges_spans_pairs_and_lists(spec, numbers):
+    assert parse_slice_numbers(spec) == numbers
+
+
+@pytest.mark.parametrize("spec", ["1-x", "", 1.5, {"a": 1}, range(0, 3)])
+def test_bad_slice_numbers_are_refused(spec):
+    with pytest.raises(dcp.DCPError):
+        parse_slice_numbers(spec)
+
+
+def test_fetch_asks_the_scheduler_for_those_slices(scheduler):
+    results = dcp.compute_for(1, 10, work).exec(**KEYS)
+    part = results.fetch("2-4")
+    assert part.entries() == [(2, 4), (3, 6), (4, 8)]
+    assert part.key(3) == 3
+    assert results.fetch(range(9, 11)).values() == [18, 20]
+    assert results.fetch([1, 10]).values() == [2, 20]
+    last = scheduler.requests("results")[-1]
+    assert (last["start"], last["end"]) == (1, 10)
+
+
+def test_a_handle_without_a_scheduler_cannot_fetch():
+    with pytest.raises(dcp.DCPError, match="not tied to a scheduler job"):
+        ResultHandle([], RangeInput(1, 2)).fetch("1")
+
+
+class PendingScheduler(FakeScheduler):
+    """Jobs stay running until the test ends them."""
+
+    async def play(self, ws, job: FakeJob, connection: int, redeploy: bool) -> None:
+        await event(ws, job, "status", job.status_frame(computed=0))
+
+
+def test_attach_follows_a_job_deployed_elsewhere_to_its_results(keystores):
+    fake = PendingScheduler()
+    fake.start()
+    dcp.init(fake.url)
+    try:
+        deployed = dcp.compute_for([3, 4, 5], work)
+        deployed.on("accepted", lambda _: (_ for _ in ()).throw(SystemExit))  # "crash"
+        with pytest.raises(SystemExit):
+            deployed.exec()
+        job = dcp.Job.attach(deployed.id)
+        assert job.total == 3
+        assert job.status["status"] == "running"
+        threading.Timer(0.3, fake.call, [fake.end(fake.job_by_id(job.id), "finished")]).start()
+        results = job.wait()
+        assert results.values() == [6, 8, 10]
+        assert job.fetch("2").values() == [8]
+        with pytest.raises(dcp.DCPError, match="not known here"):
+            results.key(1)
+        with pytest.raises(dcp.DCPError) as caught:
+            dcp.Job.attach("job-404")
+        assert caught.value.code == "ENOJOB"
+    finally:
+        fake.stop()
+
+
+def test_jobs_lists_the_identitys_jobs_newest_first(scheduler, keystores):
+    first = dcp.compute_for([1], work)
+    first.public = {"name": "first"}
+    first.exec()
+    dcp.compute_for([2], work).exec()
+    listed = dcp.jobs()
+    assert [(job["job"], job["name"], job["status"]) for job in listed] == [
+        ("job-2", "", "finished"),
+        ("job-1", "first", "finished"),
+    ]
+    assert [frame["type"] for frame in scheduler.frames[-2:]] == ["hello", "jobs"]

@@ -14,8 +14,9 @@ from django.http import HttpRequest
 from ninja import Header, NinjaAPI, Query
 from ninja.responses import Status
 
-from portal.scheduler.consumers import WORKERS_GROUP, announce_cancel, emit, publish_status
+from portal.scheduler.consumers import WORKERS_GROUP, announce_cancel, emit
 from portal.scheduler.models import Job
+from portal.scheduler.services import job_status as job_status_event
 
 from .. import errors, selectors, services
 from ..auth import ApiKeyBearer, KeystoreBasic, Principal
@@ -112,7 +113,9 @@ def add_slices(
     )
     if added:
         _wake_workers()
-        async_to_sync(publish_status)(get_channel_layer(), job)
+        # The status is read here, not by consumers.publish_status: that one reads it through
+        # database_sync_to_async, which would close this request's connection.
+        async_to_sync(emit)(get_channel_layer(), job.id, "status", job_status_event(job))
     return selectors.status_of(job)
 
 
