@@ -119,11 +119,10 @@ def results(ctx: click.Context, job: str, span: str | None) -> None:
     """Print a job's stored results as JSON: [{"slice": n, "value": v}, ...]."""
     from .results import parse_slice_numbers
 
+    numbers = parse_slice_numbers(span) if span is not None else None
     remote = _remote(ctx)
-    if span is None:
+    if numbers is None:
         numbers = list(range(1, int(remote.status(job).get("total", 0)) + 1))
-    else:
-        numbers = parse_slice_numbers(span)
     wanted = set(numbers)
     entries = remote.fetch(job, min(numbers), max(numbers)) if numbers else []
     rows = [{"slice": n, "value": value} for n, value in entries if n in wanted]

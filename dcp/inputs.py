@@ -100,9 +100,11 @@ class RangeInput:
         return {"start": self.start, "end": self.end, "step": self.step}
 
     def value(self, index: int) -> Number:
-        """The index-th value of the range (from 1), computed exactly."""
-        exact = _decimal(self.start) + (index - 1) * _decimal(self.step)
-        return int(exact) if self._integral else float(exact)
+        """The index-th value of the range (from 1), computed exactly as the scheduler does:
+        in integers for an integer start and step, else in decimal, then as a float."""
+        if self._integral:
+            return int(self.start) + (index - 1) * int(self.step)
+        return float(_decimal(self.start) + (index - 1) * _decimal(self.step))
 
     def datum(self, slice_number: int) -> Any:
         """The input of slice `slice_number` (numbered from 1): a value, or a group's list."""
@@ -117,6 +119,11 @@ class RangeInput:
         """The position (from 1) of `value` in the range; KeyError when it is not on it."""
         if not is_number(value):
             raise KeyError(value)
+        if self._integral and isinstance(value, numbers.Integral):
+            steps, rest = divmod(int(value) - int(self.start), int(self.step))
+            if rest or not 0 <= steps < self.count:
+                raise KeyError(value)
+            return steps + 1
         offset = (_decimal(_plain_number(value)) - _decimal(self.start)) / _decimal(self.step)
         if offset != offset.to_integral_value() or not 0 <= offset < self.count:
             raise KeyError(value)

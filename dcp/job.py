@@ -228,14 +228,11 @@ class Job:
         self._stop.clear()
         self.set_state("exec")
         offer = parse_offer(offer_given) if offer_given is not None else None
+        if offer is None and self.work is not None and self._deploy is None:
+            raise DCPError("ENOJOB", "the job is not deployed yet: deploy it with exec()")
         self._check_deployable()
         self.set_state("init")
-        identity_key = self._identity_key
-        if identity_key is None or identity is not None:
-            identity_key = signing_key(identity, "identity")
-        account_key = self._account_key
-        if self.work is not None and (account_key is None or account is not None):
-            account_key = signing_key(account, "account")
+        identity_key, account_key = self._keys(identity, account)
         self._remember(identity_key, account_key, offer)
         deploy = self._deploy_frame(offer, account_key)
         bar = ProgressBar(progress_bar, self.total or None, f"job {self.id or self.ref[:8]}")
@@ -267,6 +264,17 @@ class Job:
             )
         self.requirements = self._requirements  # mutated since it was set? check again
         self.public = self._public
+
+    def _keys(self, identity: KeySpec, account: KeySpec) -> tuple[bytes, bytes | None]:
+        """The identity key and (to deploy or add slices) the account key: those given, else
+        those of an earlier exec(), else the DCP home's keystores."""
+        identity_key = self._identity_key
+        if identity_key is None or identity is not None:
+            identity_key = signing_key(identity, "identity")
+        account_key = self._account_key
+        if self.work is not None and (account_key is None or account is not None):
+            account_key = signing_key(account, "account")
+        return identity_key, account_key
 
     def _remember(
         self, identity_key: bytes, account_key: bytes | None, offer: Decimal | None

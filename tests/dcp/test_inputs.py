@@ -168,6 +168,16 @@ def test_key_agrees_with_the_schedulers_expansion(start, step, count, group):
             assert client.slice_of(client.datum(number)) == number
 
 
+def test_huge_integer_ranges_stay_exact():
+    start = 10**30 + 1
+    job = dcp.compute_for(start, start + 10**6, 7, work)
+    server = expander("range", {k: v for k, v in job.input.wire().items() if k != "kind"})
+    assert job.input.datum(12345) == server.datum(12345) == start + 12344 * 7
+    assert job.input.slice_of(start + 12344 * 7) == 12345
+    with pytest.raises(KeyError):
+        job.input.slice_of(start + 1)
+
+
 def test_multirange_key_agrees_with_the_scheduler():
     client = dcp.MultiRange((0, 1, 0.25), (3, 1, -1), dcp.Range(5, 6))
     server = expander("product", {"ranges": client.wire()["ranges"]})
