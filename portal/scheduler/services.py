@@ -111,6 +111,8 @@ def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tupl
         raise SchedulerError(
             "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to deploy jobs"
         )
+    if spec.is_open and spec.input_kind != "values":
+        raise SchedulerError("EINVALID", "only a job of values can be open: a range is whole")
     total = slice_count(spec)
     if total < 1 and not spec.is_open:
         raise SchedulerError("EINVALID", "the job has no slices: its input is empty")
