@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, start_worker
-from tests.e2e.test_compute_in_browser import (  # noqa: F401 (fixtures)
-    deploy_in_background,
-    payer,
-    volunteer,
-    wait_for,
-)
 from tests.livesite import REPO, LiveSite
 
 GROUPED_CONSOLE_AND_OPEN = """

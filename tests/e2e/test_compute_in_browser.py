@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.e2e.portal_flows import (
-    Person,
-    become_first_dev,
-    figure,
-    run_client,
-    sign_up,
-    start_worker,
-)
+from tests.e2e.conftest import deploy_in_background, wait_for
+from tests.e2e.portal_flows import Person, figure, start_worker
 from tests.livesite import LiveSite
 
 SQUARES = """
@@ -35,52 +24,6 @@ results = job.exec(slice_payment_offer="0.01")
 print(json.dumps({{"job": job.id, "values": results.values(), "keys": results.keys(),
                   "events": sorted(seen)}}))
 """
-
-
-@pytest.fixture
-def payer(browser: Any, portal_site: LiveSite, tmp_path: Path) -> Person:
-    context = browser.new_context(accept_downloads=True)
-    context.set_default_timeout(60_000)
-    person = sign_up(context.new_page(), portal_site)
-    become_first_dev(person, portal_site, tmp_path / "payer-home")
-    yield person
-    context.close()
-
-
-@pytest.fixture
-def volunteer(browser: Any, portal_site: LiveSite) -> Person:
-    context = browser.new_context()
-    context.set_default_timeout(120_000)
-    person = sign_up(context.new_page(), portal_site)
-    yield person
-    context.close()
-
-
-def deploy_in_background(site: LiveSite, home: Path, program: str) -> tuple[threading.Thread, dict]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = run_client(site, home, program)
-        except BaseException as error:  # reported by the test thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def wait_for(page: Any, thread: threading.Thread, outcome: dict, seconds: float = 240) -> Any:
-    """Keep the browser's event loop turning while the client program runs."""
-    for _ in range(int(seconds * 4)):
-        if not thread.is_alive():
-            break
-        page.wait_for_timeout(250)
-    thread.join(timeout=1)
-    if "error" in outcome:
-        raise outcome["error"]
-    assert "value" in outcome, "the client program did not finish in time"
-    return outcome["value"]
 
 
 def test_a_python_job_is_computed_by_a_worker_tab_and_paid_exactly(

@@ -7,10 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.portal_flows import Person, become_first_dev, figure, sign_up, start_worker
-from tests.e2e.test_compute_in_browser import deploy_in_background, wait_for
+from tests.e2e.conftest import deploy_in_background, wait_for
+from tests.e2e.portal_flows import Person, figure, start_worker
 from tests.livesite import LiveSite
 
 SQUARES = """
@@ -45,25 +43,6 @@ try:
 except dcp.DCPError as error:
     print(json.dumps({"job": job.id, "code": error.code}))
 """
-
-
-@pytest.fixture
-def payer(browser: Any, portal_site: LiveSite, tmp_path: Path) -> Person:
-    context = browser.new_context(accept_downloads=True)
-    context.set_default_timeout(60_000)
-    person = sign_up(context.new_page(), portal_site)
-    become_first_dev(person, portal_site, tmp_path / "payer-home")
-    yield person
-    context.close()
-
-
-@pytest.fixture
-def volunteer(browser: Any, portal_site: LiveSite) -> Person:
-    context = browser.new_context()
-    context.set_default_timeout(120_000)
-    person = sign_up(context.new_page(), portal_site)
-    yield person
-    context.close()
 
 
 def deployed_job(site: LiveSite, page: Any, name: str, seconds: float = 60) -> str:
