@@ -57,7 +57,7 @@ def timed(job: Any, offer: str = "0") -> float:
 
 def native_seconds() -> float:
     namespace: dict[str, Any] = {}
-    exec(CPU_BOUND, namespace)  # noqa: S102 (our own benchmark function)
+    exec(CPU_BOUND, namespace)
     started = time.perf_counter()
     namespace["work"](CPU_N)
     return time.perf_counter() - started
