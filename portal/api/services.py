@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from portal.bank.units import to_units
 from portal.scheduler import services as scheduler
-from portal.scheduler.models import Job
+from portal.scheduler.models import Job, JobStatus
 from portal.scheduler.services import JobSpec, SchedulerError
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
@@ -91,7 +91,8 @@ def paying_key(principal: Principal, address: str | None) -> Key:
         found = accounts.filter(address=wanted) if wanted else accounts.filter(is_default=True)
         key_or_none = found.first()
         if key_or_none is None:
-            raise ApiError(403, "EACCOUNT", f"account {wanted} is not one of your account keys")
+            why = f"account {wanted} is not one of your account keys" if wanted else ""
+            raise ApiError(403, "EACCOUNT", why or "you have no default account key")
         key = key_or_none
     if key.has_passphrase:
         # Paying uses the key, and every use of a passphrase-protected key must give it.
@@ -179,6 +180,6 @@ def cancel_job(*, principal: Principal, job_id: str, reason: str) -> Job:
     """Cancel a running job and refund its escrow; a job that already finished is ECLOSED."""
     job = own_job(principal, job_id)
     job = scheduler.cancel_job(job_id=job.id, identity=principal.identity, reason=reason)
-    if job.status == "finished":
+    if job.status == JobStatus.FINISHED:
         raise SchedulerError("ECLOSED", f"job {job.id} has already finished")
     return job
