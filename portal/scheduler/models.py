@@ -127,7 +127,7 @@ class SliceInput(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="inputs")
     number = models.PositiveIntegerField()
-    datum = models.JSONField()
+    datum = models.JSONField(null=True)  # a JSON null input is SQL NULL
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="slice_input_unique")]
