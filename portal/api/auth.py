@@ -1,7 +1,11 @@
-"""Who is calling: an API key (`Bearer`) or an identity keystore and its passphrase (`Basic`).
+"""Who is calling: an API key (`Bearer`), an identity keystore and its passphrase (`Basic`), or
+the portal's own pages with the signed-in session and its CSRF token.
 
-Both resolve to a Principal: the portal user and the identity key the request acts as. The
-portal's session cookie is never accepted here, so no API request needs a CSRF token.
+Each resolves to a Principal: the portal user and the identity key the request acts as. The
+session cookie alone is never enough: a request that relies on it must also send the CSRF
+token in `X-CSRFToken`, on every method (not only the unsafe ones), so no other site can make
+the API act for a signed-in user. Bearer and Basic requests need no token: a browser never
+adds those headers by itself.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from ninja.security.http import HttpAuthBase
 
 from dcp.keystore import KeystoreError, address_of, read_keystore
 from portal.scheduler.selectors import identity_owner
 from portal.users.models import User
+from portal.wallet.models import Key, KeyKind
 
 from .errors import ApiError
 from .models import ApiKey
@@ -152,3 +158,56 @@ def _kdf_caps() -> dict[str, int]:
         "max_scrypt_cost": scrypt_n * 8,
         "max_pbkdf2_c": 2**18,
     }
+
+
+def authenticate_session(request: HttpRequest) -> Principal | None:
+    """The signed-in user of a portal page, acting as their first identity key.
+
+    A plain function rather than a Ninja security class, so that the OpenAPI schema offers
+    programs only the two schemes meant for them. None without a signed-in session.
+    """
+    user = getattr(request, "user", None)
+    if not isinstance(user, User) or not user.is_active:
+        return None
+    if csrf_refused(request):
+        raise ApiError(
+            403,
+            "ECSRF",
+            "a request signed in with the portal's session must send the csrftoken cookie's "
+            "value in the X-CSRFToken header",
+        )
+    return Principal(user=user, identity=first_identity(user))
+
+
+def first_identity(user: User) -> str:
+    """The address a session deploys as: the user's oldest identity key."""
+    key = Key.objects.filter(user=user, kind=KeyKind.IDENTITY).order_by("created_at", "pk").first()
+    if key is None:
+        raise ApiError(403, "ENOIDENTITY", "create an identity key on the First Devs tab")
+    return key.address
+
+
+def csrf_refused(request: HttpRequest) -> bool:
+    """Whether Django's CSRF check (Origin, then the token) refuses the request.
+
+    Django checks only unsafe methods; the API checks every one, so the request is put through
+    the middleware as a POST. Django's test client turns the check off unless it is asked to
+    enforce it, as it does for every other view.
+    """
+    check = CsrfViewMiddleware(_forbidden)
+    method = request.method
+    request.method = "POST"
+    try:
+        request.csrf_processing_done = False  # type: ignore[attr-defined]
+        check.process_request(request)
+        return check.process_view(request, _no_view, (), {}) is not None
+    finally:
+        request.method = method
+
+
+def _forbidden(request: HttpRequest) -> HttpResponse:
+    return HttpResponseForbidden()
+
+
+def _no_view(request: HttpRequest) -> HttpResponse:  # pragma: no cover - never called
+    return HttpResponseForbidden()

@@ -1,4 +1,10 @@
-"""/api/v0: the Ninja API, its readable docs, and JSON answers for unknown paths and methods."""
+"""/api/v0: the Ninja API, its readable docs, JSON answers for unknown paths and methods, and
+CORS for API keys.
+
+Pages on other origins may call the API with an API key (dcp-client.js does): a preflight is
+answered for any origin, and a response to a Bearer request says any origin may read it.
+Credentials are never allowed cross-origin, so the session cookie and Basic stay same-origin.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,36 @@ from .views.api import api
 from .views.docs import docs
 
 View = Callable[..., HttpResponse]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def cors_for_api_keys(view: View) -> View:
+    """Answer CORS preflights; let any origin read the answer to a request with an API key."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if _is_preflight(request):
+            return HttpResponse(status=204, headers=CORS_HEADERS)
+        response = view(request, *args, **kwargs)
+        if _is_bearer(request):
+            response["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    return wrapper
+
+
+def _is_preflight(request: HttpRequest) -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def _is_bearer(request: HttpRequest) -> bool:
+    return request.headers.get("Authorization", "")[:7].lower() == "bearer "
 
 
 def json_fallbacks(view: View) -> View:
@@ -37,7 +73,8 @@ def json_fallbacks(view: View) -> View:
     return wrapper
 
 
-@csrf_exempt  # like every API view: no cookie is accepted, so there is nothing to forge
+@cors_for_api_keys
+@csrf_exempt  # like every Ninja view: the session's CSRF token is checked by auth.py
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return error_response(404, "ENOTFOUND", f"no API endpoint at {request.path[:200]}")
 
@@ -49,7 +86,7 @@ def _patterns() -> list[URLPattern | URLResolver]:
         if isinstance(pattern, URLPattern):
             pattern = URLPattern(
                 pattern.pattern,
-                json_fallbacks(pattern.callback),
+                cors_for_api_keys(json_fallbacks(pattern.callback)),
                 pattern.default_args,
                 pattern.name,
             )

@@ -31,9 +31,10 @@ class RateLimit:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
+        if self.tokens >= self.burst - 1:
+            self.refused = 0  # the sender has calmed down: a later burst starts afresh
         if self.tokens >= 1:
             self.tokens -= 1
-            self.refused = 0
             return True
         self.refused += 1
         return False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, jobs, views, worker_files
+from . import api_keys, examples, jobs, views, worker_files
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,4 +29,6 @@ urlpatterns = [
     path("portal/jobs/status.json", jobs.jobs_status, name="jobs_status"),
     path("portal/jobs/<str:job_id>/cancel/", jobs.cancel, name="cancel_job"),
     path("portal/jobs/<str:job_id>/results.json", jobs.results, name="job_results"),
+    path("dcp-client/dcp-client.js", examples.dcp_client_script, name="dcp_client_script"),
+    path("examples/uppercase/", examples.uppercase, name="example_uppercase"),
 ]

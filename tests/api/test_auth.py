@@ -32,11 +32,13 @@ def test_a_request_without_credentials_is_401_with_the_error_shape(db):
     assert "Bearer" in response["WWW-Authenticate"]
 
 
-def test_a_signed_in_session_is_not_accepted_by_the_api(first_dev, identity):
-    client = Client()
+def test_a_signed_in_session_alone_is_not_accepted_by_the_api(first_dev, identity):
+    # The session needs its CSRF token too: tests/api/test_session_auth.py.
+    client = Client(enforce_csrf_checks=True)
     client.force_login(first_dev)
     response = client.get("/api/v0/accounts")
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "ECSRF"
 
 
 def test_api_requests_need_no_csrf_token(api_token):

@@ -19,7 +19,7 @@ from portal.scheduler.models import Job
 from portal.scheduler.services import job_status as job_status_event
 
 from .. import errors, selectors, services
-from ..auth import ApiKeyBearer, KeystoreBasic, Principal
+from ..auth import ApiKeyBearer, KeystoreBasic, Principal, authenticate_session
 from ..parsing import StrictJsonParser
 from ..schemas import (
     AccountOut,
@@ -55,7 +55,7 @@ api = NinjaAPI(
     'Amounts of credits are decimal strings; errors are {"error": {"code", "message"}}.',
     urls_namespace="api-v0",
     docs_url=None,
-    auth=[ApiKeyBearer(), KeystoreBasic()],
+    auth=[ApiKeyBearer(), KeystoreBasic(), authenticate_session],
     parser=StrictJsonParser(),
 )
 errors.install(api)
