@@ -1,0 +1,514 @@
+// dcp-client.js: the DCP Compute API for web pages, over the portal's HTTP API (/api/v0).
+//
+//   <script src="https://portal.example.org/dcp-client/dcp-client.js"></script>
+//   const job = dcp.compute.for([1, 2, 3], function (x) { progress(); return x * 2 });
+//   job.on("result", (event) => console.log(event.sliceNumber, event.result));
+//   const results = await job.exec(0.001);  // [2, 4, 6], in slice order
+//
+// On the portal's own pages it deploys as the signed-in user, with the session and its CSRF
+// token, and asks in a dialog which account pays. Anywhere else, call
+// dcp.init({scheduler, apiKey}) first: requests then carry the API key and no cookie.
+// A classic script with no dependencies: it defines one global, `dcp`.
+
+(() => {
+  "use strict";
+
+  const API_PATH = "/api/v0";
+  const POLL_FIRST_MS = 500;
+  const POLL_MAX_MS = 2000;
+  const NETWORK_RETRIES = 3;
+  const MAX_RANGES = 100; // per results request, the API's limit
+  const MAX_BATCH_SLICES = 100_000; // per request, the API's limit
+  const MAX_BATCH_CHARS = 1_000_000; // well under the API's 2.5 MiB body limit
+  const CSRF_COOKIE = "csrftoken";
+
+  const scriptOrigin = document.currentScript
+    ? new URL(document.currentScript.src, location.href).origin
+    : location.origin;
+  const settings = { scheduler: scriptOrigin, apiKey: "" };
+
+  class DCPError extends Error {
+    constructor(code, message) {
+      super(message);
+      this.name = "DCPError";
+      this.code = code;
+    }
+  }
+
+  // --- configuration ------------------------------------------------------------------------
+
+  function init({ scheduler, apiKey } = {}) {
+    if (scheduler !== undefined) settings.scheduler = schedulerOrigin(scheduler);
+    if (apiKey !== undefined) settings.apiKey = String(apiKey);
+  }
+
+  function schedulerOrigin(scheduler) {
+    const url = new URL(String(scheduler), location.href);
+    if (!["http:", "https:"].includes(url.protocol)) {
+      throw new DCPError("EINVALID", `scheduler must be an http(s) URL, not ${url.protocol}`);
+    }
+    return url.origin;
+  }
+
+  // The session pays only on the portal's own pages, and only when no API key was given.
+  function usesSession() {
+    return !settings.apiKey && settings.scheduler === location.origin;
+  }
+
+  // --- HTTP ---------------------------------------------------------------------------------
+
+  async function call(method, path, { body, query = [], idempotencyKey } = {}) {
+    const url = new URL(API_PATH + path, settings.scheduler);
+    query.forEach(([name, value]) => url.searchParams.append(name, value));
+    const headers = { Accept: "application/json", ...authHeaders() };
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+    const options = {
+      method,
+      headers,
+      cache: "no-store",
+      credentials: usesSession() ? "same-origin" : "omit",
+    };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    const repeatable = method === "GET" || Boolean(idempotencyKey);
+    return answerOf(await fetchWithRetries(url, options, repeatable));
+  }
+
+  function authHeaders() {
+    if (settings.apiKey) return { Authorization: `Bearer ${settings.apiKey}` };
+    if (!usesSession()) {
+      throw new DCPError(
+        "EAUTH",
+        "this page is not on the portal: call dcp.init({scheduler, apiKey}) with an API key first",
+      );
+    }
+    const token = cookie(CSRF_COOKIE);
+    if (!token) throw new DCPError("EAUTH", "no CSRF cookie: sign in to the portal and reload");
+    return { "X-CSRFToken": token };
+  }
+
+  function cookie(name) {
+    const prefix = `${name}=`;
+    const found = document.cookie.split("; ").find((part) => part.startsWith(prefix));
+    return found ? decodeURIComponent(found.slice(prefix.length)) : "";
+  }
+
+  async function fetchWithRetries(url, options, repeatable) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await fetch(url, options);
+      } catch (error) {
+        if (!repeatable || attempt >= NETWORK_RETRIES) {
+          throw new DCPError("ENETWORK", `cannot reach ${url.origin}: ${error.message}`);
+        }
+        await sleep(POLL_FIRST_MS * attempt);
+      }
+    }
+  }
+
+  async function answerOf(response) {
+    if (response.status === 204) return null;
+    const body = await response.json().catch(() => null);
+    if (response.ok) return body;
+    const error = body?.error ?? {
+      code: `EHTTP${response.status}`,
+      message: `the portal answered ${response.status}`,
+    };
+    throw new DCPError(error.code, error.message);
+  }
+
+  // A lost connection or a proxy's 502/503/504 while watching a job: poll again later.
+  function isTransient(error) {
+    return error.code === "ENETWORK" || /^EHTTP50[234]$/.test(error.code ?? "");
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  // Each write carries a key of its own, so that a retry after a lost answer pays once.
+  function newIdempotencyKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  // --- input --------------------------------------------------------------------------------
+
+  function rangeValues(start, end, step = 1) {
+    if (![start, end, step].every(Number.isFinite) || step <= 0) {
+      throw new DCPError("EINVALID", "a range needs finite numbers and a positive step");
+    }
+    const count = Math.floor((end - start) / step + 1e-9) + 1;
+    return Array.from({ length: Math.max(count, 0) }, (_, index) => start + index * step);
+  }
+
+  // Consecutive groups of values that each fit in one request.
+  function batches(values) {
+    const groups = [[]];
+    let chars = 0;
+    for (const value of values) {
+      const size = JSON.stringify(value)?.length ?? 4;
+      const group = groups.at(-1);
+      if (group.length && (group.length >= MAX_BATCH_SLICES || chars + size > MAX_BATCH_CHARS)) {
+        groups.push([]);
+        chars = 0;
+      }
+      groups.at(-1).push(value);
+      chars += size + 1;
+    }
+    return groups;
+  }
+
+  // `start-end` ranges of the slice numbers not yet received, at most MAX_RANGES of them.
+  function missingRanges(have, from) {
+    const ranges = [];
+    let start = null;
+    for (let index = from; index <= have.length; index += 1) {
+      const missing = index < have.length && !have[index];
+      if (missing && start === null) start = index;
+      if (!missing && start !== null) {
+        ranges.push([start + 1, index]);
+        start = null;
+      }
+    }
+    if (ranges.length > MAX_RANGES) {
+      ranges.splice(MAX_RANGES - 1, Infinity, [ranges[MAX_RANGES - 1][0], have.length]);
+    }
+    return ranges.map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`));
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  class Emitter {
+    #listeners = new Map();
+
+    on(event, listener) {
+      if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
+      this.#listeners.get(event).add(listener);
+      return this;
+    }
+
+    off(event, listener) {
+      this.#listeners.get(event)?.delete(listener);
+      return this;
+    }
+
+    emit(event, detail) {
+      for (const listener of [...(this.#listeners.get(event) ?? [])]) {
+        try {
+          listener(detail);
+        } catch (error) {
+          console.error(`dcp: a "${event}" listener failed`, error); // the job goes on
+        }
+      }
+    }
+  }
+
+  // --- the job ------------------------------------------------------------------------------
+
+  class Job extends Emitter {
+    #input;
+    #have;
+    #results;
+    #received = 0;
+    #firstMissing = 0;
+    #lastStatus = "";
+    #started = false;
+    #cancelReason = null;
+
+    constructor(input, work, args) {
+      super();
+      if (typeof work !== "function" && typeof work !== "string") {
+        throw new DCPError("EINVALID", "the work function must be a function or its source");
+      }
+      this.#input = input;
+      this.#have = new Uint8Array(input.length);
+      this.#results = new Array(input.length);
+      this.id = null;
+      this.work = typeof work === "function" ? work.toString() : work;
+      this.language = "js";
+      this.args = args === undefined ? [] : Array.from(args);
+      this.public = {};
+      this.requirements = {};
+      this.readyState = "new";
+    }
+
+    // Deploy, pay `slicePaymentOffer` credits a slice (or the market value), and resolve to
+    // the results in slice order once every slice has one.
+    async exec(slicePaymentOffer = "MARKET_VALUE") {
+      if (this.#started) throw new DCPError("EINVALID", "exec() runs a job once");
+      this.#started = true;
+      try {
+        this.#setState("exec");
+        this.#setState("init");
+        const account = await this.#chooseAccount(slicePaymentOffer);
+        this.#setState("deploying");
+        await this.#deploy(slicePaymentOffer, account);
+        this.#setState("deployed");
+        const results = await this.#watch();
+        this.#setState("complete");
+        this.emit("complete", results);
+        return results;
+      } catch (error) {
+        const failure = error instanceof DCPError ? error : new DCPError("EINTERNAL", String(error));
+        this.emit("error", { jobId: this.id, code: failure.code, message: failure.message });
+        throw failure;
+      }
+    }
+
+    // Stop the job: workers drop its slices, the unspent escrow is refunded, exec() rejects.
+    async cancel(reason = "cancelled by the page that deployed it") {
+      this.#cancelReason = reason;
+      if (this.id) await call("DELETE", `/job/${this.id}`, { body: { reason } });
+    }
+
+    #setState(state) {
+      this.readyState = state;
+      this.emit("readystatechange", state);
+    }
+
+    async #chooseAccount(offer) {
+      if (!usesSession()) return null; // an API key pays from its own account
+      this.#setState("preauth");
+      const accounts = await call("GET", "/accounts");
+      const summary = { slices: this.#input.length, offer, name: this.public?.name };
+      const address = await askWhichAccountPays(accounts, summary);
+      if (!address) throw new DCPError("ECANCELLED", "no account was chosen: nothing was deployed");
+      return address;
+    }
+
+    async #deploy(offer, account) {
+      if (this.#cancelReason !== null) throw new DCPError("ECANCELLED", this.#cancelReason);
+      const [first, ...rest] = batches(this.#input);
+      const body = {
+        slices: first,
+        work: { language: this.language, function: this.work },
+        args: this.args,
+        requirements: this.requirements,
+        public: this.public,
+        slicePaymentOffer: offer,
+      };
+      if (account) body.account = { address: account };
+      const { jobId } = await call("POST", "/job", { body, idempotencyKey: newIdempotencyKey() });
+      this.id = jobId;
+      this.emit("accepted", { jobId });
+      if (this.#cancelReason !== null) return this.cancel(this.#cancelReason);
+      for (const slices of rest) {
+        const options = { body: { slices }, idempotencyKey: newIdempotencyKey() };
+        await call("POST", `/job/${jobId}/slices`, options);
+      }
+      await call("POST", `/job/${jobId}/close`);
+    }
+
+    // Poll status and fetch new results until the job ends: every 500 ms while results
+    // arrive, backing off to 2 s while none do.
+    async #watch() {
+      let delay = POLL_FIRST_MS;
+      for (;;) {
+        const { status, received } = await this.#poll();
+        if (status?.status === "cancelled") throw await this.#cancelled();
+        if (status?.status === "finished" && this.#received === this.#input.length) {
+          return this.#results;
+        }
+        delay = received ? POLL_FIRST_MS : Math.min(delay * 1.5, POLL_MAX_MS);
+        await sleep(delay);
+      }
+    }
+
+    async #poll() {
+      try {
+        const status = await call("GET", `/job/${this.id}/status`);
+        this.#noteStatus(status);
+        const received = status.completedSlices > this.#received ? await this.#fetchResults() : 0;
+        return { status, received };
+      } catch (error) {
+        if (isTransient(error)) return { status: null, received: 0 }; // try again
+        throw error;
+      }
+    }
+
+    #noteStatus(status) {
+      const event = {
+        jobId: this.id,
+        total: status.totalSlices,
+        distributed: status.distributedSlices,
+        computed: status.completedSlices,
+        active: status.activeSlices,
+        failed: status.failedSlices,
+      };
+      const text = JSON.stringify(event);
+      if (text === this.#lastStatus) return;
+      this.#lastStatus = text;
+      this.emit("status", event);
+    }
+
+    async #fetchResults() {
+      let ranges = missingRanges(this.#have, this.#firstMissing);
+      let received = 0;
+      while (ranges.length) {
+        const query = ranges.map((range) => ["range", range]);
+        const page = await call("GET", `/job/${this.id}/result`, { query });
+        page.results.forEach(({ sliceNumber, value }) => {
+          received += this.#take(sliceNumber, value);
+        });
+        ranges = page.nextRanges;
+      }
+      while (this.#have[this.#firstMissing]) this.#firstMissing += 1;
+      return received;
+    }
+
+    #take(sliceNumber, value) {
+      const index = sliceNumber - 1;
+      if (this.#have[index]) return 0;
+      this.#have[index] = 1;
+      this.#results[index] = value;
+      this.#received += 1;
+      this.emit("result", { jobId: this.id, sliceNumber, result: value });
+      return 1;
+    }
+
+    async #cancelled() {
+      const job = await call("GET", `/job/${this.id}`);
+      const code = job.cancelCode ?? "ECANCELLED";
+      const reason = job.cancelReason ?? "the job was cancelled";
+      this.emit("cancel", { jobId: this.id, code, reason });
+      this.#setState("cancelled");
+      return new DCPError(code, reason);
+    }
+  }
+
+  // --- "Which account pays?" ----------------------------------------------------------------
+
+  const STYLE = {
+    dialog:
+      "border:none;border-radius:14px;padding:22px;width:min(480px,92vw);max-height:90vh;" +
+      "overflow:auto;color:#1d2433;background:#fff;" +
+      "font:15px/1.5 system-ui,sans-serif;box-shadow:0 18px 50px rgba(16,24,40,.25)",
+    heading: "margin:0 0 6px;font-size:18px",
+    summary: "margin:0 0 14px;color:#5d6679;font-size:13px",
+    fieldset: "border:none;margin:0 0 16px;padding:0;display:flex;flex-direction:column;gap:8px",
+    legend: "font-size:13px;color:#5d6679;padding:0;margin-bottom:6px",
+    option:
+      "display:flex;flex-direction:row;gap:10px;align-items:flex-start;padding:10px 12px;" +
+      "border:1px solid #dfe3ea;border-radius:8px;cursor:pointer;color:#1d2433;font-size:14px",
+    radio: "flex:none;margin:3px 0 0;padding:0;width:16px;height:16px",
+    address:
+      "display:block;font:12px ui-monospace,Menlo,Consolas,monospace;color:#5d6679;" +
+      "word-break:break-all",
+    actions: "display:flex;gap:8px;justify-content:flex-end",
+    pay:
+      "font:inherit;font-weight:600;cursor:pointer;border:1px solid #2f5bea;background:#2f5bea;" +
+      "color:#fff;padding:8px 14px;border-radius:8px",
+    cancel:
+      "font:inherit;font-weight:600;cursor:pointer;border:1px solid #2f5bea;background:#fff;" +
+      "color:#2f5bea;padding:8px 14px;border-radius:8px",
+  };
+  let dialogCount = 0;
+
+  function element(tag, attributes = {}, ...children) {
+    const node = document.createElement(tag);
+    Object.entries(attributes).forEach(([name, value]) => node.setAttribute(name, value));
+    node.append(...children);
+    return node;
+  }
+
+  function costLine({ slices, offer, name }) {
+    const job = name ? `Job “${name}”: ` : "This job: ";
+    const count = `${slices} slice${slices === 1 ? "" : "s"}`;
+    if (offer === "MARKET_VALUE") return `${job}${count} at the market value per slice.`;
+    const total = Number((Number(offer) * slices).toFixed(9));
+    return (
+      `${job}${count} at ${offer} credits each: up to ${total} credits move into the job's ` +
+      "escrow now, and what it does not spend comes back."
+    );
+  }
+
+  function accountOption(account, index) {
+    const radio = element("input", {
+      type: "radio",
+      name: "account",
+      value: account.address,
+      style: STYLE.radio,
+    });
+    radio.checked = index === 0;
+    const text = element(
+      "span",
+      {},
+      element("strong", {}, account.name),
+      ` · ${account.balance} credits`,
+      element("span", { style: STYLE.address }, account.address),
+    );
+    return element("label", { style: STYLE.option }, radio, text);
+  }
+
+  function accountDialog(accounts, summary) {
+    dialogCount += 1;
+    const titleId = `dcp-pay-title-${dialogCount}`;
+    const summaryId = `dcp-pay-summary-${dialogCount}`;
+    const form = element(
+      "form",
+      { method: "dialog" },
+      element("h2", { id: titleId, style: STYLE.heading }, "Which account pays?"),
+      element("p", { id: summaryId, style: STYLE.summary }, costLine(summary)),
+      element(
+        "fieldset",
+        { style: STYLE.fieldset },
+        element("legend", { style: STYLE.legend }, "Your accounts"),
+        ...accounts.map(accountOption),
+      ),
+      element(
+        "div",
+        { style: STYLE.actions },
+        element("button", { value: "cancel", formnovalidate: "", style: STYLE.cancel }, "Cancel"),
+        element("button", { value: "pay", style: STYLE.pay }, "Pay and deploy"),
+      ),
+    );
+    const attributes = { "aria-labelledby": titleId, "aria-describedby": summaryId };
+    return element("dialog", { ...attributes, style: STYLE.dialog }, form);
+  }
+
+  // The address the person chose, or null when they cancelled.
+  function askWhichAccountPays(accounts, summary) {
+    if (!accounts.length) throw new DCPError("EACCOUNT", "you have no account key to pay from");
+    const dialog = accountDialog(accounts, summary);
+    document.body.append(dialog);
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => {
+          const chosen = dialog.querySelector('input[name="account"]:checked');
+          const address = dialog.returnValue === "pay" && chosen ? chosen.value : null;
+          dialog.remove();
+          resolve(address);
+        },
+        { once: true },
+      );
+      dialog.showModal();
+      dialog.querySelector('input[name="account"]:checked')?.focus();
+    });
+  }
+
+  // --- the global ---------------------------------------------------------------------------
+
+  function computeFor(...params) {
+    if (typeof params[0] === "number") {
+      const [start, end, ...rest] = params;
+      const step = typeof rest[0] === "number" ? rest.shift() : 1;
+      const [work, args] = rest;
+      return new Job(rangeValues(start, end, step), work, args);
+    }
+    const [input, work, args] = params;
+    if (input == null || typeof input[Symbol.iterator] !== "function") {
+      throw new DCPError("EINVALID", "compute.for takes an array (or iterable), or start and end");
+    }
+    return new Job(Array.from(input), work, args);
+  }
+
+  window.dcp = Object.freeze({
+    init,
+    compute: Object.freeze({ for: computeFor }),
+    DCPError,
+  });
+})();
