@@ -214,7 +214,7 @@ SLICE_LEASE_SECONDS = env_int("SLICE_LEASE_SECONDS", 60)
 DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
 # A slice that failed on one worker is kept from that worker this long, for a retry elsewhere.
 RETRY_ELSEWHERE_SECONDS = env_int("RETRY_ELSEWHERE_SECONDS", 5)
-MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 500)
+MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 2000)
 MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
 MAX_RESULTS_PER_FETCH = 10_000
 MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024)
