@@ -68,6 +68,7 @@ class Execution:
         self.cancel_reason: str | None = None
         self.finished = False
         self.seen: set[int] = set()
+        self.received: dict[int, Any] = {}  # results that came with events, by slice
         self.last_error: dict[str, Any] | None = None
         self.last_noprogress: dict[str, Any] | None = None
         self.complete_data: Any = None
@@ -251,6 +252,7 @@ class Execution:
     def _emit_result(self, slice_number: int, value: Any) -> None:
         if slice_number not in self.seen:
             self.seen.add(slice_number)
+            self.received[slice_number] = value
             self.bar.advance()
             self.job.emit("result", {"slice": slice_number, "value": value})
 
@@ -284,9 +286,12 @@ class Execution:
     def _collect(self, session: Session) -> ResultHandle:
         assert self.job.id is not None
         total = self.job.total
-        entries = fetch_pages(
-            lambda frame: session.request(frame, self._on_frame), self.job.id, 1, total
-        )
+        if len(self.received) == total:  # every result came with the events: no fetch
+            entries = sorted(self.received.items())
+        else:
+            entries = fetch_pages(
+                lambda frame: session.request(frame, self._on_frame), self.job.id, 1, total
+            )
         _check_complete(entries, total)
         for slice_number, value in sorted(entries, key=lambda entry: entry[0]):
             self._emit_result(slice_number, value)

@@ -102,8 +102,14 @@ def test_exec_again_redeploys_the_same_job_and_catches_up(scheduler):
     assert len(scheduler.requests("subscribe")) == 1
 
 
-def test_results_are_fetched_in_pages_of_ten_thousand(scheduler):
-    scheduler.result_batch = 25_000
+def test_results_that_all_came_with_events_are_not_fetched_again(scheduler):
+    results = dcp.compute_for(1, 12, work).exec(**KEYS)
+    assert results.values() == [x * 2 for x in range(1, 13)]
+    assert scheduler.requests("results") == []
+
+
+def test_results_lost_with_their_events_are_fetched_in_pages_of_ten_thousand(scheduler):
+    scheduler.drop_result_events = True
     results = dcp.compute_for(1, 25_000, work).exec(**KEYS)
     assert len(results) == 25_000
     assert results[-1] == 50_000
@@ -196,7 +202,7 @@ def test_a_dropped_connection_is_resumed_with_the_same_ref(fast_reconnects):
     assert deploys[0]["ref"] == deploys[1]["ref"] == job.ref
     assert deploys[0]["payment"] == deploys[1]["payment"]
     kinds = [frame["type"] for frame in fake.frames]
-    assert kinds == ["hello", "deploy", "hello", "deploy", "subscribe", "results"]
+    assert kinds == ["hello", "deploy", "hello", "deploy", "subscribe"]  # results came as events
     assert len(calls["accepted"]) == 1
     assert sorted(call["slice"] for call in calls["result"]) == list(range(1, 8))
 
