@@ -132,3 +132,14 @@ async def receive_until(
 
 def full_application() -> Any:
     return application
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test runs in its own event loop: give it a channel layer of its own, since the
+    Redis layer binds its locks and connections to the loop that first used them."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
