@@ -12,17 +12,8 @@ from typing import Any
 import dcp
 from bench.harness import PASSWORD, start_portal
 from bench.throughput import quiet_exec
+from tests.livesite import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRIVIAL = "def work(x):\n    return x + 1\n"
 CPU_BOUND = """
 def work(n):
@@ -71,7 +62,7 @@ def main() -> None:
     figures: dict[str, Any] = {"benchmark": "browser"}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             open_worker_tab(browser, portal.site.url)
             figures["cold_start_to_first_result_s"] = round(timed(dcp.compute_for([1], TRIVIAL)), 2)
             timed(dcp.compute_for(range(20), TRIVIAL))  # warm the new job path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,38 +31,10 @@ def start_portal(credits: str = "1000000") -> Portal:
     site = LiveSite(workdir, debug=False)
     site.migrate()
     home = workdir / "home"
-    payer = json.loads(
-        manage(
-            site,
-            "create_first_dev",
-            "payer@example.com",
-            "--password",
-            PASSWORD,
-            "--keystores",
-            str(home / ".dcp"),
-            "--credits",
-            credits,
-        )
-    )
-    manage(site, "create_first_dev", "worker@example.com", "--password", PASSWORD)
+    payer = site.seed(home, PASSWORD, credits)
     site.start()
     os.environ["DCP_HOMEDIR"] = str(home)
     return Portal(site=site, home=home, payer=payer)
-
-
-def manage(site: LiveSite, *args: str) -> str:
-    return (
-        subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO,
-            env=site.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
 
 
 def start_workers(site: LiveSite, count: int) -> subprocess.Popen[bytes]:

@@ -20,6 +20,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -120,6 +130,24 @@ class LiveSite:
         )
         lines = completed.stdout.strip().splitlines()
         return lines[-1] if lines else ""
+
+    def seed(self, home: Path, password: str, credits: str = "100") -> dict[str, str]:
+        """A paying First Dev (keystores in `home`/.dcp, `credits` extra) and a volunteer,
+        payer@example.com and worker@example.com; returns the payer's addresses."""
+        payer = json.loads(
+            self.manage(
+                "create_first_dev",
+                "payer@example.com",
+                "--password",
+                password,
+                "--keystores",
+                str(home / ".dcp"),
+                "--credits",
+                credits,
+            )
+        )
+        self.manage("create_first_dev", "worker@example.com", "--password", password)
+        return payer
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None:

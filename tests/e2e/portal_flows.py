@@ -42,12 +42,15 @@ def sign_up(page: Any, site: LiveSite, email: str | None = None) -> Person:
 
 
 def download(page: Any, button: Any, target: Path, passphrase: str = "") -> dict[str, Any]:
-    """Click a Download button, answer the passphrase dialog, save the file as `target`."""
+    """Click a Download button, answer the passphrase dialog, save the file as `target`
+    (a folder: the file keeps the name the portal gave it)."""
     button.click()
     dialog = page.locator("dialog[open]")
     dialog.get_by_label("Keystore passphrase (optional)").fill(passphrase)
     with page.expect_download() as download_info:
         dialog.get_by_role("button", name="Save keystore").click()
+    if target.is_dir():
+        target = target / download_info.value.suggested_filename
     target.parent.mkdir(parents=True, exist_ok=True)
     download_info.value.save_as(target)
     return json.loads(target.read_text())

@@ -40,17 +40,7 @@ def site(tmp_path: Path):
     live = LiveSite(tmp_path)
     live.migrate()
     home = tmp_path / "home"
-    live.manage(
-        "create_first_dev",
-        "payer@example.com",
-        "--password",
-        PASSWORD,
-        "--keystores",
-        str(home / ".dcp"),
-        "--credits",
-        "100",
-    )
-    live.manage("create_first_dev", "worker@example.com", "--password", PASSWORD)
+    live.seed(home, PASSWORD)
     live.start()
     live.home = home  # type: ignore[attr-defined]
     yield live

@@ -58,17 +58,7 @@ def test_two_processes_share_the_work_and_events_cross_between_them(
     second = LiveSite(tmp_path / "b", extra_env=env)
     first.migrate()
     home = tmp_path / "home"
-    first.manage(
-        "create_first_dev",
-        "payer@example.com",
-        "--password",
-        PASSWORD,
-        "--keystores",
-        str(home / ".dcp"),
-        "--credits",
-        "100",
-    )
-    first.manage("create_first_dev", "worker@example.com", "--password", PASSWORD)
+    first.seed(home, PASSWORD)
     first.start()
     second.start()
     processes = []
