@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,125 +14,242 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('ref', models.CharField(help_text="The client's idempotency key.", max_length=64, unique=True)),
-                ('identity', models.CharField(max_length=42)),
-                ('payer', models.CharField(help_text='Account address that paid the escrow.', max_length=42)),
-                ('language', models.CharField(default='python', max_length=8)),
-                ('source', models.TextField()),
-                ('args', models.JSONField(default=list)),
-                ('input_kind', models.CharField(max_length=8)),
-                ('input_spec', models.JSONField(default=dict, help_text='The range or product, as sent.')),
-                ('is_open', models.BooleanField(default=False, help_text='Accepts add_slices until closed.')),
-                ('requirements', models.JSONField(default=dict)),
-                ('needs_webgpu', models.BooleanField(default=False)),
-                ('needs_offscreen_canvas', models.BooleanField(default=False)),
-                ('discrete', models.BooleanField(default=False, help_text='One slice per task.')),
-                ('progress_timeout', models.PositiveIntegerField(default=60)),
-                ('total', models.PositiveIntegerField()),
-                ('offer', models.BigIntegerField(help_text='Payment per slice in base units.')),
-                ('public', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('finished', 'Finished'), ('cancelled', 'Cancelled')], default='running', max_length=10)),
-                ('cancel_code', models.CharField(blank=True, max_length=20)),
-                ('cancel_reason', models.CharField(blank=True, max_length=200)),
-                ('issued', models.PositiveIntegerField(default=0)),
-                ('computed', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('paid', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to=settings.AUTH_USER_MODEL)),
+                ("id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                (
+                    "ref",
+                    models.CharField(
+                        help_text="The client's idempotency key.", max_length=64, unique=True
+                    ),
+                ),
+                ("identity", models.CharField(max_length=42)),
+                (
+                    "payer",
+                    models.CharField(
+                        help_text="Account address that paid the escrow.", max_length=42
+                    ),
+                ),
+                ("language", models.CharField(default="python", max_length=8)),
+                ("source", models.TextField()),
+                ("args", models.JSONField(default=list)),
+                ("input_kind", models.CharField(max_length=8)),
+                (
+                    "input_spec",
+                    models.JSONField(default=dict, help_text="The range or product, as sent."),
+                ),
+                (
+                    "is_open",
+                    models.BooleanField(
+                        default=False, help_text="Accepts add_slices until closed."
+                    ),
+                ),
+                ("requirements", models.JSONField(default=dict)),
+                ("needs_webgpu", models.BooleanField(default=False)),
+                ("needs_offscreen_canvas", models.BooleanField(default=False)),
+                ("discrete", models.BooleanField(default=False, help_text="One slice per task.")),
+                ("progress_timeout", models.PositiveIntegerField(default=60)),
+                ("total", models.PositiveIntegerField()),
+                ("offer", models.BigIntegerField(help_text="Payment per slice in base units.")),
+                ("public", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="running",
+                        max_length=10,
+                    ),
+                ),
+                ("cancel_code", models.CharField(blank=True, max_length=20)),
+                ("cancel_reason", models.CharField(blank=True, max_length=200)),
+                ("issued", models.PositiveIntegerField(default=0)),
+                ("computed", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("paid", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='InputBatch',
+            name="InputBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ref', models.CharField(max_length=64)),
-                ('first', models.PositiveIntegerField()),
-                ('count', models.PositiveIntegerField()),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='batches', to='scheduler.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ref", models.CharField(max_length=64)),
+                ("first", models.PositiveIntegerField()),
+                ("count", models.PositiveIntegerField()),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="batches",
+                        to="scheduler.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Slice',
+            name="Slice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('new', 'New'), ('leased', 'Leased'), ('done', 'Done'), ('failed', 'Failed')], default='new', max_length=8)),
-                ('worker', models.CharField(blank=True, max_length=40)),
-                ('lease_expires', models.DateTimeField(null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('errors', models.PositiveSmallIntegerField(default=0)),
-                ('noprogress', models.PositiveSmallIntegerField(default=0)),
-                ('last_failed_worker', models.CharField(blank=True, max_length=40)),
-                ('retry_after', models.DateTimeField(help_text='Until then, not for the failed worker.', null=True)),
-                ('result', models.JSONField(null=True)),
-                ('error', models.JSONField(null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slices', to='scheduler.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("leased", "Leased"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="new",
+                        max_length=8,
+                    ),
+                ),
+                ("worker", models.CharField(blank=True, max_length=40)),
+                ("lease_expires", models.DateTimeField(null=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("errors", models.PositiveSmallIntegerField(default=0)),
+                ("noprogress", models.PositiveSmallIntegerField(default=0)),
+                ("last_failed_worker", models.CharField(blank=True, max_length=40)),
+                (
+                    "retry_after",
+                    models.DateTimeField(
+                        help_text="Until then, not for the failed worker.", null=True
+                    ),
+                ),
+                ("result", models.JSONField(null=True)),
+                ("error", models.JSONField(null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slices",
+                        to="scheduler.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SliceInput',
+            name="SliceInput",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('datum', models.JSONField(null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='inputs', to='scheduler.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("datum", models.JSONField(null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="inputs",
+                        to="scheduler.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WorkerConnection',
+            name="WorkerConnection",
             fields=[
-                ('id', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('cores', models.PositiveSmallIntegerField(default=1)),
-                ('webgpu', models.BooleanField(default=False)),
-                ('offscreen_canvas', models.BooleanField(default=False)),
-                ('connected_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                ("id", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                ("cores", models.PositiveSmallIntegerField(default=1)),
+                ("webgpu", models.BooleanField(default=False)),
+                ("offscreen_canvas", models.BooleanField(default=False)),
+                ("connected_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WorkerTally',
+            name="WorkerTally",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slices', models.PositiveBigIntegerField(default=0)),
-                ('earned', models.BigIntegerField(default=0)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slices", models.PositiveBigIntegerField(default=0)),
+                ("earned", models.BigIntegerField(default=0)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['status', 'created_at'], name='scheduler_j_status_cc2abe_idx'),
+            model_name="job",
+            index=models.Index(
+                fields=["status", "created_at"], name="scheduler_j_status_cc2abe_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('computed__lte', models.F('total'))), name='job_computed_le_total'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("computed__lte", models.F("total"))),
+                name="job_computed_le_total",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('issued__lte', models.F('total'))), name='job_issued_le_total'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("issued__lte", models.F("total"))), name="job_issued_le_total"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='inputbatch',
-            constraint=models.UniqueConstraint(fields=('job', 'ref'), name='input_batch_unique'),
+            model_name="inputbatch",
+            constraint=models.UniqueConstraint(fields=("job", "ref"), name="input_batch_unique"),
         ),
         migrations.AddIndex(
-            model_name='slice',
-            index=models.Index(fields=['job', 'status', 'number'], name='scheduler_s_job_id_301a2d_idx'),
+            model_name="slice",
+            index=models.Index(
+                fields=["job", "status", "number"], name="scheduler_s_job_id_301a2d_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='slice',
-            index=models.Index(fields=['status', 'lease_expires'], name='scheduler_s_status_c68249_idx'),
+            model_name="slice",
+            index=models.Index(
+                fields=["status", "lease_expires"], name="scheduler_s_status_c68249_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='slice',
-            constraint=models.UniqueConstraint(fields=('job', 'number'), name='slice_number_unique'),
+            model_name="slice",
+            constraint=models.UniqueConstraint(
+                fields=("job", "number"), name="slice_number_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='sliceinput',
-            constraint=models.UniqueConstraint(fields=('job', 'number'), name='slice_input_unique'),
+            model_name="sliceinput",
+            constraint=models.UniqueConstraint(fields=("job", "number"), name="slice_input_unique"),
         ),
     ]
