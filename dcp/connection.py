@@ -6,13 +6,16 @@ by reconnecting; an `error` reply from the scheduler is raised as `DCPError`, wh
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from .errors import DCPError
@@ -51,19 +54,45 @@ class ConnectionLost(Exception):
 class Session:
     """An open client socket whose identity the scheduler has accepted (after `welcome`)."""
 
-    def __init__(self, socket: ClientConnection) -> None:
+    def __init__(
+        self, socket: ClientConnection, closer: contextlib.ExitStack | None = None
+    ) -> None:
         self._socket = socket
+        self._closer = closer or contextlib.ExitStack()
         self._next_id = 1
         self.welcome: Frame = {}
 
     @classmethod
     @contextlib.contextmanager
     def open(cls, url: str, identity_key: bytes) -> Iterator[Session]:
-        """Connect to the client socket at `url`, answer its challenge, close on leaving."""
-        with contextlib.ExitStack() as stack:
-            session = cls(stack.enter_context(_connect(url)))
-            session._authenticate(identity_key)
+        """An authenticated session to `url`: the idle one this process kept from its last job
+        when it is still open (saves the connect and the challenge), else a new one. A session
+        left cleanly is kept for the next job; one left by an exception is closed."""
+        key = (url, address_of(identity_key))
+        session = _idle_sessions.take(key)
+        if session is None:
+            closer = contextlib.ExitStack()
+            session = cls(closer.enter_context(_connect(url)), closer)
+            try:
+                session._authenticate(identity_key)
+            except BaseException:
+                session.close()
+                raise
+        try:
             yield session
+        except BaseException:
+            session.close()
+            raise
+        _idle_sessions.keep(key, session)
+
+    @property
+    def is_open(self) -> bool:
+        return self._socket.protocol.state is State.OPEN
+
+    def close(self) -> None:
+        """Close the socket (a clean close frame when it is still open)."""
+        with contextlib.suppress(Exception):
+            self._closer.close()
 
     def request(self, frame: Frame, on_frame: FrameHandler) -> Frame:
         """Send `frame` with a fresh id and return its reply; frames before it go to `on_frame`."""
@@ -120,6 +149,39 @@ class Session:
             "signature": sign_text(identity_key, session_text(challenge["nonce"])),
         }
         self.welcome = self.request(hello, _ignore)
+
+
+class IdleSessions:
+    """At most one idle authenticated session per (scheduler, identity), for the next job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, str], Session] = {}
+
+    def take(self, key: tuple[str, str]) -> Session | None:
+        with self._lock:
+            session = self._sessions.pop(key, None)
+        if session is not None and not session.is_open:
+            session.close()
+            return None
+        return session
+
+    def keep(self, key: tuple[str, str], session: Session) -> None:
+        with self._lock:
+            previous = self._sessions.pop(key, None)
+            self._sessions[key] = session
+        if previous is not None:
+            previous.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+
+_idle_sessions = IdleSessions()
+atexit.register(_idle_sessions.close_all)
 
 
 class Backoff:

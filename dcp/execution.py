@@ -209,8 +209,8 @@ class Execution:
     def _on_frame(self, frame: Frame) -> None:
         if frame.get("type") != "event":
             return
-        if self.job.id is not None and frame.get("job") != self.job.id:
-            return
+        if frame.get("job") != self.job.id:
+            return  # another job's event (a reused session), or one before `accepted`
         event, data = frame.get("event"), frame.get("data")
         if event == "status" and isinstance(data, dict):
             self._on_status(data)

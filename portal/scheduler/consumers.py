@@ -122,14 +122,18 @@ class ClientConsumer(ProtocolConsumer):
             owner=self.user, identity=identity, payer=payer, spec=spec
         )
         await self.watch(job.id)
+        # Wake the workers first: they claim while this client reads its reply.
+        await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
         await self.send_json(
             {"type": "accepted", "id": message.id, "job": job.id, "total": job.total}
         )
         await self.send_status(job)
-        await self.channel_layer.group_send(WORKERS_GROUP, {"type": "work.available"})
 
     async def send_status(self, job: Any) -> None:
-        status = await database_sync_to_async(services.job_status)(job)
+        if services.has_requirements(job):  # only then does the status need a query
+            status = await database_sync_to_async(services.job_status)(job)
+        else:
+            status = services.job_status(job)
         await self.send_json({"type": "event", "job": job.id, "event": "status", "data": status})
 
     async def on_add_slices(self, message: schemas.AddSlices, raw: dict[str, Any]) -> None:

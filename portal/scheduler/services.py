@@ -492,11 +492,12 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
     Slice.objects.filter(job=job, status=SliceStatus.LEASED).update(
         status=SliceStatus.NEW, worker="", lease_expires=None
     )
-    bank.refund_escrow(
-        escrow=bank.escrow_for_job(job.id),
-        target=bank.account_for_address(job.payer),
-        idempotency_key=f"refund:{job.id}",
-    )
+    if job.offer:  # a free job never had an escrow
+        bank.refund_escrow(
+            escrow=bank.escrow_for_job(job.id),
+            target=bank.account_for_address(job.payer),
+            idempotency_key=f"refund:{job.id}",
+        )
 
 
 def job_status(job: Job) -> dict[str, Any]:
@@ -514,9 +515,14 @@ def job_status(job: Job) -> dict[str, Any]:
     return status
 
 
+def has_requirements(job: Job) -> bool:
+    """Whether the job needs something of its workers that not every worker has."""
+    return job.needs_webgpu or job.needs_offscreen_canvas
+
+
 def waiting_reason(job: Job) -> str:
     """Why no worker can take this running job, or "" when some connected worker can."""
-    if job.status != JobStatus.RUNNING or not (job.needs_webgpu or job.needs_offscreen_canvas):
+    if job.status != JobStatus.RUNNING or not has_requirements(job):
         return ""
     workers = WorkerConnection.objects.all()
     missing = []

@@ -172,4 +172,5 @@ def test_jobs_lists_the_identitys_jobs_newest_first(scheduler, keystores):
         ("job-2", "", "finished"),
         ("job-1", "first", "finished"),
     ]
-    assert [frame["type"] for frame in scheduler.frames[-2:]] == ["hello", "jobs"]
+    # The session the last exec() left open is reused: no new connection, no new hello.
+    assert [frame["type"] for frame in scheduler.frames[-2:]] == ["deploy", "jobs"]
