@@ -148,7 +148,7 @@ class Session:
             "identity": address_of(identity_key),
             "signature": sign_text(identity_key, session_text(challenge["nonce"])),
         }
-        self.welcome = self.request(hello, _ignore)
+        self.welcome = self.request(hello, ignore_events)
 
 
 class IdleSessions:
@@ -279,7 +279,3 @@ def _describe(exc: BaseException) -> str:
 def _short(frame: Frame) -> str:
     text = json.dumps(frame)
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _ignore(frame: Frame) -> None:
-    """Frames before `welcome` carry nothing a client needs."""

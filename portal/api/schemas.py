@@ -11,24 +11,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from portal.scheduler.schemas import Public, Requirements
 
 Json = Any
 
 
-def _not_null(value: Any) -> Any:
-    if value is None:
-        raise ValueError("a slice's input may not be null (null inside a list or object is fine)")
-    return value
-
-
-SliceValue = Annotated[
-    Any,
-    AfterValidator(_not_null),
-    WithJsonSchema({"not": {"type": "null"}, "description": "Any JSON value but null."}),
-]
+SliceValue = Annotated[Any, WithJsonSchema({"description": "Any JSON value."})]
 MAX_SLICES_PER_REQUEST = 100_000
 JobId = Annotated[str, Field(description="The job's id, as POST /job returned it.")]
 Offer = Annotated[

@@ -33,7 +33,6 @@ WORK = {"language": "python", "function": "def work(x):\n    return x\n"}
         json.dumps({"work": {"language": "js"}}),
         json.dumps({"work": {**WORK, "function": ""}}),
         json.dumps({"work": WORK, "slices": "1,2,3"}),
-        json.dumps({"work": WORK, "slices": [None]}),
         json.dumps({"work": WORK, "slicePaymentOffer": -1}),
         json.dumps({"work": WORK, "slicePaymentOffer": "cheap"}),
         json.dumps({"work": WORK, "slicePaymentOffer": 0.0000000001}),

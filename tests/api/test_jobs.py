@@ -69,6 +69,14 @@ def test_an_offer_may_be_a_decimal_string(bearer):
     assert Job.objects.get(pk=job_id).offer == 1
 
 
+def test_a_null_slice_is_an_input_like_any_other(bearer, volunteer):
+    job_id = deploy(bearer, slices=[None, [None], {"x": None}])
+    assert list(
+        SliceInput.objects.filter(job_id=job_id).order_by("number").values_list("datum", flat=True)
+    ) == [None, [None], {"x": None}]
+    assert compute(job_id, volunteer, double=False) == [1, 2, 3]
+
+
 def test_a_job_with_no_slices_yet_is_deployed_open(bearer):
     job_id = deploy(bearer)
     status = bearer.get(f"/api/v0/job/{job_id}/status").json()

@@ -16,27 +16,15 @@ from typing import Any
 
 import pytest
 
+from tests.worker_files import CONTENT_TYPES, WORKER_STATIC, require_vendored_pyodide
+
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-WORKER_STATIC = REPO / "worker_static"
 HARNESS = Path(__file__).with_name("harness.html")
 SLICE_TIMEOUT_MS = 90_000  # a Python slice on a cold sandbox includes loading Pyodide
 
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "application/javascript",
-    ".mjs": "application/javascript",
-    ".wasm": "application/wasm",
-    ".json": "application/json",
-    ".zip": "application/zip",
-}
 
-if not (WORKER_STATIC / "vendor" / "pyodide" / "pyodide.mjs").exists():
-    pytest.skip(
-        "Pyodide is not vendored: run `npm ci --prefix frontend && node frontend/build.mjs`",
-        allow_module_level=True,
-    )
+require_vendored_pyodide()
 
 
 def sandbox_csp(origin: str) -> str:

@@ -13,7 +13,6 @@ from channels.testing import WebsocketCommunicator
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from portal.asgi import application
 from portal.scheduler.consumers import ClientConsumer, WorkerConsumer
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import create_key, private_key_of
@@ -128,10 +127,6 @@ async def receive_until(
         frame = await communicator.receive_json_from(timeout=timeout)
         if frame["type"] == kind or (frame["type"] == "event" and frame["event"] == kind):
             return frame
-
-
-def full_application() -> Any:
-    return application
 
 
 @pytest.fixture(autouse=True)

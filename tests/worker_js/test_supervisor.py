@@ -25,30 +25,18 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from tests.worker_files import CONTENT_TYPES, WORKER_STATIC, require_vendored_pyodide
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER_STATIC = REPO / "worker_static"
 PORTAL_STATIC = REPO / "frontend" / "static" / "portal"
 HARNESS = Path(__file__).with_name("harness.html")
 PYODIDE_TIMEOUT_S = 90  # a Python slice on a cold sandbox includes loading Pyodide
 EARNED_PER_RESULT = Decimal("0.001")
 
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css",
-    ".js": "application/javascript",
-    ".mjs": "application/javascript",
-    ".wasm": "application/wasm",
-    ".json": "application/json",
-    ".zip": "application/zip",
-}
 
-if not (WORKER_STATIC / "vendor" / "pyodide" / "pyodide.mjs").exists():
-    pytest.skip(
-        "Pyodide is not vendored: run `npm ci --prefix frontend && node frontend/build.mjs`",
-        allow_module_level=True,
-    )
+require_vendored_pyodide()
 
 Message = dict[str, Any]
 
