@@ -12,7 +12,7 @@ from typing import Any
 import dcp
 from bench.harness import PASSWORD, start_portal
 from bench.throughput import quiet_exec
-from tests.livesite import CHROMIUM, CHROMIUM_ARGS
+from testkit.livesite import CHROMIUM, CHROMIUM_ARGS
 
 TRIVIAL = "def work(x):\n    return x + 1\n"
 CPU_BOUND = """

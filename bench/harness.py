@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.livesite import REPO, LiveSite
+from testkit.livesite import REPO, LiveSite
 
 PASSWORD = "benchmark password 42"
 
@@ -43,7 +43,7 @@ def start_workers(site: LiveSite, count: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "tests.synthetic_worker",
+            "testkit.synthetic_worker",
             "--url",
             site.url,
             "--email",

@@ -118,7 +118,7 @@ async def hold_idle_workers(url: str, session: str, count: int) -> list[Any]:
 
 
 def idle_workers(portal: Portal, rss: PeakRSS) -> dict[str, float]:
-    from tests.synthetic_worker import log_in
+    from testkit.synthetic_worker import log_in
 
     session = log_in(portal.site.url, "worker@example.com", "benchmark password 42")
 

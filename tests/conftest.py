@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.livesite import CHROMIUM, CHROMIUM_ARGS, LiveSite
+from testkit.livesite import CHROMIUM, CHROMIUM_ARGS, LiveSite
 
 PASSWORD = "correct horse battery staple 42"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.web.worker_files import CONTENT_TYPES as PORTAL_CONTENT_TYPES
-from tests.livesite import REPO
+from testkit.livesite import REPO
 
 WORKER_STATIC = REPO / "worker_static"
 CONTENT_TYPES = {

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.portal_flows import Person, become_first_dev, run_client, sign_up
-from tests.livesite import LiveSite
+from testkit.livesite import LiveSite
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import PASSWORD
-from tests.livesite import REPO, LiveSite
+from testkit.livesite import REPO, LiveSite
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.portal_flows import Person, start_worker
-from tests.livesite import LiveSite
+from testkit.livesite import LiveSite
 
 START_CREDITS = 10 * 10**9
 UNITS_PER_CREDIT = 10**9

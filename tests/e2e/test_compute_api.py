@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, start_worker
-from tests.livesite import REPO, LiveSite
+from testkit.livesite import REPO, LiveSite
 
 GROUPED_CONSOLE_AND_OPEN = """
 import json, threading, dcp

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.livesite import REPO, LiveSite
-from tests.synthetic_worker import log_in
+from testkit.livesite import REPO, LiveSite
+from testkit.synthetic_worker import log_in
 
 PASSWORD = "fault test password 42"
 OFFER_UNITS = 1_000_000  # 0.001 credit
@@ -55,7 +55,7 @@ def start_worker(site: LiveSite, delay: float) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "tests.synthetic_worker",
+            "testkit.synthetic_worker",
             "--url",
             site.url,
             "--session",

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, figure, start_worker
-from tests.livesite import LiveSite
+from testkit.livesite import LiveSite
 
 SQUARES = """
 import json, dcp

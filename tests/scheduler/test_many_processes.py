@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.livesite import REPO, LiveSite
-from tests.synthetic_worker import log_in
+from testkit.livesite import REPO, LiveSite
+from testkit.synthetic_worker import log_in
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -70,7 +70,7 @@ def test_two_processes_share_the_work_and_events_cross_between_them(
                     [
                         sys.executable,
                         "-m",
-                        "tests.synthetic_worker",
+                        "testkit.synthetic_worker",
                         "--url",
                         site.url,
                         "--session",

@@ -3,7 +3,7 @@ work function natively in this process, so what it measures is the scheduler, no
 
 For tests and benchmarks only: it executes job code without any sandbox.
 
-    python -m tests.synthetic_worker --url http://127.0.0.1:8000 --email w@example.com \
+    python -m testkit.synthetic_worker --url http://127.0.0.1:8000 --email w@example.com \
         --password '...' --workers 4
 """
 
