@@ -1,0 +1,472 @@
+"""Every message of both websockets (docs/protocol.md) as a pydantic model, in both directions.
+
+One name per concept on the wire: a slice is `slice` (its number), what it receives is `datum`,
+what it returns is `value`; the work function is `work` {language, source}. Requests carry an
+`id` that their reply echoes. The server parses what it receives with `client_requests` and
+`worker_requests`; the client parses what it receives with `client_replies`; the synthetic
+worker with `worker_replies`. `frame()` gives the dict to send.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .limits import (
+    MAX_CONSOLE_CHARS,
+    MAX_SLICES_PER_BATCH,
+    MAX_SOURCE_CHARS,
+    PROTOCOL_VERSION,
+)
+
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+RequestId = int | str | None
+JobId = Annotated[str, Field(max_length=32)]
+Ref = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Json = Any
+LANGUAGES = ("python", "js")  # the work-function runtimes every worker has
+Language = Literal["python", "js"]
+
+
+class Shape(BaseModel):
+    """A part of a message: strict about unknown keys, so a typo is an error, not a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(Shape):
+    """A frame: `type` names it; `frame()` is what goes over the wire."""
+
+    def frame(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class Request(Message):
+    """A frame that asks for a reply; the reply echoes its `id`."""
+
+    id: RequestId = None
+
+
+# --- shared parts -------------------------------------------------------------------------
+
+
+def _finite(value: float) -> float:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteNumber = Annotated[int | float, AfterValidator(_finite)]
+
+
+class Work(Shape):
+    """A work function: its runtime and its source."""
+
+    language: Language = "python"
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
+
+
+class RangeSpec(Shape):
+    start: FiniteNumber
+    end: FiniteNumber
+    step: FiniteNumber = 1
+
+
+class RangeInput(RangeSpec):
+    kind: Literal["range"]
+    group: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ProductInput(Shape):
+    kind: Literal["product"]
+    ranges: list[RangeSpec] = Field(min_length=1, max_length=8)
+
+
+class ValuesInput(Shape):
+    kind: Literal["values"]
+    values: list[Json] = Field(max_length=1_000_000)
+
+
+InputForm = Annotated[RangeInput | ProductInput | ValuesInput, Field(discriminator="kind")]
+
+
+class Environment(Shape):
+    webgpu: bool = False
+    offscreenCanvas: bool = False
+
+
+class Requirements(Shape):
+    """DCP's requirements object; an unknown key is an error, never silently dropped."""
+
+    environment: Environment = Field(default_factory=Environment)
+    discrete: bool = False
+
+
+class Public(Shape):
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    link: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
+
+
+class Payment(Shape):
+    account: Address
+    max_total: Decimal = Field(ge=0)
+    signature: str = Field(max_length=200)
+
+
+class BatchPayment(Shape):
+    max_total: Decimal = Field(ge=0)
+    signature: str = Field(max_length=200)
+
+
+class JobStatus(Shape):
+    """Where a job stands: `distributed` slices handed out, `computed` with a result."""
+
+    model_config = ConfigDict(extra="allow")  # newer schedulers may say more
+    total: int
+    distributed: int
+    computed: int
+    failed: int
+    status: str
+    open: bool = False
+    waiting: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class JobInfo(Shape):
+    """What a client needs to handle a job it did not deploy itself (`Job.attach`)."""
+
+    work: Work
+    args: list[Json] = Field(default_factory=list)
+    input: dict[str, Any]  # the input form; a `values` job gives {"kind": "values"} only
+    slice_payment_offer: str
+    open: bool = False
+
+
+class SliceValue(Shape):
+    slice: int = Field(ge=1)
+    value: Json = None
+
+
+class SliceError(Shape):
+    slice: int = Field(ge=1)
+    name: str = Field(default="Error", max_length=200)
+    message: str = Field(default="", max_length=10_000)
+    traceback: str = Field(default="", max_length=100_000)
+
+
+class Error(Message):
+    """The reply to a refused request (or an unsolicited complaint, with id null)."""
+
+    type: Literal["error"] = "error"
+    id: RequestId = None
+    code: str
+    message: str
+
+
+# --- client socket: client -> scheduler --------------------------------------------------
+
+
+class ClientHello(Request):
+    type: Literal["hello"]
+    version: int = PROTOCOL_VERSION
+    identity: Address
+    signature: str = Field(max_length=200)
+
+
+class Deploy(Request):
+    type: Literal["deploy"]
+    ref: Ref
+    work: Work
+    args: list[Json] = Field(default_factory=list)
+    input: InputForm
+    slice_payment_offer: Decimal = Field(ge=0, max_digits=20, decimal_places=9)
+    payment: Payment
+    public: Public = Field(default_factory=lambda: Public())
+    open: bool = False
+    requirements: Requirements = Field(default_factory=Requirements)
+    progress_timeout: int = Field(default=60, ge=1, le=24 * 3600)
+
+
+class AddSlices(Request):
+    type: Literal["add_slices"]
+    job: JobId
+    ref: Ref
+    values: list[Json] = Field(min_length=1, max_length=MAX_SLICES_PER_BATCH)
+    payment: BatchPayment
+
+
+class CloseJob(Request):
+    type: Literal["close"]
+    job: JobId
+
+
+class StatusRequest(Request):
+    type: Literal["status"]
+    job: JobId
+
+
+class ListJobs(Request):
+    type: Literal["jobs"]
+
+
+class Subscribe(Request):
+    type: Literal["subscribe"]
+    job: JobId
+
+
+class FetchResults(Request):
+    type: Literal["results"]
+    job: JobId
+    start: int = Field(ge=1)
+    end: int = Field(ge=1)
+
+
+class FetchInputs(Request):
+    """The input values of slices start..end of a `values` job (for an attached handle)."""
+
+    type: Literal["inputs"]
+    job: JobId
+    start: int = Field(ge=1)
+    end: int = Field(ge=1)
+
+
+class Cancel(Request):
+    type: Literal["cancel"]
+    job: JobId
+    reason: str = Field(default="", max_length=200)
+
+
+ClientRequest = Annotated[
+    ClientHello
+    | Deploy
+    | Subscribe
+    | FetchResults
+    | FetchInputs
+    | Cancel
+    | AddSlices
+    | CloseJob
+    | StatusRequest
+    | ListJobs,
+    Field(discriminator="type"),
+]
+
+
+# --- client socket: scheduler -> client --------------------------------------------------
+
+
+class Challenge(Message):
+    type: Literal["challenge"] = "challenge"
+    version: int = PROTOCOL_VERSION
+    nonce: str
+
+
+class ClientWelcome(Request):
+    type: Literal["welcome"] = "welcome"
+    identity: str
+    user: str
+    first_dev: bool
+
+
+class Accepted(Request):
+    type: Literal["accepted"] = "accepted"
+    job: str
+    total: int
+
+
+class Added(Request):
+    type: Literal["added"] = "added"
+    job: str
+    total: int
+
+
+class Closed(Request):
+    type: Literal["closed"] = "closed"
+    job: str
+    total: int
+
+
+class StatusReply(Request):
+    type: Literal["status"] = "status"
+    job: str
+    status: JobStatus
+    info: JobInfo | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class JobsReply(Request):
+    type: Literal["jobs"] = "jobs"
+    jobs: list[dict[str, Any]]
+
+
+class Subscribed(Request):
+    type: Literal["subscribed"] = "subscribed"
+    job: str
+    status: JobStatus
+    info: JobInfo | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ResultsReply(Request):
+    type: Literal["results"] = "results"
+    job: str
+    results: list[SliceValue]
+
+
+class InputsReply(Request):
+    type: Literal["inputs"] = "inputs"
+    job: str
+    start: int
+    values: list[Json]
+
+
+class Cancelled(Request):
+    type: Literal["cancelled"] = "cancelled"
+    job: str
+
+
+EventName = Literal["status", "result", "error", "console", "noprogress", "complete", "cancel"]
+
+
+class Event(Message):
+    """Something happened to a job: pushed to every client watching it (no `id`)."""
+
+    type: Literal["event"] = "event"
+    job: str
+    event: EventName
+    data: Json = None
+
+
+ClientReply = Annotated[
+    Challenge
+    | ClientWelcome
+    | Accepted
+    | Added
+    | Closed
+    | StatusReply
+    | JobsReply
+    | Subscribed
+    | ResultsReply
+    | InputsReply
+    | Cancelled
+    | Event
+    | Error,
+    Field(discriminator="type"),
+]
+
+
+# --- worker socket: worker -> scheduler --------------------------------------------------
+
+
+class WorkerHello(Request):
+    type: Literal["hello"]
+    version: int = PROTOCOL_VERSION
+    cores: int = Field(default=1, ge=1, le=256)
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ready(Request):
+    type: Literal["ready"]
+    capacity: int = Field(ge=0, le=10_000)
+
+
+class Progress(Request):
+    type: Literal["progress"]
+    job: JobId
+    slices: list[int] = Field(max_length=10_000)
+
+
+ConsoleLevel = Literal["log", "info", "warn", "error", "debug"]
+
+
+class Console(Request):
+    type: Literal["console"]
+    job: JobId
+    slice: int | None = None
+    level: ConsoleLevel = "log"
+    message: str = Field(max_length=MAX_CONSOLE_CHARS)
+
+
+class SliceResult(SliceValue):
+    ms: float | None = Field(default=None, ge=0)  # how long the slice took, for task sizing
+
+
+class Results(Request):
+    type: Literal["result"]
+    job: JobId
+    results: list[SliceResult] = Field(default_factory=list, max_length=10_000)
+    errors: list[SliceError] = Field(default_factory=list, max_length=10_000)
+
+
+class Return(Request):
+    type: Literal["return"]
+    job: JobId | None = None
+    slices: list[int] | None = Field(default=None, max_length=10_000)
+
+
+WorkerRequest = Annotated[
+    WorkerHello | Ready | Progress | Console | Results | Return, Field(discriminator="type")
+]
+
+
+# --- worker socket: scheduler -> worker --------------------------------------------------
+
+
+class WorkerWelcome(Request):
+    type: Literal["welcome"] = "welcome"
+    worker: str
+    address: str
+
+
+class Waiting(Message):
+    type: Literal["waiting"] = "waiting"
+
+
+class TaskJob(Shape):
+    """The job a task's slices belong to: a worker compiles its work function once."""
+
+    id: str
+    language: Language
+    source: str
+    args: list[Json]
+
+
+class TaskSlice(Shape):
+    slice: int
+    datum: Json = None
+
+
+class Task(Message):
+    type: Literal["task"] = "task"
+    task: str
+    job: TaskJob
+    slices: list[TaskSlice]
+    lease_seconds: int
+    progress_timeout: int
+
+
+class Abort(Message):
+    type: Literal["abort"] = "abort"
+    job: str
+
+
+class Ack(Request):
+    type: Literal["ack"] = "ack"
+    accepted: int
+    earned: str
+
+
+WorkerReply = Annotated[
+    WorkerWelcome | Waiting | Task | Abort | Ack | Error, Field(discriminator="type")
+]
+
+client_requests: TypeAdapter[Any] = TypeAdapter(ClientRequest)
+client_replies: TypeAdapter[Any] = TypeAdapter(ClientReply)
+worker_requests: TypeAdapter[Any] = TypeAdapter(WorkerRequest)
+worker_replies: TypeAdapter[Any] = TypeAdapter(WorkerReply)
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming the first bad field: `deploy.input.end: Field required`."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
