@@ -12,6 +12,9 @@
     print(list(results))
 
 Nothing here imports Django: the SDK talks to the portal over its websocket protocol only.
+Layers, each importing only those below it: `dcp.cli` (the command) -> `dcp.client` (jobs,
+exec, connections) -> `dcp.runtime` (slices computed locally) -> `dcp.protocol` (the wire),
+`dcp.keys` (keystores), `dcp.config` and `dcp.errors`.
 Names are imported on first use, so `import dcp` is quick (local_exec's worker processes and
 the `dcp` command start fast).
 """
@@ -22,28 +25,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import compute, compute_for, jobs
+    from .client.api import compute, compute_for, jobs
+    from .client.inputs import MultiRange, Range, Sparse
+    from .client.job import Job
+    from .client.results import ResultHandle
     from .config import init
     from .errors import DCPError
-    from .inputs import MultiRange, Range, Sparse
-    from .job import Job
     from .keys import Keystore
-    from .results import ResultHandle
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "DCPError": ".errors",
-    "Job": ".job",
+    "Job": ".client.job",
     "Keystore": ".keys",
-    "MultiRange": ".inputs",
-    "Range": ".inputs",
-    "ResultHandle": ".results",
-    "Sparse": ".inputs",
-    "compute": ".api",
-    "compute_for": ".api",
+    "MultiRange": ".client.inputs",
+    "Range": ".client.inputs",
+    "ResultHandle": ".client.results",
+    "Sparse": ".client.inputs",
+    "compute": ".client.api",
+    "compute_for": ".client.api",
     "init": ".config",
-    "jobs": ".api",
+    "jobs": ".client.api",
 }
 
 __all__ = [

@@ -66,7 +66,7 @@ def main(ctx: click.Context, scheduler: str | None, identity: Path | None) -> No
 
 
 def _remote(ctx: click.Context) -> Any:
-    from .client import Remote  # the network stack only for commands that use it
+    from .client.remote import Remote  # the network stack only for commands that use it
     from .config import client_socket_url
     from .keys import signing_key
 
@@ -102,7 +102,8 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
 @_reported
 def status(ctx: click.Context, job: str) -> None:
     """Print a job's status as JSON."""
-    click.echo(json.dumps(_remote(ctx).status(job), indent=2))
+    status = _remote(ctx).status(job).status
+    click.echo(json.dumps(status.model_dump(exclude_unset=True), indent=2))
 
 
 @main.command()
@@ -117,12 +118,12 @@ def status(ctx: click.Context, job: str) -> None:
 @_reported
 def results(ctx: click.Context, job: str, span: str | None) -> None:
     """Print a job's stored results as JSON: [{"slice": n, "value": v}, ...]."""
-    from .results import parse_slice_numbers
+    from .client.results import parse_slice_numbers
 
     numbers = parse_slice_numbers(span) if span is not None else None
     remote = _remote(ctx)
     if numbers is None:
-        numbers = list(range(1, int(remote.status(job).get("total", 0)) + 1))
+        numbers = list(range(1, remote.status(job).status.total + 1))
     wanted = set(numbers)
     entries = remote.fetch(job, min(numbers), max(numbers)) if numbers else []
     rows = [{"slice": n, "value": value} for n, value in entries if n in wanted]
@@ -143,7 +144,7 @@ def cancel(ctx: click.Context, job: str, reason: str) -> None:
 @main.command()
 def keys() -> None:
     """Show the DCP home's keystores and addresses, without asking passphrases."""
-    from .keystore import KeystoreError, keystore_address, load_keystore_file
+    from .keys.keystore import KeystoreError, keystore_address, load_keystore_file
 
     home = dcp_home()
     files = sorted(home.glob("*.keystore")) if home.is_dir() else []

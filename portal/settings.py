@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dcp.protocol import limits
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -216,8 +218,9 @@ DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
 RETRY_ELSEWHERE_SECONDS = env_int("RETRY_ELSEWHERE_SECONDS", 5)
 MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 2000)
 MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
-MAX_RESULTS_PER_FETCH = 10_000
-MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024)
+# What both ends of a socket agree on (dcp.protocol.limits); the frame limit may be lowered here.
+MAX_RESULTS_PER_FETCH = limits.MAX_RESULTS_PER_FETCH
+MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", limits.MAX_FRAME_BYTES)
 # Frames a second one socket may send (bursts of twice that); a flood past it is closed.
 SOCKET_MESSAGES_PER_SECOND = env_int("SOCKET_MESSAGES_PER_SECOND", 200)
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.

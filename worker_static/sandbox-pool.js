@@ -27,11 +27,25 @@
  * with Pyodide loaded (for Python jobs), then any idle one; sandboxes start lazily, up to size.
  */
 
+import { callQuietly } from "./util.js";
+
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INIT_TIMEOUT_MS = 120_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const SIGINT = 2;
 const FINAL_REPLIES = new Set(["ready", "result", "error"]);
+
+// What the pool needs to know of each work-function runtime; a job of another language is
+// treated as Python. Pyodide-backed runtimes prefer a sandbox with Pyodide already loaded, and
+// can be interrupted (through the interrupt buffer) instead of losing their sandbox.
+const RUNTIMES = Object.freeze({
+  python: Object.freeze({ usesPyodide: true, interruptible: true }),
+  js: Object.freeze({ usesPyodide: false, interruptible: false }),
+});
+
+function runtimeOf(job) {
+  return Object.hasOwn(RUNTIMES, job.language) ? RUNTIMES[job.language] : RUNTIMES.python;
+}
 
 /** Why a slice did not produce a result; toJSON() gives the {name, message, traceback} shape. */
 export class SliceError extends Error {
@@ -50,15 +64,6 @@ export class SliceError extends Error {
 
 function sliceError(name, task, message) {
   return new SliceError({ name, message, jobId: task.job.id, sliceNumber: task.sliceNumber });
-}
-
-function callQuietly(callback, ...values) {
-  if (!callback) return;
-  try {
-    callback(...values);
-  } catch (error) {
-    console.error("sandbox pool callback failed", error);
-  }
 }
 
 function defaultSize() {
@@ -244,7 +249,7 @@ export class SandboxPool {
     const idle = this.#sandboxes.filter((sandbox) => !sandbox.task && !sandbox.retiring);
     return (
       idle.find((sandbox) => sandbox.jobId === job.id) ??
-      (job.language === "js" ? null : idle.find((sandbox) => sandbox.hasPyodide)) ??
+      (runtimeOf(job).usesPyodide ? idle.find((sandbox) => sandbox.hasPyodide) : null) ??
       idle[0] ??
       null
     );
@@ -290,29 +295,27 @@ export class SandboxPool {
         this.#discard(sandbox, sliceError("InitTimeout", task,
           `loading the work function of job ${task.job.id} took over ${this.initTimeoutMs} ms`));
       }, this.initTimeoutMs);
+      const settle = (outcome) => {
+        clearTimeout(timer);
+        outcome();
+      };
+      const replies = new Map([
+        // Output of the work function's module-level code belongs to no slice.
+        ["console", (reply) => forwardConsole(task, { ...reply, sliceNumber: null })],
+        ["ready", (reply) => settle(() => {
+          sandbox.jobId = task.job.id;
+          sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
+          resolve();
+        })],
+        ["error", (reply) => settle(() => reject(new SliceError({ ...reply, jobId: task.job.id, sliceNumber: task.sliceNumber })))],
+      ]);
       const { id, language = "python", function: source, args = [] } = task.job;
       sandbox.request(
         { type: "init", job: { id, language, function: source, args }, pyodideURL: this.pyodideURL,
           interruptBuffer: sandbox.interruptBuffer },
         {
-          message: (reply) => {
-            if (reply.type === "console") {
-              callQuietly(task.onConsole, { level: reply.level, message: reply.message, sliceNumber: null });
-              return;
-            }
-            clearTimeout(timer);
-            if (reply.type === "ready") {
-              sandbox.jobId = task.job.id;
-              sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
-              resolve();
-            } else {
-              reject(new SliceError({ ...reply, jobId: task.job.id, sliceNumber: task.sliceNumber }));
-            }
-          },
-          crash: (error) => {
-            clearTimeout(timer);
-            reject(error);
-          },
+          message: (reply) => (replies.get(reply.type) ?? replies.get("error"))(reply),
+          crash: (error) => settle(() => reject(error)),
         },
       );
     });
@@ -323,50 +326,79 @@ export class SandboxPool {
     const noProgress = () => sliceError("NoProgress", task,
       `slice ${task.sliceNumber} of job ${task.job.id} reported no progress for ${timeoutMs} ms`);
     return new Promise((resolve, reject) => {
-      let timer = null;
-      let interrupted = false;
-      const onSilence = () => {
-        // Python can be interrupted and keep its sandbox warm; otherwise terminate the sandbox.
-        if (task.job.language !== "js" && !interrupted && sandbox.interrupt()) {
-          interrupted = true;
-          timer = setTimeout(() => this.#discard(sandbox, noProgress()), this.interruptGraceMs);
-        } else {
-          this.#discard(sandbox, noProgress());
-        }
+      const silence = this.#silenceTimer(sandbox, task, timeoutMs, noProgress);
+      const settle = (outcome) => {
+        silence.stop();
+        outcome();
       };
-      const restartClock = () => {
-        clearTimeout(timer);
-        if (timeoutMs > 0 && Number.isFinite(timeoutMs)) timer = setTimeout(onSilence, timeoutMs);
-      };
-      restartClock();
+      const replies = new Map([
+        ["progress", (reply) => {
+          silence.restart();
+          callQuietly(task.onProgress, reply.value);
+        }],
+        ["console", (reply) => forwardConsole(task, reply)],
+        ["result", (reply) => settle(() => {
+          if (silence.interrupted) reject(noProgress());
+          else resolve({ result: reply.result });
+        })],
+        ["error", (reply) => settle(() => {
+          if (reply.fatal) this.#discard(sandbox, null);
+          reject(silence.interrupted ? noProgress() : new SliceError({ ...reply, jobId: task.job.id }));
+        })],
+      ]);
+      silence.restart();
       sandbox.request({ type: "slice", sliceNumber: task.sliceNumber, datum: task.datum }, {
-        message: (reply) => {
-          switch (reply.type) {
-            case "progress":
-              if (!interrupted) restartClock();
-              callQuietly(task.onProgress, reply.value);
-              break;
-            case "console":
-              callQuietly(task.onConsole, { level: reply.level, message: reply.message,
-                                            sliceNumber: reply.sliceNumber });
-              break;
-            case "result":
-              clearTimeout(timer);
-              if (interrupted) reject(noProgress());
-              else resolve({ result: reply.result });
-              break;
-            case "error":
-              clearTimeout(timer);
-              if (reply.fatal) this.#discard(sandbox, null);
-              reject(interrupted ? noProgress() : new SliceError({ ...reply, jobId: task.job.id }));
-              break;
-          }
-        },
-        crash: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
+        message: (reply) => replies.get(reply.type)?.(reply),
+        crash: (error) => settle(() => reject(error)),
       });
     });
+  }
+
+  /** The no-progress deadline of a running slice. When it passes, a Python slice is
+   * interrupted and keeps its sandbox warm (given interruptGraceMs to stop); any other is
+   * failed with `noProgress()` and loses its sandbox. */
+  #silenceTimer(sandbox, task, timeoutMs, noProgress) {
+    const discard = () => this.#discard(sandbox, noProgress());
+    const silence = new SilenceTimer(timeoutMs, () => {
+      if (runtimeOf(task.job).interruptible && sandbox.interrupt()) silence.interrupt(this.interruptGraceMs, discard);
+      else discard();
+    });
+    return silence;
+  }
+}
+
+/** Passes a console line of a sandbox on to the slice's onConsole. */
+function forwardConsole(task, { level, message, sliceNumber }) {
+  callQuietly(task.onConsole, { level, message, sliceNumber });
+}
+
+/** A deadline that progress reports push back, until it is interrupted or stopped. */
+class SilenceTimer {
+  #ms;
+  #onSilence;
+  #timer = null;
+  interrupted = false;
+
+  constructor(ms, onSilence) {
+    this.#ms = ms;
+    this.#onSilence = onSilence;
+  }
+
+  /** Starts the deadline again (not once the slice was interrupted). */
+  restart() {
+    if (this.interrupted) return;
+    clearTimeout(this.#timer);
+    if (this.#ms > 0 && Number.isFinite(this.#ms)) this.#timer = setTimeout(this.#onSilence, this.#ms);
+  }
+
+  /** Marks the slice interrupted; `onOverrun` runs unless it ends within `graceMs`. */
+  interrupt(graceMs, onOverrun) {
+    this.interrupted = true;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(onOverrun, graceMs);
+  }
+
+  stop() {
+    clearTimeout(this.#timer);
   }
 }

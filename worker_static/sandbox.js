@@ -29,31 +29,40 @@
  *         invalid progress value, or init failed. `fatal: true` means the sandbox is unusable and
  *         should be terminated.
  *
- * Work functions. Python: the source is executed once per job in a fresh namespace; the work
- * function is the top-level callable named `work` if there is one, otherwise the last top-level
- * `def` / `async def` in the source. JS: the source is a function expression or declaration
- * (`function (x) {...}`, `async (x) => ...`), or statements that define a function named `work`.
- * Both may be async. `progress(value)` is a global in both languages (and `from dcp import
- * progress` in Python); it takes a number from 0 to 1, a percentage string such as "50%", or
- * nothing (indeterminate). A value out of range or unparsable fails the slice, even if the work
- * function catches the exception. `undefined` returned by a JS work function becomes null.
+ * Work functions. The rules live in the shared runtimes, not here: Python work functions run in
+ * dcp/runtime/slice.py (the same file local_exec runs under CPython), JavaScript ones through
+ * dcp/runtime/slice.mjs (the same module local_exec runs under node). In short: the source is
+ * compiled once per job; the work function is `work` (else the last top-level def in Python, or
+ * a function expression in JS); `progress(value)` is a global (and `from dcp import progress` in
+ * Python) taking 0..1, "50%" or nothing, and an invalid value fails the slice even if caught;
+ * print()/console lines are forwarded; a result must be JSON.
+ *
+ * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
+ * dcp/runtime/runtimes.py): slice.mjs, imported below, and slice.py, fetched when Pyodide
+ * first loads, written into Pyodide's file system and imported as the module `dcp_slice`. The
+ * portal also generates /worker/runtime/manifest.mjs, `export default {"slice.py":
+ * "sha256-...", ...}`, from the files it serves; slice.py is fetched with that hash as its
+ * Subresource Integrity, so a sandbox never runs a runtime other than the one the portal
+ * describes (a stale cache or a half-finished deploy fails the init instead). The init message
+ * stays as above: everything is found relative to this script's own URL.
  *
  * Security. Before any work function runs, every network and storage entry point of the worker
  * scope (fetch, XMLHttpRequest, WebSocket, EventSource, WebTransport, importScripts, nested
  * workers, BroadcastChannel, indexedDB, caches, postMessage to the page) is replaced by a stub
  * that throws "network access is not allowed in a sandbox"; that includes Python's `js.fetch`
  * and `pyodide.http`. The real fetch is kept privately and used only to load Pyodide's own
- * runtime files. As the second layer the portal serves this file with a Content-Security-Policy
- * that limits script and connect sources to the Pyodide vendor folder. The exact header the
- * tests use (tests/sandbox/test_sandbox.py), with ORIGIN the portal origin and VENDOR the path
- * of vendor/pyodide/ (a CSP path needs a host, so the server writes in its own origin):
+ * files and the runtime's slice.py. As the second layer the portal serves this file with a
+ * Content-Security-Policy that limits script and connect sources to the Pyodide vendor folder
+ * and the runtime folder. The exact header (portal/web/worker_files.py, which the tests use
+ * too), with ORIGIN the portal origin (a CSP path needs a host, so the server writes in its own):
  *
  *   Content-Security-Policy: default-src 'none';
- *       script-src ORIGIN/VENDOR/ 'wasm-unsafe-eval' 'unsafe-eval'; connect-src ORIGIN/VENDOR/
+ *       script-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/ 'wasm-unsafe-eval'
+ *       'unsafe-eval'; connect-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/slice.py
  *
- * e.g. script-src http://127.0.0.1:8000/static/worker/vendor/pyodide/ .... script-src admits
- * the import() of pyodide.mjs and pyodide.asm.mjs; connect-src the fetches of the wasm, the
- * standard library zip and the lock file; 'wasm-unsafe-eval' lets Pyodide compile its wasm
+ * script-src admits the import() of pyodide.mjs and pyodide.asm.mjs and the imports of
+ * runtime/slice.mjs and runtime/manifest.mjs; connect-src the fetches of the wasm, the standard
+ * library zip, the lock file and slice.py; 'wasm-unsafe-eval' lets Pyodide compile its wasm
  * (enough for Python jobs); 'unsafe-eval' is needed only to compile JS work functions (new
  * Function). default-src 'none' also forbids nested workers and every other load, and import()
  * of any other URL (blob: and data: included) is refused.
@@ -62,20 +71,27 @@
  * modules, JS globals) that a later job in the same sandbox sees.
  */
 
+import {
+  clipConsoleLine, compileWorkFunction, consoleFor, describe, errorReply, progressFunction, runSlice,
+} from "./runtime/slice.mjs";
+import RUNTIME_INTEGRITY from "./runtime/manifest.mjs";
+
 const NETWORK_BLOCKED_MESSAGE = "network access is not allowed in a sandbox";
 const PROGRESS_BURST = 20; // progress messages sent at once before throttling starts
 const PROGRESS_INTERVAL_MS = 50; // then at most one progress message per interval
 const MAX_CONSOLE_MESSAGES = 1000; // per slice (or per init)
-const MAX_CONSOLE_MESSAGE_CHARS = 10_000;
 const PYODIDE_FETCHED_FILES = ["pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
-const WORK_FILENAME = "<work function>";
-const RUNTIME_FILENAME = "<dcp sandbox>";
+const RUNTIME_URL = new URL("./runtime/", import.meta.url); // where the portal serves them
+const PYTHON_RUNTIME_FILE = "slice.py";
+const PYTHON_RUNTIME_MODULE = "dcp_slice"; // its name inside Pyodide
+const PYTHON_RUNTIME_DIR = "/dcp_runtime"; // in Pyodide's file system, on sys.path
 
 // Captured before lockdown: only this module can reach them, work functions cannot.
 const realFetch = globalThis.fetch.bind(globalThis);
 const postToPage = globalThis.postMessage.bind(globalThis);
 const { parse: parseJson, stringify: stringifyJson } = JSON;
-const realConsole = globalThis.console;
+// The page's own console methods, kept before `console` is pointed at the slice's output.
+const realConsole = { log: console.log.bind(console), error: console.error.bind(console) };
 
 // ---------------------------------------------------------------------------------- lockdown
 
@@ -141,7 +157,7 @@ function newRequestState(id, sliceNumber) {
     progressTokens: PROGRESS_BURST,
     progressCheckedAt: performance.now(),
     pendingProgress: undefined, // {value} held back by the throttle
-    progressProblem: null, // the first invalid progress() call, fails the slice
+    progressProblem: null, // the first invalid progress() of a JS work function
   };
 }
 
@@ -163,88 +179,32 @@ function sendConsole(level, message) {
     }
     return;
   }
-  const text = String(message);
-  const clipped = text.length > MAX_CONSOLE_MESSAGE_CHARS
-    ? `${text.slice(0, MAX_CONSOLE_MESSAGE_CHARS)}… (${text.length} characters)`
-    : text;
+  const clipped = clipConsoleLine(String(message));
   post({ type: "console", id: state.id, sliceNumber: state.sliceNumber, level, message: clipped });
 }
 
-function describeForConsole(value) {
-  if (typeof value === "string") return value;
-  if (value instanceof Error) return value.stack || `${value.name}: ${value.message}`;
-  try {
-    const json = stringifyJson(value);
-    if (json !== undefined) return json;
-  } catch {
-    // fall through to String()
-  }
-  return String(value);
-}
-
-function forwardConsole() {
-  const levels = { log: "log", info: "log", debug: "log", trace: "log", warn: "error", error: "error" };
-  for (const [method, level] of Object.entries(levels)) {
-    console[method] = (...values) => sendConsole(level, values.map(describeForConsole).join(" "));
-  }
-}
-
-forwardConsole();
+Object.assign(console, consoleFor(sendConsole));
 
 // Errors thrown by work functions outside the slice's own call (timers, stray promises) must not
 // reach the page as worker errors: the pool reads those as "the sandbox script failed to load".
 self.addEventListener("error", (event) => {
   event.preventDefault();
-  sendConsole("error", `uncaught ${describeForConsole(event.error ?? event.message)}`);
+  sendConsole("error", `uncaught ${describe(event.error ?? event.message)}`);
 });
 self.addEventListener("unhandledrejection", (event) => {
   event.preventDefault();
-  sendConsole("error", `unhandled rejection: ${describeForConsole(event.reason)}`);
+  sendConsole("error", `unhandled rejection: ${describe(event.reason)}`);
 });
 
 // ------------------------------------------------------------------------------ progress
-
-/** Parses a progress() argument: {value} (0..1 or null) or {problem} (why it is invalid). */
-function parseProgress(value) {
-  if (value === undefined || value === null) return { value: null };
-  if (value && typeof value.destroy === "function") {
-    // A Python object that has no JS equivalent arrives as a PyProxy: free it.
-    const type = value.type;
-    value.destroy();
-    return { problem: `progress() takes a number from 0 to 1, a percentage such as '50%', or nothing; got ${type}` };
-  }
-  let number;
-  if (typeof value === "number" || typeof value === "bigint") {
-    number = Number(value);
-  } else if (typeof value === "string") {
-    const match = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(%?)\s*$/i.exec(value);
-    if (!match) {
-      return { problem: `progress() got ${stringifyJson(value)}, which is neither a number nor a percentage such as '50%'` };
-    }
-    number = Number(match[1]) / (match[2] ? 100 : 1);
-  } else {
-    return { problem: `progress() takes a number from 0 to 1, a percentage such as '50%', or nothing; got ${typeof value}` };
-  }
-  if (!(number >= 0 && number <= 1)) {
-    return { problem: `progress must be between 0 and 1 (0% and 100%); got ${String(value)}` };
-  }
-  return { value: number };
-}
 
 function sendProgress(state, value) {
   post({ type: "progress", id: state.id, sliceNumber: state.sliceNumber, value });
 }
 
-/** Records one progress() call; returns undefined (None in Python), or what is wrong with it. */
-function reportProgress(value) {
-  const { value: parsed, problem } = parseProgress(value);
-  const state = activeRequest;
-  if (!state || state.sliceNumber === null) return problem; // a module-level call during init
-  if (problem) {
-    state.progressProblem ??= problem;
-    return problem;
-  }
-  // Token bucket: short bursts go through at once, a flood is thinned to one per interval.
+/** A valid progress() value of the running slice, throttled: a token bucket lets short bursts
+ * through at once and thins a flood to one message per interval, keeping the last value. */
+function recordProgress(state, value) {
   const now = performance.now();
   state.progressTokens = Math.min(
     PROGRESS_BURST, state.progressTokens + (now - state.progressCheckedAt) / PROGRESS_INTERVAL_MS);
@@ -252,144 +212,43 @@ function reportProgress(value) {
   if (state.progressTokens >= 1) {
     state.progressTokens -= 1;
     state.pendingProgress = undefined;
-    sendProgress(state, parsed);
+    sendProgress(state, value);
   } else {
-    state.pendingProgress = { value: parsed };
+    state.pendingProgress = { value };
   }
-  return undefined;
 }
 
-function progressForJs(value) {
-  const problem = reportProgress(value);
-  if (problem) throw new RangeError(problem);
+function runningSlice() {
+  return activeRequest && activeRequest.sliceNumber !== null ? activeRequest : null;
 }
 
-replaceGlobal("progress", { value: progressForJs, writable: false });
+replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress), writable: false });
 
-// ------------------------------------------------------------------------------- Pyodide
+// ---------------------------------------------------------------------------- JavaScript
 
-// Python side of the sandbox, run once when Pyodide has loaded.
-const PYTHON_RUNTIME = String.raw`
-import ast
-import inspect
-import json
-import linecache
-import sys
-import traceback
-import types
+function startJsJob(job) {
+  // new Function bodies run in the global scope: work code cannot see this module's variables.
+  const work = compileWorkFunction(job.function, (body) => new Function(body)());
+  const args = job.args ?? [];
+  return {
+    run: (sliceNumber, datum) => runSlice(work, args, sliceNumber, datum, activeRequest),
+    dispose() {},
+  };
+}
 
-from _dcp_sandbox import report_progress as _report_progress
+// ------------------------------------------------------------------------------- Python
 
-WORK_FILENAME = ${stringifyJson(WORK_FILENAME)}
-RUNTIME_FILENAME = ${stringifyJson(RUNTIME_FILENAME)}
-
-
-def progress(value=None):
-    """Report how far the slice has come: 0..1, a percentage such as '50%', or None (unknown)."""
-    problem = _report_progress(value)
-    if problem is not None:
-        raise ValueError(problem)
-
-
-_dcp = types.ModuleType("dcp", "What a work function can use inside a DCP sandbox.")
-_dcp.progress = progress
-sys.modules["dcp"] = _dcp
-
-
-def _pick_work_function(tree, namespace):
-    work = namespace.get("work")
-    if callable(work):
-        return work
-    defined = [
-        node.name
-        for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    ]
-    if defined and callable(namespace.get(defined[-1])):
-        return namespace[defined[-1]]
-    raise TypeError("the work function source defines no function: write def work(datum, *args)")
-
-
-def _without_sandbox_frames(report):
-    # The sandbox's own frames say nothing about the work function: drop them, chains included.
-    while report is not None:
-        kept = [frame for frame in report.stack if frame.filename != RUNTIME_FILENAME]
-        report.stack = traceback.StackSummary.from_list(kept)
-        report = report.__cause__ or report.__context__
-
-
-def _error_reply(error):
-    report = traceback.TracebackException.from_exception(error)
-    _without_sandbox_frames(report)
-    return json.dumps({
-        "ok": False,
-        "name": type(error).__name__,
-        "message": str(error),
-        "traceback": "".join(report.format()),
-    })
-
-
-def _result_reply(result, slice_number):
-    try:
-        encoded = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as error:
-        raise TypeError(
-            f"result of slice {slice_number} is not JSON-serialisable: {error}"
-        ) from None
-    return '{"ok": true, "result": ' + encoded + "}"
-
-
-def _flush_output():
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
-async def _finish_async(awaitable, slice_number):
-    try:
-        return _result_reply(await awaitable, slice_number)
-    except BaseException as error:
-        return _error_reply(error)
-    finally:
-        _flush_output()
-
-
-def compile_work(source, args_json):
-    """Executes the work function source; returns run(slice_number, datum_json) -> reply JSON,
-    or the error reply JSON when the source does not compile or its module-level code fails."""
-    try:
-        return _compile_work(source, args_json)
-    except BaseException as error:
-        return _error_reply(error)
-
-
-def _compile_work(source, args_json):
-    tree = ast.parse(source, WORK_FILENAME)
-    linecache.cache[WORK_FILENAME] = (len(source), None, source.splitlines(True), WORK_FILENAME)
-    namespace = {"__name__": "__work__", "progress": progress}
-    try:
-        exec(compile(tree, WORK_FILENAME, "exec"), namespace)
-    finally:
-        _flush_output()
-    work = _pick_work_function(tree, namespace)
-    args = json.loads(args_json)
-
-    def run(slice_number, datum_json):
-        try:
-            result = work(json.loads(datum_json), *args)
-            if inspect.isawaitable(result):
-                return _finish_async(result, slice_number)
-            return _result_reply(result, slice_number)
-        except BaseException as error:
-            return _error_reply(error)
-        finally:
-            _flush_output()
-
-    return run
-
-`;
-
-let pyodidePromise = null; // resolves to {pyodide, compileWork}
+let pyodidePromise = null; // resolves to {pyodide, SliceRuntime}
 let interruptBuffer = null;
+
+// What the Python runtime (slice.py) reports through: progress is already checked there.
+const pythonHost = {
+  report_progress: (value) => {
+    const state = runningSlice();
+    if (state) recordProgress(state, value ?? null);
+  },
+  console: (level, message) => sendConsole(level, message),
+};
 
 function loadPyodideOnce(pyodideURL) {
   pyodidePromise ??= loadPythonRuntime(pyodideURL).catch((error) => {
@@ -399,130 +258,89 @@ function loadPyodideOnce(pyodideURL) {
   return pyodidePromise;
 }
 
-async function loadPythonRuntime(pyodideURL) {
-  const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, location.href).href;
+async function startPyodide(indexURL) {
   pyodideLoading = { indexURL };
-  let pyodide;
   try {
     const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL).href);
-    pyodide = await loadPyodide({ indexURL, checkAPIVersion: true });
+    return await loadPyodide({ indexURL, checkAPIVersion: true });
   } finally {
     pyodideLoading = null;
   }
+}
+
+/** A runtime file from the portal, checked against the manifest's SHA-256. */
+async function fetchRuntimeFile(name) {
+  const integrity = RUNTIME_INTEGRITY[name];
+  if (!integrity) throw new Error(`the runtime manifest lists no ${name}`);
+  let response;
+  try {
+    response = await realFetch(new URL(name, RUNTIME_URL).href, { integrity, cache: "no-cache" });
+  } catch (error) {
+    throw new Error(`the runtime file ${name} could not be loaded or failed its integrity check: ${error.message}`);
+  }
+  if (!response.ok) throw new Error(`the runtime file ${name} could not be loaded: HTTP ${response.status}`);
+  return response.text();
+}
+
+async function loadPythonRuntime(pyodideURL) {
+  const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, location.href).href;
+  const [pyodide, source] = await Promise.all([startPyodide(indexURL), fetchRuntimeFile(PYTHON_RUNTIME_FILE)]);
   pyodide.setStdout({ batched: (line) => sendConsole("log", line) });
   pyodide.setStderr({ batched: (line) => sendConsole("error", line) });
   pyodide.setStdin({ error: true });
   if (interruptBuffer) pyodide.setInterruptBuffer(interruptBuffer);
-  pyodide.registerJsModule("_dcp_sandbox", { report_progress: reportProgress });
-  const namespace = pyodide.globals.get("dict")();
+  pyodide.FS.mkdirTree(PYTHON_RUNTIME_DIR);
+  pyodide.FS.writeFile(`${PYTHON_RUNTIME_DIR}/${PYTHON_RUNTIME_MODULE}.py`, source);
+  const sys = pyodide.pyimport("sys");
+  const path = sys.path;
   try {
-    pyodide.runPython(PYTHON_RUNTIME, { globals: namespace, filename: RUNTIME_FILENAME });
-    return { pyodide, compileWork: namespace.get("compile_work") };
+    path.append(PYTHON_RUNTIME_DIR);
   } finally {
-    namespace.destroy();
+    path.destroy();
+    sys.destroy();
   }
-}
-
-// ---------------------------------------------------------------------------------- jobs
-
-let currentJob = null; // {id, language, run(sliceNumber, datum) -> reply, dispose()}
-
-function compileJsWorkFunction(source) {
-  // new Function bodies run in the global scope: work code cannot see this module's variables.
-  let work;
-  try {
-    work = new Function(`"use strict";\nreturn (${source}\n);`)();
-  } catch (expressionError) {
-    if (!(expressionError instanceof SyntaxError)) throw expressionError;
-    try {
-      work = new Function(`${source}\n;return typeof work === "function" ? work : undefined;`)();
-    } catch (statementsError) {
-      throw statementsError instanceof SyntaxError ? expressionError : statementsError;
-    }
-  }
-  if (typeof work !== "function") {
-    throw new TypeError("the work function source is not a function: write function (datum, ...args) { ... }");
-  }
-  return work;
-}
-
-function jsErrorReply(error) {
-  if (error instanceof Error || (error && typeof error === "object" && "message" in error)) {
-    return { ok: false, name: String(error.name ?? "Error"), message: String(error.message),
-             traceback: String(error.stack ?? "") };
-  }
-  return { ok: false, name: "Error", message: describeForConsole(error), traceback: "" };
-}
-
-function jsResultReply(result, sliceNumber) {
-  let encoded;
-  try {
-    encoded = stringifyJson(result === undefined ? null : result);
-  } catch (error) {
-    encoded = error;
-  }
-  if (typeof encoded !== "string") {
-    const why = encoded instanceof Error ? encoded.message : `a ${typeof result} has no JSON form`;
-    return jsErrorReply(new TypeError(`result of slice ${sliceNumber} is not JSON-serialisable: ${why}`));
-  }
-  // Parse back so the page receives exactly what JSON carries (no functions, NaN becomes null).
-  return { ok: true, result: parseJson(encoded) };
-}
-
-function jsJob(job) {
-  const work = compileJsWorkFunction(job.function);
-  const args = job.args ?? [];
-  return {
-    id: job.id,
-    language: "js",
-    async run(sliceNumber, datum) {
-      try {
-        return jsResultReply(await work(datum, ...args), sliceNumber);
-      } catch (error) {
-        return jsErrorReply(error);
-      }
-    },
-    dispose() {},
-  };
+  // The module stays for the sandbox's lifetime: SliceRuntime is an attribute borrowed from it.
+  const module = pyodide.pyimport(PYTHON_RUNTIME_MODULE);
+  return { pyodide, SliceRuntime: module.SliceRuntime };
 }
 
 /** Reply for a JS-level failure of the Python runtime itself: the sandbox is then unusable. */
 function fatalPythonReply(error) {
-  return { ...jsErrorReply(error), name: error?.type ?? error?.name ?? "Error", fatal: true };
+  return { ...errorReply(error), name: error?.type ?? error?.name ?? "Error", fatal: true };
 }
 
-async function pythonJob(job, pyodideURL) {
-  const runtime = await loadPyodideOnce(pyodideURL);
-  const run = runtime.compileWork(job.function, encodeJson(job.args ?? [], "the job's arguments"));
-  if (typeof run === "string") {
-    const { name, message, traceback } = parseJson(run); // the source failed to compile or run
+async function startPythonJob(job, { pyodideURL }) {
+  const { SliceRuntime } = await loadPyodideOnce(pyodideURL);
+  const runtime = SliceRuntime.from_json(job.function, encodeJson(job.args ?? [], "the job's arguments"), pythonHost);
+  const compile = runtime.compile_json;
+  const run = runtime.run_json;
+  const dispose = () => [compile, run, runtime].forEach(destroyProxy);
+  const failure = compile();
+  if (typeof failure === "string") {
+    dispose();
+    const { name, message, traceback } = parseJson(failure); // the source did not compile or run
     throw Object.assign(new Error(message), { name, traceback });
   }
-  return {
-    id: job.id,
-    language: "python",
-    async run(sliceNumber, datum) {
-      let reply;
+  return { run: (sliceNumber, datum) => runPythonSlice(run, sliceNumber, datum), dispose };
+}
+
+async function runPythonSlice(run, sliceNumber, datum) {
+  let reply;
+  try {
+    reply = run(sliceNumber, encodeJson(datum, `the datum of slice ${sliceNumber}`));
+    if (typeof reply !== "string") {
+      const awaitable = reply; // a PyProxy of the runtime's coroutine
       try {
-        reply = run(sliceNumber, encodeJson(datum, `the datum of slice ${sliceNumber}`));
-        if (typeof reply !== "string") {
-          const awaitable = reply; // a PyProxy of the work function's coroutine
-          try {
-            reply = await awaitable;
-          } finally {
-            destroyProxy(awaitable);
-          }
-        }
-      } catch (error) {
-        // run() catches every Python exception, so this is the runtime itself failing.
-        return fatalPythonReply(error);
+        reply = await awaitable;
+      } finally {
+        destroyProxy(awaitable);
       }
-      return parseJson(reply);
-    },
-    dispose() {
-      destroyProxy(run);
-    },
-  };
+    }
+  } catch (error) {
+    // run_json() catches every Python exception, so this is the runtime itself failing.
+    return fatalPythonReply(error);
+  }
+  return parseJson(reply);
 }
 
 function destroyProxy(proxy) {
@@ -544,28 +362,43 @@ function encodeJson(value, what) {
   return encoded;
 }
 
+// ------------------------------------------------------------------------------ runtimes
+
+// Work-function runtimes by language: start(job, init) compiles the job's work function and
+// resolves to {run(sliceNumber, datum) -> reply, dispose()}. Adding a language adds a row.
+const RUNTIMES = Object.freeze({
+  python: { start: startPythonJob },
+  js: { start: startJsJob },
+});
+
 // ------------------------------------------------------------------------------ requests
 
-function checkJob(job) {
+let currentJob = null; // {id, run(sliceNumber, datum) -> reply, dispose()}
+
+function runtimeOf(job) {
   if (!job || typeof job !== "object") throw new TypeError("init needs a job object");
   if (typeof job.function !== "string") throw new TypeError("job.function must be source text");
-  if (!["python", "js", undefined].includes(job.language)) {
-    throw new TypeError(`job.language must be "python" or "js", not ${stringifyJson(job.language)}`);
-  }
   if (job.args !== undefined && !Array.isArray(job.args)) throw new TypeError("job.args must be a list");
+  const language = job.language ?? "python";
+  if (!Object.hasOwn(RUNTIMES, language)) {
+    const known = Object.keys(RUNTIMES).map((name) => `"${name}"`).join(" or ");
+    throw new TypeError(`job.language must be ${known}, not ${stringifyJson(job.language)}`);
+  }
+  return RUNTIMES[language];
 }
 
-async function handleInit({ id, job, pyodideURL, interruptBuffer: buffer }) {
+async function handleInit(init) {
+  const { id, job, interruptBuffer: buffer } = init;
   activeRequest = newRequestState(id, null);
   try {
-    checkJob(job);
+    const runtime = runtimeOf(job);
     if (buffer && buffer !== interruptBuffer) {
       interruptBuffer = buffer;
       if (pyodidePromise) (await pyodidePromise).pyodide.setInterruptBuffer(buffer);
     }
     currentJob?.dispose();
     currentJob = null;
-    currentJob = job.language === "js" ? jsJob(job) : await pythonJob(job, pyodideURL);
+    currentJob = { id: job.id, ...(await runtime.start(job, init)) };
     post({ type: "ready", id, jobId: job.id, pyodideLoaded: pyodidePromise !== null });
   } catch (error) {
     post({ type: "error", id, ...describeInitError(error) });
@@ -595,33 +428,26 @@ async function handleSlice({ id, sliceNumber, datum }) {
   try {
     reply = await currentJob.run(sliceNumber, datum);
   } catch (error) {
-    reply = jsErrorReply(error);
+    reply = errorReply(error);
   } finally {
     activeRequest = null;
   }
   if (state.pendingProgress) sendProgress(state, state.pendingProgress.value);
-  if (reply.ok && state.progressProblem) {
-    reply = { ok: false, name: currentJob.language === "js" ? "RangeError" : "ValueError",
-              message: state.progressProblem, traceback: "" };
-  }
-  if (reply.ok) {
-    post({ type: "result", id, sliceNumber, result: reply.result });
+  if (reply.type === "result") {
+    post({ type: "result", id, sliceNumber, result: reply.value });
   } else {
-    const { ok: _ok, ...error } = reply;
+    const { type: _type, ...error } = reply;
     post({ type: "error", id, sliceNumber, ...error });
   }
 }
 
+const HANDLERS = { init: handleInit, slice: handleSlice };
+
 async function handle(message) {
-  switch (message?.type) {
-    case "init":
-      return handleInit(message);
-    case "slice":
-      return handleSlice(message);
-    default:
-      post({ type: "error", id: message?.id ?? null, name: "ProtocolError",
-             message: `unknown message type ${stringifyJson(message?.type)}`, traceback: "" });
-  }
+  const handler = Object.hasOwn(HANDLERS, message?.type) ? HANDLERS[message.type] : null;
+  if (handler) return handler(message);
+  post({ type: "error", id: message?.id ?? null, name: "ProtocolError",
+         message: `unknown message type ${stringifyJson(message?.type)}`, traceback: "" });
 }
 
 // One request at a time, in arrival order: a slice never overlaps the init before it.

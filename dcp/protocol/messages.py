@@ -12,8 +12,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
 
+from .credits import credits_text
 from .limits import (
     MAX_CONSOLE_CHARS,
     MAX_SLICES_PER_BATCH,
@@ -59,6 +68,9 @@ def _finite(value: float) -> float:
 
 
 FiniteNumber = Annotated[int | float, AfterValidator(_finite)]
+# Credits go over the wire as plain decimal text ("0.000000001", never "1E-9"): the cheque
+# texts quote them as sent.
+Credits = Annotated[Decimal, PlainSerializer(credits_text, return_type=str, when_used="json")]
 
 
 class Work(Shape):
@@ -112,12 +124,12 @@ class Public(Shape):
 
 class Payment(Shape):
     account: Address
-    max_total: Decimal = Field(ge=0)
+    max_total: Credits = Field(ge=0)
     signature: str = Field(max_length=200)
 
 
 class BatchPayment(Shape):
-    max_total: Decimal = Field(ge=0)
+    max_total: Credits = Field(ge=0)
     signature: str = Field(max_length=200)
 
 
@@ -181,7 +193,7 @@ class Deploy(Request):
     work: Work
     args: list[Json] = Field(default_factory=list)
     input: InputForm
-    slice_payment_offer: Decimal = Field(ge=0, max_digits=20, decimal_places=9)
+    slice_payment_offer: Credits = Field(ge=0, max_digits=20, decimal_places=9)
     payment: Payment
     public: Public = Field(default_factory=lambda: Public())
     open: bool = False
@@ -306,10 +318,14 @@ class Subscribed(Request):
     info: JobInfo | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
+# A results page row as docs/protocol.md gives it: [slice, value].
+ResultRow = tuple[int, Json]
+
+
 class ResultsReply(Request):
     type: Literal["results"] = "results"
     job: str
-    results: list[SliceValue]
+    results: list[ResultRow | SliceValue]
 
 
 class InputsReply(Request):

@@ -14,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from portal.scheduler.services import SchedulerError
+from portal.scheduler.errors import SchedulerError
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI

@@ -2,7 +2,8 @@
 
 Ninja validates requests with these same models and generates the OpenAPI schema from them, so
 the published schema cannot drift from what the code accepts. Field names follow dcp-rest
-(camelCase); requirements and public metadata reuse the websocket protocol's models.
+(camelCase); requirements, public metadata, languages, limits and the credit rule are the
+websocket protocol's own (dcp.protocol).
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from portal.scheduler.schemas import Public, Requirements
+from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS
+from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
+from dcp.protocol.messages import Language, Public, Requirements
 
 Json = Any
 
 
 SliceValue = Annotated[Any, WithJsonSchema({"description": "Any JSON value."})]
-MAX_SLICES_PER_REQUEST = 100_000
+MAX_SLICES_PER_REQUEST = MAX_SLICES_PER_BATCH
 JobId = Annotated[str, Field(description="The job's id, as POST /job returned it.")]
 Offer = Annotated[
     Decimal,
-    Field(ge=0, le=10**9, max_digits=19, decimal_places=9, description="Credits per slice."),
+    Field(
+        ge=0,
+        le=int(MAX_CREDITS),
+        max_digits=19,
+        decimal_places=CREDIT_DECIMALS,
+        description="Credits per slice.",
+    ),
 ]
 
 
@@ -35,12 +44,12 @@ class ApiModel(BaseModel):
 
 
 class WorkIn(ApiModel):
-    language: Literal["python", "js"] = Field(
+    language: Language = Field(
         default="python", description="Python runs in Pyodide; js is a JavaScript function."
     )
     function: str = Field(
         min_length=1,
-        max_length=1_000_000,
+        max_length=MAX_SOURCE_CHARS,
         description="Source of the work function, called once per slice as work(datum, *args).",
     )
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from dcp.protocol.credits import format_credits
 from portal.bank.selectors import balances_of
-from portal.bank.units import format_credits
 from portal.scheduler import selectors as scheduler
+from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job
-from portal.scheduler.services import SchedulerError, job_status
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
@@ -38,7 +38,7 @@ def own_job(principal: Principal, job_id: str) -> Job:
 
 def status_of(job: Job) -> dict[str, Any]:
     """The job's progress in the API's words."""
-    status = job_status(job)
+    status = scheduler.job_status(job)
     return {
         "jobId": job.id,
         "status": status["status"],

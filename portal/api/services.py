@@ -15,10 +15,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from portal.bank.units import to_units
+from dcp.protocol.credits import to_units
 from portal.scheduler import services as scheduler
+from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus
-from portal.scheduler.services import JobSpec, SchedulerError
+from portal.scheduler.services import JobSpec
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import WalletError, normalise_address, validate_label

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .inputs import expander
+from dcp.protocol.inputs import span_of
 
 
 class JobStatus(models.TextChoices):
@@ -82,7 +82,7 @@ class Job(models.Model):
                 )
             )
             return [stored[n] for n in numbers]
-        expand = expander(self.input_kind, self.input_spec)
+        expand = span_of(self.input_kind, self.input_spec)
         return [expand.datum(n) for n in numbers]
 
 

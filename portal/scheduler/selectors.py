@@ -1,4 +1,4 @@
-"""Reads of jobs and slices used by the consumers and pages."""
+"""Reads of jobs and slices used by the services, the consumers, the REST API and the pages."""
 
 from __future__ import annotations
 
@@ -7,44 +7,42 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from dcp.protocol.credits import format_credits
+from dcp.protocol.messages import EventName, JobInfo, Work
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
-from .models import Job, JobStatus, Slice, SliceStatus, WorkerTally
+from .models import Job, JobStatus, Slice, SliceInput, SliceStatus, WorkerConnection, WorkerTally
 
 
 def identity_owner(address: str) -> User | None:
+    """The portal user whose identity key has this address."""
     key = Key.objects.filter(kind=KeyKind.IDENTITY, address=address).select_related("user").first()
     return key.user if key is not None else None
 
 
 def job_of_identity(job_id: str, identity: str) -> Job | None:
+    """The job, if this identity deployed it."""
     return Job.objects.filter(pk=job_id, identity=identity).first()
 
 
-def results_between(job: Job, start: int, end: int) -> list[list[Any]]:
+def results_between(job: Job, start: int, end: int) -> list[tuple[int, Any]]:
+    """The stored results of slices start..end as (slice, value) rows, in slice order."""
     rows = (
         Slice.objects.filter(job=job, status=SliceStatus.DONE, number__gte=start, number__lte=end)
         .order_by("number")
         .values_list("number", "result")
     )
-    return [[number, result] for number, result in rows]
+    return list(rows)
 
 
-def final_events(job: Job) -> list[tuple[str, dict[str, Any]]]:
+def final_events(job: Job) -> list[tuple[EventName, dict[str, Any]]]:
     """The closing event of a job that has ended, for a client that subscribes late."""
     if job.status == JobStatus.FINISHED:
         return [("complete", {"total": job.total})]
     if job.status == JobStatus.CANCELLED:
         return [("cancel", {"code": job.cancel_code, "reason": job.cancel_reason})]
     return []
-
-
-def payee_address(user: User) -> str:
-    """The account a user's worker tabs are paid into: the default account key."""
-    from portal.wallet.services import ensure_default_account
-
-    return ensure_default_account(user=user).address
 
 
 def worker_tally(user: User) -> tuple[int, int]:
@@ -90,3 +88,68 @@ def active_slice_count(job: Job) -> int:
     return Slice.objects.filter(
         job=job, status=SliceStatus.LEASED, lease_expires__gte=timezone.now()
     ).count()
+
+
+def job_status(job: Job) -> dict[str, Any]:
+    """Where a job stands, as the `status` event and reply carry it."""
+    status = {
+        "total": job.total,
+        "distributed": job.issued,
+        "computed": job.computed,
+        "failed": job.failed,
+        "status": job.status,
+        "open": job.is_open,
+    }
+    waiting = waiting_reason(job)
+    if waiting:
+        status["waiting"] = waiting
+    return status
+
+
+def has_requirements(job: Job) -> bool:
+    """Whether the job needs something of its workers that not every worker has."""
+    return job.needs_webgpu or job.needs_offscreen_canvas
+
+
+def waiting_reason(job: Job) -> str:
+    """Why no worker can take this running job, or "" when some connected worker can."""
+    if job.status != JobStatus.RUNNING or not has_requirements(job):
+        return ""
+    workers = WorkerConnection.objects.all()
+    missing = []
+    if job.needs_webgpu:
+        workers = workers.filter(webgpu=True)
+        missing.append("webgpu")
+    if job.needs_offscreen_canvas:
+        workers = workers.filter(offscreen_canvas=True)
+        missing.append("offscreenCanvas")
+    if workers.exists():
+        return ""
+    return f"no connected worker has {' and '.join(missing)}"
+
+
+def job_info(job: Job) -> JobInfo:
+    """What a client needs to handle a job it attached to: work, arguments, input form, offer.
+
+    A computed input (range, product) is given as deployed; a values job gives only its kind,
+    its values are fetched with `inputs`.
+    """
+    form = {"kind": job.input_kind}
+    if job.input_kind != "values":
+        form.update(job.input_spec)
+    return JobInfo(
+        work=Work(language=job.language, source=job.source),  # type: ignore[arg-type]
+        args=job.args,
+        input=form,
+        slice_payment_offer=format_credits(job.offer),
+        open=job.is_open,
+    )
+
+
+def inputs_between(job: Job, start: int, end: int) -> list[Any]:
+    """The input values of slices start..end (cut at the job's last slice), in slice order."""
+    numbers = list(range(start, min(end, job.total) + 1))
+    if job.input_kind != "values" or not numbers:
+        return job.data_of(numbers)
+    rows = SliceInput.objects.filter(job=job, number__gte=numbers[0], number__lte=numbers[-1])
+    return [datum for _, datum in rows.order_by("number").values_list("number", "datum")]

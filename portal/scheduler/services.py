@@ -3,7 +3,8 @@
 The database is the source of truth: a slice is handed to one worker at a time by an atomic
 claim, a result is accepted only from the worker that holds the slice's lease, and the payment
 for a batch of results is one ledger transaction in the same database transaction, so a crash
-at any point either keeps everything or nothing.
+at any point either keeps everything or nothing. What a write changed is announced through
+notify, once, when its transaction commits, whoever asked for it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from dcp.protocol import policy
+from dcp.protocol.credits import to_units
+from dcp.protocol.inputs import InputError, span_of
+from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
+from dcp.protocol.signed import recover_signer, session_text
 from portal.bank import services as bank
 from portal.users.models import User
+from portal.wallet.services import ensure_default_account
 
-from .inputs import InputError, expander
+from . import cheques, notify
+from .errors import SchedulerError
 from .models import (
     InputBatch,
     Job,
@@ -33,17 +41,9 @@ from .models import (
     WorkerConnection,
     WorkerTally,
 )
+from .selectors import identity_owner, job_status
 
-MAX_ERRORS_PER_SLICE = 2
-
-
-class SchedulerError(Exception):
-    """A refused scheduler request; `code` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+__all__ = ["SchedulerError"]  # re-exported: callers catch it from here
 
 
 @dataclass
@@ -86,6 +86,30 @@ class BatchOutcome:
     cancelled: tuple[str, str] | None = None
 
 
+# --- client sessions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A client connection's proven identity key and the portal user who owns it."""
+
+    identity: str
+    user: User
+
+
+def open_session(*, nonce: str, identity: str, signature: str) -> Session:
+    """Check a client's answer to its challenge: `identity` signed this connection's nonce."""
+    signer = recover_signer(session_text(nonce), signature)
+    if signer is None or signer.lower() != identity.lower():
+        raise SchedulerError("EBADSIG", "the signature does not match this session's challenge")
+    owner = identity_owner(signer)
+    if owner is None:
+        raise SchedulerError(
+            "ENOIDENTITY", "identity not registered: create one on the First Devs tab"
+        )
+    return Session(identity=signer, user=owner)
+
+
 # --- deploy -----------------------------------------------------------------------------------
 
 
@@ -94,32 +118,71 @@ def slice_count(spec: JobSpec) -> int:
     if spec.input_kind == "values":
         return len(spec.values or [])
     try:
-        return expander(spec.input_kind, spec.input_spec).slices
+        return span_of(spec.input_kind, spec.input_spec).slices
     except InputError as error:
         raise SchedulerError("EINVALID", str(error)) from None
 
 
+def job_spec(request: Deploy) -> JobSpec:
+    """The job a `deploy` frame asks for, in the scheduler's terms."""
+    spec = JobSpec(
+        ref=request.ref,
+        language=request.work.language,
+        source=request.work.source,
+        args=request.args,
+        input_kind=request.input.kind,
+        is_open=request.open,
+        offer=to_units(request.slice_payment_offer),
+        public=request.public.model_dump(exclude_defaults=True),
+        requirements=request.requirements.model_dump(exclude_defaults=True),
+        progress_timeout=request.progress_timeout,
+    )
+    if isinstance(request.input, ValuesInput):
+        spec.values = request.input.values
+    else:
+        spec.input_spec = request.input.model_dump(exclude={"kind"})
+    return spec
+
+
+def deploy_signed(
+    *, owner: User, identity: str, request: Deploy, frame: dict[str, Any], subscriber: str
+) -> Job:
+    """Deploy a job from the client socket: its cheque must be signed by the paying account
+    and cover `offer x slices`; the deploying connection (`subscriber`) watches the job."""
+    payer = cheques.deploy_payer(request, frame)
+    spec = job_spec(request)
+    cheques.require_covered(
+        request.payment.max_total, request.slice_payment_offer, slice_count(spec)
+    )
+    job, _ = deploy_job(
+        owner=owner, identity=identity, payer=payer, spec=spec, subscriber=subscriber
+    )
+    return job
+
+
 @transaction.atomic
-def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tuple[Job, bool]:
-    """Create a job and move `offer x slices` into its escrow; (job, False) when `ref` exists."""
-    existing = Job.objects.filter(ref=spec.ref).first()
-    if existing is not None:
-        if existing.identity != identity:
-            raise SchedulerError("EINVALID", "this job reference belongs to another identity")
-        return existing, False
-    if owner.first_dev_since is None:
-        raise SchedulerError(
-            "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to deploy jobs"
-        )
-    if spec.is_open and spec.input_kind != "values":
-        raise SchedulerError("EINVALID", "only a job of values can be open: a range is whole")
-    total = slice_count(spec)
-    if total < 1 and not spec.is_open:
-        raise SchedulerError("EINVALID", "the job has no slices: its input is empty")
-    if total > settings.MAX_SLICES_PER_JOB:
-        raise SchedulerError(
-            "EINVALID", f"{total} slices is more than {settings.MAX_SLICES_PER_JOB} per job"
-        )
+def deploy_job(
+    *, owner: User, identity: str, payer: str, spec: JobSpec, subscriber: str | None = None
+) -> tuple[Job, bool]:
+    """Create a job and move `offer x slices` into its escrow; (job, False) when `ref` exists.
+
+    The workers are woken; `subscriber`, a client connection's channel, watches the job (a
+    client that deploys again after a reconnect gets the job it deployed, watched again).
+    """
+    job = Job.objects.filter(ref=spec.ref).first()
+    created = job is None
+    if job is None:
+        job = _create_job(owner=owner, identity=identity, payer=payer, spec=spec)
+    elif job.identity != identity:
+        raise SchedulerError("EINVALID", "this job reference belongs to another identity")
+    if created or subscriber:
+        notify.job_deployed(job, job_status(job), subscriber)
+    return job, created
+
+
+def _create_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> Job:
+    total = _checked_total(owner, spec)
+    environment = spec.requirements.get("environment", {})
     job = Job.objects.create(
         id=uuid.uuid4().hex,
         ref=spec.ref,
@@ -133,10 +196,8 @@ def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tupl
         input_spec=spec.input_spec,
         is_open=spec.is_open,
         requirements=spec.requirements,
-        needs_webgpu=bool(spec.requirements.get("environment", {}).get("webgpu")),
-        needs_offscreen_canvas=bool(
-            spec.requirements.get("environment", {}).get("offscreenCanvas")
-        ),
+        needs_webgpu=bool(environment.get("webgpu")),
+        needs_offscreen_canvas=bool(environment.get("offscreenCanvas")),
         discrete=bool(spec.requirements.get("discrete")),
         progress_timeout=spec.progress_timeout,
         total=total,
@@ -146,7 +207,25 @@ def deploy_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> tupl
     if spec.input_kind == "values":
         _store_values(job, 1, spec.values or [])
     _fund(job, payer, spec.offer * total, f"escrow:{job.id}")
-    return job, True
+    return job
+
+
+def _checked_total(owner: User, spec: JobSpec) -> int:
+    """The job's slice count, refusing what may not be deployed."""
+    if owner.first_dev_since is None:
+        raise SchedulerError(
+            "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to deploy jobs"
+        )
+    if spec.is_open and spec.input_kind != "values":
+        raise SchedulerError("EINVALID", "only a job of values can be open: a range is whole")
+    total = slice_count(spec)
+    if total < 1 and not spec.is_open:
+        raise SchedulerError("EINVALID", "the job has no slices: its input is empty")
+    if total > settings.MAX_SLICES_PER_JOB:
+        raise SchedulerError(
+            "EINVALID", f"{total} slices is more than {settings.MAX_SLICES_PER_JOB} per job"
+        )
+    return total
 
 
 def _store_values(job: Job, first: int, values: list[Any]) -> None:
@@ -172,14 +251,25 @@ def _fund(job: Job, payer: str, amount: int, idempotency_key: str) -> None:
         ) from None
 
 
+def add_slices_signed(*, identity: str, request: AddSlices, frame: dict[str, Any]) -> Job:
+    """Append a batch from the client socket, paid by the account that signed its cheque."""
+    job, _ = add_slices(
+        job_id=request.job,
+        identity=identity,
+        batch_ref=request.ref,
+        values=request.values,
+        payer=cheques.batch_payer(request, frame),
+        max_total=to_units(request.payment.max_total),
+    )
+    return job
+
+
 @transaction.atomic
 def add_slices(
     *, job_id: str, identity: str, batch_ref: str, values: list[Any], payer: str, max_total: int
 ) -> tuple[Job, bool]:
     """Append values to an open job and fund them; a batch `ref` seen before adds nothing."""
-    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
-    if job is None:
-        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
+    job = _locked_job_of_identity(job_id, identity)
     if InputBatch.objects.filter(job=job, ref=batch_ref).exists():
         return job, False
     if not job.is_open or job.status != JobStatus.RUNNING:
@@ -195,23 +285,30 @@ def add_slices(
     _fund(job, payer, job.offer * len(values), f"escrow:{job.id}:{batch_ref}")
     Job.objects.filter(pk=job.pk).update(total=F("total") + len(values))
     job.total += len(values)
+    notify.slices_added(job, job_status(job))
     return job, True
 
 
 @transaction.atomic
 def close_job(*, job_id: str, identity: str) -> tuple[Job, bool]:
     """Take no more slices; (job, True) when that made the job complete."""
-    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
-    if job is None:
-        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
+    job = _locked_job_of_identity(job_id, identity)
     if not job.is_open:
         return job, False
     job.is_open = False
     job.save(update_fields=["is_open"])
     if job.status == JobStatus.RUNNING and job.computed == job.total:
         _close_job(job, status=JobStatus.FINISHED)
+        notify.job_completed(job)
         return job, True
     return job, False
+
+
+def _locked_job_of_identity(job_id: str, identity: str) -> Job:
+    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
+    if job is None:
+        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
+    return job
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -233,10 +330,14 @@ def return_slices(
         rows = rows.filter(job_id=job_id)
     if numbers is not None:
         rows = rows.filter(number__in=numbers)
-    return rows.update(status=SliceStatus.NEW, worker="", lease_expires=None)
+    returned = rows.update(status=SliceStatus.NEW, worker="", lease_expires=None)
+    if returned:
+        notify.work_available()
+    return returned
 
 
 def extend_leases(*, worker: str, job_id: str, numbers: list[int]) -> int:
+    """A worker says its slices make progress: their leases run on."""
     deadline = timezone.now() + timedelta(seconds=settings.SLICE_LEASE_SECONDS)
     return Slice.objects.filter(
         worker=worker, job_id=job_id, number__in=numbers, status=SliceStatus.LEASED
@@ -352,7 +453,10 @@ def record_results(
     errors: list[dict[str, Any]],
     batch_key: str,
 ) -> BatchOutcome:
-    """Store a worker's batch: results of slices it holds are kept and paid, others ignored."""
+    """Store a worker's batch: results of slices it holds are kept and paid, others ignored.
+
+    The job's watchers hear of the batch (results, errors, status, the end) when it commits.
+    """
     outcome = BatchOutcome(job_id=job_id)
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None or job.status != JobStatus.RUNNING:
@@ -369,15 +473,39 @@ def record_results(
     _store_errors(job, held, errors, outcome)
     if outcome.accepted:
         _pay(job, payee, payee_address, len(outcome.accepted), batch_key, outcome)
+    _settle(job, outcome)
+    outcome.status = job_status(job)
+    notify.announce(*_batch_announcements(outcome))
+    return outcome
+
+
+def _settle(job: Job, outcome: BatchOutcome) -> None:
+    """Close a job the batch cancelled or completed."""
     if outcome.cancelled:
-        _close_job(
-            job, status=JobStatus.CANCELLED, code=outcome.cancelled[0], reason=outcome.cancelled[1]
-        )
+        code, reason = outcome.cancelled
+        _close_job(job, status=JobStatus.CANCELLED, code=code, reason=reason)
     elif job.computed == job.total and not job.is_open:
         _close_job(job, status=JobStatus.FINISHED)
         outcome.completed = True
-    outcome.status = job_status(job)
-    return outcome
+
+
+def _batch_announcements(outcome: BatchOutcome) -> list[notify.Announcement]:
+    """A batch's events in the order clients rely on: results, errors, status, the end."""
+    job_id = outcome.job_id
+    items: list[notify.Announcement] = []
+    if outcome.accepted:
+        values = [{"slice": n, "value": v} for n, v in outcome.accepted]
+        items.append(notify.event(job_id, "result", values))
+    items += [notify.event(job_id, "error", error) for error in outcome.errors]
+    items += [notify.event(job_id, "noprogress", stalled) for stalled in outcome.noprogress]
+    if outcome.status is not None:
+        items.append(notify.event(job_id, "status", outcome.status))
+    if outcome.completed:
+        total = outcome.status["total"] if outcome.status else 0
+        items.append(notify.event(job_id, "complete", {"total": total}))
+    if outcome.cancelled:
+        items += notify.cancel_announcements(job_id, *outcome.cancelled)
+    return items
 
 
 def _store_results(
@@ -405,7 +533,7 @@ def _store_errors(
     for error in errors:
         if error["slice"] in held:
             row = Slice.objects.get(pk=held[error["slice"]])
-            if error.get("name") == "NoProgress":
+            if error.get("name") == policy.NO_PROGRESS_ERROR_NAME:
                 _stalled(job, row, outcome)
             else:
                 _failed(job, row, error, outcome)
@@ -416,13 +544,12 @@ def _failed(job: Job, row: Slice, error: dict[str, Any], outcome: BatchOutcome) 
     row.errors += 1
     row.error = {k: error.get(k, "") for k in ("name", "message", "traceback")}
     outcome.errors.append({"slice": row.number, **row.error})
-    if row.errors >= MAX_ERRORS_PER_SLICE:
+    if policy.gives_up(row.errors):
         job.failed += 1
-        why = f"{row.error['name']}: {row.error['message']}"
-        outcome.cancelled = (
-            "ETOOMANYERRORS",
-            f"slice {row.number} failed {row.errors} times: {why}",
+        why = policy.too_many_errors_reason(
+            row.number, row.errors, row.error["name"], row.error["message"]
         )
+        outcome.cancelled = (policy.TOO_MANY_ERRORS, why)
         _give_back(row, status=SliceStatus.FAILED)
     else:
         _give_back(row, retry_elsewhere=True)
@@ -432,9 +559,9 @@ def _stalled(job: Job, row: Slice, outcome: BatchOutcome) -> None:
     """The sandbox stopped a slice that made no progress: requeue once, then cancel."""
     row.noprogress += 1
     outcome.noprogress.append({"slice": row.number, "seconds": job.progress_timeout})
-    if row.noprogress >= MAX_ERRORS_PER_SLICE:
-        reason = f"slice {row.number} made no progress for {job.progress_timeout} s twice"
-        outcome.cancelled = ("ENOPROGRESS", reason)
+    if policy.gives_up(row.noprogress):
+        reason = policy.no_progress_reason(row.number, job.progress_timeout)
+        outcome.cancelled = (policy.NO_PROGRESS, reason)
         _give_back(row, status=SliceStatus.FAILED)
     else:
         _give_back(row, retry_elsewhere=True)
@@ -470,18 +597,36 @@ def _pay(
 
 # --- cancel and finish ------------------------------------------------------------------------
 
+OWNER_CANCELLED = "cancelled by its owner"
+
 
 @transaction.atomic
 def cancel_job(*, job_id: str, identity: str, code: str = "ECANCELLED", reason: str = "") -> Job:
     """Stop a job's dispatch and refund its escrow; only the identity that deployed it may."""
-    job = Job.objects.select_for_update().filter(pk=job_id, identity=identity).first()
-    if job is None:
-        raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
-    if job.status == JobStatus.RUNNING:
-        _close_job(
-            job, status=JobStatus.CANCELLED, code=code, reason=reason or "cancelled by its owner"
-        )
+    job = _locked_job_of_identity(job_id, identity)
+    _cancel(job, code=code, reason=reason or OWNER_CANCELLED)
     return job
+
+
+@transaction.atomic
+def cancel_job_of_owner(*, job_id: str, owner: User, reason: str = "") -> tuple[Job, bool]:
+    """Cancel from the portal's Jobs tab: as cancel_job, but for the user who owns the job.
+
+    Returns the job and whether this cancelled it (False when it had already ended).
+    """
+    job = Job.objects.select_for_update().filter(pk=job_id, owner=owner).first()
+    if job is None:
+        raise SchedulerError("ENOJOB", f"no job {job_id} of this user")
+    return job, _cancel(job, code="ECANCELLED", reason=reason or OWNER_CANCELLED)
+
+
+def _cancel(job: Job, *, code: str, reason: str) -> bool:
+    """Cancel a running job and announce it, once, whoever asked; False when it had ended."""
+    if job.status != JobStatus.RUNNING:
+        return False
+    _close_job(job, status=JobStatus.CANCELLED, code=code, reason=reason)
+    notify.job_cancelled(job)
+    return True
 
 
 def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> None:
@@ -500,44 +645,13 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
         )
 
 
-def job_status(job: Job) -> dict[str, Any]:
-    status = {
-        "total": job.total,
-        "distributed": job.issued,
-        "computed": job.computed,
-        "failed": job.failed,
-        "status": job.status,
-        "open": job.is_open,
-    }
-    waiting = waiting_reason(job)
-    if waiting:
-        status["waiting"] = waiting
-    return status
+# --- worker connections -----------------------------------------------------------------------
 
 
-def has_requirements(job: Job) -> bool:
-    """Whether the job needs something of its workers that not every worker has."""
-    return job.needs_webgpu or job.needs_offscreen_canvas
-
-
-def waiting_reason(job: Job) -> str:
-    """Why no worker can take this running job, or "" when some connected worker can."""
-    if job.status != JobStatus.RUNNING or not has_requirements(job):
-        return ""
-    workers = WorkerConnection.objects.all()
-    missing = []
-    if job.needs_webgpu:
-        workers = workers.filter(webgpu=True)
-        missing.append("webgpu")
-    if job.needs_offscreen_canvas:
-        workers = workers.filter(offscreen_canvas=True)
-        missing.append("offscreenCanvas")
-    if workers.exists():
-        return ""
-    return f"no connected worker has {' and '.join(missing)}"
-
-
-def worker_connected(*, worker: str, user: User, cores: int, capabilities: Capabilities) -> None:
+def connect_worker(*, worker: str, user: User, cores: int, capabilities: Capabilities) -> str:
+    """Record a connected worker tab; returns the address its results are paid into (the
+    user's default account key, made on first use)."""
+    address = ensure_default_account(user=user).address
     WorkerConnection.objects.update_or_create(
         id=worker,
         defaults={
@@ -547,25 +661,10 @@ def worker_connected(*, worker: str, user: User, cores: int, capabilities: Capab
             "offscreen_canvas": capabilities.offscreen_canvas,
         },
     )
+    return address
 
 
 def worker_disconnected(*, worker: str) -> int:
     """Forget the worker and give its slices back; returns how many went back to the queue."""
     WorkerConnection.objects.filter(id=worker).delete()
     return return_slices(worker=worker)
-
-
-@transaction.atomic
-def cancel_job_of_owner(*, job_id: str, owner: User, reason: str = "") -> Job:
-    """Cancel from the portal's Jobs tab: as cancel_job, but for the user who owns the job."""
-    job = Job.objects.select_for_update().filter(pk=job_id, owner=owner).first()
-    if job is None:
-        raise SchedulerError("ENOJOB", f"no job {job_id} of this user")
-    if job.status == JobStatus.RUNNING:
-        _close_job(
-            job,
-            status=JobStatus.CANCELLED,
-            code="ECANCELLED",
-            reason=reason or "cancelled by its owner",
-        )
-    return job

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from dcp.protocol.credits import UNITS_PER_CREDIT
 from portal.bank import services as bank
-from portal.bank.units import UNITS_PER_CREDIT
+from portal.wallet.services import ensure_default_account
 
 from .models import User
 
@@ -19,8 +20,6 @@ def join_first_devs(*, user: User) -> bool:
 
     Returns False when the user had already joined (and nothing changes).
     """
-    from portal.wallet.services import ensure_default_account
-
     locked = User.objects.select_for_update().get(pk=user.pk)
     if locked.first_dev_since is not None:
         return False

@@ -6,7 +6,7 @@ import uuid
 
 from django import forms
 
-from portal.bank.units import AmountError, to_units
+from dcp.protocol.credits import AmountError, to_units
 from portal.wallet.services import WalletError, normalise_address, validate_label
 
 

@@ -12,8 +12,7 @@ from datetime import datetime
 from itertools import batched
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
@@ -22,10 +21,10 @@ from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from portal.bank.units import format_credits
-from portal.scheduler.consumers import announce_cancel
+from dcp.protocol.credits import format_credits
+from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
-from portal.scheduler.services import SchedulerError, cancel_job_of_owner
+from portal.scheduler.services import cancel_job_of_owner
 
 from .views import AuthedRequest
 
@@ -124,18 +123,17 @@ def jobs_status(request: AuthedRequest) -> JsonResponse:
 @login_required
 @require_POST
 def cancel(request: AuthedRequest, job_id: str) -> HttpResponse:
-    was_running = get_object_or_404(Job, pk=job_id, owner=request.user).status == JobStatus.RUNNING
+    """Cancel a job of this user; the service tells its client and the workers."""
     try:
-        job = cancel_job_of_owner(job_id=job_id, owner=request.user, reason=CANCEL_REASON)
+        job, cancelled = cancel_job_of_owner(
+            job_id=job_id, owner=request.user, reason=CANCEL_REASON
+        )
     except SchedulerError:
         return HttpResponse(status=404)
-    if not was_running:
+    if cancelled:
+        messages.success(request, f"Job {job.name} cancelled; unspent credits refunded.")
+    else:
         messages.info(request, f"Job {job.name} had already ended: {job.status}.")
-        return redirect("jobs")
-    # Tell the deploying client (its exec() raises) and every worker (they drop its slices),
-    # as the client socket's own cancel does.
-    async_to_sync(announce_cancel)(get_channel_layer(), job.id, job.cancel_code, job.cancel_reason)
-    messages.success(request, f"Job {job.name} cancelled; unspent credits refunded.")
     return redirect("jobs")
 
 

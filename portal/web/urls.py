@@ -7,6 +7,7 @@ from . import api_keys, examples, jobs, views, worker_files
 urlpatterns = [
     path("", views.home, name="home"),
     path("portal/worker/", views.worker, name="worker"),
+    path("worker/runtime/<str:name>", worker_files.runtime_file, name="worker_runtime_file"),
     path("worker/<path:path>", worker_files.worker_file, name="worker_file"),
     path("portal/accounts/", views.accounts, name="accounts"),
     path("portal/accounts/new/", views.new_account_key, name="new_account_key"),

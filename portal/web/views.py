@@ -11,9 +11,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from dcp.protocol.credits import format_credits
 from portal.bank import services as bank
 from portal.bank.selectors import balance_of, balances_of
-from portal.bank.units import format_credits
 from portal.scheduler.selectors import worker_tally
 from portal.users.models import User
 from portal.users.services import join_first_devs

@@ -1,7 +1,8 @@
-"""Serves worker_static/ at /worker/: the supervisor, the sandbox and the vendored Pyodide.
+"""Serves the browser worker at /worker/: worker_static/ (supervisor, sandbox, vendored Pyodide)
+and, at /worker/runtime/, the work-function runtime files of dcp/runtime/ with their manifest.
 
 The sandbox script carries its own Content-Security-Policy: work functions may load nothing
-but Pyodide's files and may connect nowhere else (DESIGN.md, security model).
+but Pyodide's files and the runtime's, and may connect nowhere else (DESIGN.md, security model).
 """
 
 from __future__ import annotations
@@ -10,24 +11,38 @@ import mimetypes
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from dcp.runtime.runtimes import sandbox_file
 
 CONTENT_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
+    ".py": "text/x-python; charset=utf-8",
     ".wasm": "application/wasm",
     ".json": "application/json",
     ".zip": "application/zip",
 }
 VENDOR_PATH = "/worker/vendor/pyodide/"
+RUNTIME_PATH = "/worker/runtime/"
+PYTHON_RUNTIME_FILE = "slice.py"  # the one runtime file the sandbox fetches (the others it imports)
 
 
-def sandbox_csp(request: HttpRequest) -> str:
-    vendor = request.build_absolute_uri(VENDOR_PATH)
+def sandbox_csp(origin: str) -> str:
+    """The sandbox's Content-Security-Policy for a portal at `origin` (see sandbox.js)."""
+    vendor, runtime = f"{origin}{VENDOR_PATH}", f"{origin}{RUNTIME_PATH}"
     return (
-        f"default-src 'none'; script-src {vendor} 'wasm-unsafe-eval' 'unsafe-eval'; "
-        f"connect-src {vendor}"
+        f"default-src 'none'; script-src {vendor} {runtime} 'wasm-unsafe-eval' 'unsafe-eval'; "
+        f"connect-src {vendor} {runtime}{PYTHON_RUNTIME_FILE}"
     )
+
+
+def worker_headers(response: HttpResponseBase, *, cache: bool) -> None:
+    """What every worker file needs: it is loaded by a cross-origin isolated page."""
+    response["Cross-Origin-Embedder-Policy"] = "require-corp"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Cache-Control"] = "public, max-age=86400" if cache else "no-cache"
 
 
 def worker_file(request: HttpRequest, path: str) -> FileResponse:
@@ -39,11 +54,20 @@ def worker_file(request: HttpRequest, path: str) -> FileResponse:
     response = FileResponse(
         file.open("rb"), content_type=content_type or "application/octet-stream"
     )
-    response["Cross-Origin-Embedder-Policy"] = "require-corp"
-    response["Cross-Origin-Resource-Policy"] = "same-origin"
     # The Pyodide files are pinned by version; the portal's own scripts change with deploys.
-    vendored = path.startswith("vendor/")
-    response["Cache-Control"] = "public, max-age=86400" if vendored else "no-cache"
+    worker_headers(response, cache=path.startswith("vendor/"))
     if file.name == "sandbox.js":
-        response["Content-Security-Policy"] = sandbox_csp(request)
+        origin = request.build_absolute_uri("/").rstrip("/")
+        response["Content-Security-Policy"] = sandbox_csp(origin)
+    return response
+
+
+def runtime_file(request: HttpRequest, name: str) -> HttpResponse:
+    """A work-function runtime file (slice.py, slice.mjs) or the generated manifest.mjs."""
+    content = sandbox_file(name)
+    if content is None:
+        raise Http404("no such runtime file")
+    content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+    response = HttpResponse(content, content_type=content_type)
+    worker_headers(response, cache=False)  # the manifest's hashes must match what is served
     return response

@@ -105,7 +105,7 @@ def volunteer(django_user_model: Any) -> Any:
 
 def compute(job_id: str, payee: Any, worker: str = "w-test", double: bool = True) -> list[int]:
     """Stand in for a worker tab: lease every waiting slice of the job and return x*2."""
-    from portal.scheduler.selectors import payee_address
+    from portal.wallet.services import ensure_default_account
 
     task = scheduler.claim_slices(worker=worker, limit=100_000)
     if task is None:
@@ -115,7 +115,7 @@ def compute(job_id: str, payee: Any, worker: str = "w-test", double: bool = True
     scheduler.record_results(
         worker=worker,
         payee=payee,
-        payee_address=payee_address(payee),
+        payee_address=ensure_default_account(user=payee).address,
         job_id=job_id,
         results=results,
         errors=[],

@@ -7,12 +7,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client
 
+from dcp.protocol.credits import to_units
 from portal.api.models import ApiKey
 from portal.api.services import create_api_key
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
-from portal.scheduler.consumers import WORKERS_GROUP, job_group
 from portal.scheduler.models import Job, JobStatus, SliceInput
+from portal.scheduler.notify import WORKERS_GROUP, job_group
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import change_key_passphrase, create_key
 
@@ -50,6 +50,7 @@ def test_deploying_a_job_moves_offer_times_slices_into_escrow(bearer, account, i
     assert balance_of(f"escrow:{job_id}") == to_units("0.03")
 
 
+@pytest.mark.django_db(transaction=True)  # announcements go out when a transaction commits
 def test_deploying_wakes_the_workers(bearer):
     workers = listen(WORKERS_GROUP)
     deploy(bearer, slices=[1])
@@ -179,6 +180,7 @@ def test_the_same_idempotency_key_of_two_identities_makes_two_jobs(bearer, stran
     assert one != two
 
 
+@pytest.mark.django_db(transaction=True)  # announcements go out when a transaction commits
 def test_adding_slices_funds_them_and_a_resent_batch_adds_nothing(bearer, account):
     job_id = deploy(bearer, slices=[1], slicePaymentOffer=0.01)
     workers = listen(WORKERS_GROUP)
@@ -215,6 +217,7 @@ def test_adding_slices_without_the_credits_is_402_and_adds_nothing(bearer):
     assert Job.objects.get(pk=job_id).total == 1
 
 
+@pytest.mark.django_db(transaction=True)  # announcements go out when a transaction commits
 def test_closing_a_computed_job_completes_it_and_tells_its_clients(bearer, volunteer, account):
     job_id = deploy(bearer, slices=[1, 2], slicePaymentOffer=0.5)
     compute(job_id, volunteer)
@@ -226,6 +229,7 @@ def test_closing_a_computed_job_completes_it_and_tells_its_clients(bearer, volun
     assert balance_of(f"escrow:{job_id}") == 0
 
 
+@pytest.mark.django_db(transaction=True)  # announcements go out when a transaction commits
 def test_cancelling_refunds_and_tells_workers_and_clients(bearer, account):
     job_id = deploy(bearer, slices=[1, 2, 3], slicePaymentOffer=1)
     workers, clients = listen(WORKERS_GROUP), listen(job_group(job_id))

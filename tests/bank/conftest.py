@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
+from dcp.protocol.credits import UNITS_PER_CREDIT
 from portal.bank import services
 from portal.bank.models import LedgerAccount
-from portal.bank.units import UNITS_PER_CREDIT
 
 MakeAccount = Callable[..., LedgerAccount]
 

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
+from dcp.protocol.credits import UNITS_PER_CREDIT as CREDIT
 from portal.bank import selectors, services
 from portal.bank.models import Entry, LedgerAccount, Txn
 from portal.bank.services import InsufficientFunds
-from portal.bank.units import UNITS_PER_CREDIT as CREDIT
 
 pytestmark = [
     pytest.mark.skipif(

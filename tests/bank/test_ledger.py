@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, transaction
 
+from dcp.protocol.credits import UNITS_PER_CREDIT as CREDIT
 from portal.bank import selectors, services
 from portal.bank.models import AccountKind, Entry, LedgerAccount, Txn
 from portal.bank.services import BankError, IdempotencyConflict, InsufficientFunds
-from portal.bank.units import UNITS_PER_CREDIT as CREDIT
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dcp import config
-from dcp.keystore import address_of
+from dcp.keys.keystore import address_of
 
 from .fake_scheduler import FakeScheduler
 
@@ -39,7 +39,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def keystores() -> None:
     """The identity and account keystores saved in the DCP home, without a passphrase."""
     from dcp.keys import default_keystore_path
-    from dcp.keystore import create_keystore, save_keystore_file
+    from dcp.keys.keystore import create_keystore, save_keystore_file
 
     for role, key in (("identity", IDENTITY_KEY), ("account", ACCOUNT_KEY)):
         path = default_keystore_path(role)  # type: ignore[arg-type]

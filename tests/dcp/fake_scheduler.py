@@ -1,58 +1,55 @@
 """A fake scheduler speaking the client side of docs/protocol.md, for exec() tests.
 
 It runs a `websockets` asyncio server on 127.0.0.1 in a background thread, checks the hello,
-deploy and batch cheques as the real one must, expands inputs with the portal's own expander
-(portal/scheduler/inputs.py, which needs no Django), and plays a script: by default it accepts
+deploy and batch cheques as the real one must, with the protocol's own texts and job hash
+(dcp.protocol.signed), expands inputs with the protocol's input arithmetic (dcp.protocol.inputs)
+and builds its replies from the protocol's models, and plays a script: by default it accepts
 the job, sends status, console and result events, then `complete`, and answers `results`
 pages with `datum * 2` (or, with `evaluate = True`, with the work function's real result).
-Open jobs take `add_slices` until `close`; `status`, `jobs` and `cancel` work from any
-connection, and events go to every connection subscribed to the job. Tests change the script
-by overriding `play` (or setting attributes).
+Open jobs take `add_slices` until `close`; `status`, `jobs`, `inputs` and `cancel` work from any
+connection, and events go to every connection subscribed to the job. `subscribed` and `status`
+carry the job's `info` (set `describe_jobs = False` to play a scheduler that does not). Tests
+change the script by overriding `play` (or setting attributes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import secrets
 import threading
 from decimal import Decimal
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from portal.scheduler.inputs import expander
+from dcp.protocol import messages as m
+from dcp.protocol.inputs import span_of
+from dcp.protocol.limits import PROTOCOL_VERSION
+from dcp.protocol.signed import (
+    batch_cheque_text,
+    cheque_text,
+    deploy_hash,
+    recover_signer,
+    session_text,
+)
 
 Frame = dict[str, Any]
+batch_text = batch_cheque_text  # the name the tests use
 
 
-def recover(text: str, signature: str) -> str:
+def recover(text: str, signature: str) -> str | None:
     """The address that signed `text` (EIP-191 personal message)."""
-    return Account.recover_message(encode_defunct(text=text), signature=signature)
-
-
-def server_job_hash(deploy: Frame) -> str:
-    """The job hash as the scheduler computes it, from the frame it received."""
-    keys = ("ref", "work", "args", "input", "slice_payment_offer")
-    job = {key: deploy[key] for key in keys}
-    canonical = json.dumps(job, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def batch_text(job_id: str, ref: str, max_total: str) -> str:
-    return f"DCP Portal payment\njob: {job_id}\nbatch: {ref}\nmax total: {max_total}"
+    return recover_signer(text, signature)
 
 
 def slice_data(spec: Frame) -> list[Any]:
-    """Every slice's datum, as the portal expands the input."""
+    """Every slice's datum, as the scheduler expands the input."""
     if spec["kind"] == "values":
         return list(spec["values"])
-    expand = expander(spec["kind"], {k: v for k, v in spec.items() if k != "kind"})
+    expand = span_of(spec["kind"], {k: v for k, v in spec.items() if k != "kind"})
     return [expand.datum(n) for n in range(1, expand.slices + 1)]
 
 
@@ -94,6 +91,17 @@ class FakeJob:
         self.total += len(values)
         return first
 
+    def info(self) -> m.JobInfo:
+        """What the job is, as `subscribed` and `status` describe it to an attached handle."""
+        form = self.deploy["input"]
+        return m.JobInfo(
+            work=m.Work.model_validate(self.deploy["work"]),
+            args=self.deploy.get("args", []),
+            input={"kind": "values"} if form["kind"] == "values" else form,
+            slice_payment_offer=self.deploy["slice_payment_offer"],
+            open=self.open,
+        )
+
     def status_frame(self, computed: int | None = None) -> Frame:
         if computed is None:
             computed = self.total if self.status == "finished" else self.computed
@@ -125,6 +133,8 @@ class FakeScheduler:
         self.result_batch = 3
         self.drop_result_events = False  # events are best-effort: the client must fetch
         self.evaluate = False  # compute real results by running the work function
+        self.describe_jobs = True  # `subscribed` and `status` carry the job's info
+        self.inputs_page = 10_000  # the most values one `inputs` reply carries
 
     @property
     def url(self) -> str:
@@ -173,60 +183,93 @@ class FakeScheduler:
 
     async def _authenticate(self, ws: ServerConnection) -> bool:
         nonce = secrets.token_hex(32)
-        await ws.send(json.dumps({"type": "challenge", "version": 1, "nonce": nonce}))
+        await reply(ws, m.Challenge(version=PROTOCOL_VERSION, nonce=nonce))
         hello = json.loads(await ws.recv())
         self.frames.append(hello)
-        signer = recover(f"DCP Portal client session\nnonce: {nonce}", hello["signature"])
+        m.ClientHello.model_validate(hello)  # the client speaks the protocol
+        signer = recover(session_text(nonce), hello["signature"])
         if signer != hello["identity"]:
-            await send(ws, type="error", id=hello["id"], code="EBADSIG", message="bad signature")
+            await reply(ws, m.Error(id=hello["id"], code="EBADSIG", message="bad signature"))
             return False
         if self.hello_error is not None:
             code, message = self.hello_error
-            await send(ws, type="error", id=hello["id"], code=code, message=message)
+            await reply(ws, m.Error(id=hello["id"], code=code, message=message))
             return False
-        await send(ws, type="welcome", id=hello["id"], identity=signer, user="ada@example.com")
+        welcome = m.ClientWelcome(
+            id=hello["id"], identity=signer, user="ada@example.com", first_dev=True
+        )
+        await reply(ws, welcome)
         return True
 
     async def on_request(self, ws: ServerConnection, frame: Frame, connection: int) -> None:
+        m.client_requests.validate_python(frame)  # the client speaks the protocol
         kind = frame["type"]
         if kind == "deploy":
             await self.on_deploy(ws, frame, connection)
             return
         if kind == "jobs":
             listed = [self.listing(job) for job in reversed(self.jobs.values())]
-            await send(ws, type="jobs", id=frame["id"], jobs=listed)
+            await reply(ws, m.JobsReply(id=frame["id"], jobs=listed))
             return
         job = self.find(frame.get("job", ""))
         if job is None:
-            await send(ws, type="error", id=frame["id"], code="ENOJOB", message="no such job")
-        elif kind == "subscribe":
-            self.subscribers.setdefault(job.id, set()).add(ws)
-            status = job.status_frame()
-            await send(ws, type="subscribed", id=frame["id"], job=job.id, status=status)
-        elif kind == "status":
-            await send(ws, type="status", id=frame["id"], job=job.id, status=job.status_frame())
-        elif kind == "results":
-            numbers = range(frame["start"], frame["end"] + 1)
-            rows = [[n, job.results[n]] for n in numbers if n in job.results]
-            await send(ws, type="results", id=frame["id"], job=job.id, results=rows)
-        elif kind == "add_slices":
-            await self.on_add_slices(ws, job, frame)
-        elif kind == "close":
-            await self.on_close(ws, job, frame)
-        elif kind == "cancel":
-            await send(ws, type="cancelled", id=frame["id"], job=job.id)
-            if job.status == "running":
-                reason = frame.get("reason") or "cancelled by its owner"
-                await self.end(job, "cancelled", ("ECANCELLED", reason))
+            await reply(ws, m.Error(id=frame["id"], code="ENOJOB", message="no such job"))
+            return
+        await self.handlers[kind](ws, job, frame)
+
+    @property
+    def handlers(self) -> dict[str, Any]:
+        """The requests about one job, by type."""
+        return {
+            "subscribe": self.on_subscribe,
+            "status": self.on_status,
+            "results": self.on_results,
+            "inputs": self.on_inputs,
+            "add_slices": self.on_add_slices,
+            "close": self.on_close,
+            "cancel": self.on_cancel,
+        }
+
+    def info_of(self, job: FakeJob) -> m.JobInfo | None:
+        return job.info() if self.describe_jobs else None
+
+    async def on_subscribe(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        self.subscribers.setdefault(job.id, set()).add(ws)
+        status = m.JobStatus.model_validate(job.status_frame())
+        subscribed = m.Subscribed(id=frame["id"], job=job.id, status=status, info=self.info_of(job))
+        await reply(ws, subscribed)
+
+    async def on_status(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        status = m.JobStatus.model_validate(job.status_frame())
+        await reply(
+            ws, m.StatusReply(id=frame["id"], job=job.id, status=status, info=self.info_of(job))
+        )
+
+    async def on_results(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        numbers = range(frame["start"], frame["end"] + 1)
+        rows = [(n, job.results[n]) for n in numbers if n in job.results]
+        await reply(ws, m.ResultsReply(id=frame["id"], job=job.id, results=rows))
+
+    async def on_inputs(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        start = frame["start"]
+        end = min(frame["end"], start + self.inputs_page - 1, job.total)
+        values = job.data[start - 1 : end]
+        await reply(ws, m.InputsReply(id=frame["id"], job=job.id, start=start, values=values))
+
+    async def on_cancel(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        await reply(ws, m.Cancelled(id=frame["id"], job=job.id))
+        if job.status == "running":
+            reason = frame.get("reason") or "cancelled by its owner"
+            await self.end(job, "cancelled", ("ECANCELLED", reason))
 
     async def on_deploy(self, ws: ServerConnection, frame: Frame, connection: int) -> None:
         problem = check_cheque(frame)
         if problem is not None:
-            await send(ws, type="error", id=frame["id"], code="EBADPAYMENT", message=problem)
+            await reply(ws, m.Error(id=frame["id"], code="EBADPAYMENT", message=problem))
             return
         if self.deploy_error is not None:
             code, message = self.deploy_error
-            await send(ws, type="error", id=frame["id"], code=code, message=message)
+            await reply(ws, m.Error(id=frame["id"], code=code, message=message))
             return
         job = self.jobs.get(frame["ref"])
         redeploy = job is not None
@@ -234,7 +277,7 @@ class FakeScheduler:
             job_id = f"job-{len(self.jobs) + 1}"
             job = self.jobs[frame["ref"]] = FakeJob(job_id, frame, self.evaluate)
         self.subscribers.setdefault(job.id, set()).add(ws)
-        await send(ws, type="accepted", id=frame["id"], job=job.id, total=job.total)
+        await reply(ws, m.Accepted(id=frame["id"], job=job.id, total=job.total))
         await self.play(ws, job, connection, redeploy)
 
     async def play(
@@ -260,16 +303,16 @@ class FakeScheduler:
     async def on_add_slices(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
         problem = check_batch_cheque(job, frame)
         if problem is not None:
-            await send(ws, type="error", id=frame["id"], code="EBADPAYMENT", message=problem)
+            await reply(ws, m.Error(id=frame["id"], code="EBADPAYMENT", message=problem))
             return
         if frame["ref"] in job.batches:
-            await send(ws, type="added", id=frame["id"], job=job.id, total=job.total)
+            await reply(ws, m.Added(id=frame["id"], job=job.id, total=job.total))
             return
         if not job.open or job.status != "running":
-            await send(ws, type="error", id=frame["id"], code="ECLOSED", message="job is closed")
+            await reply(ws, m.Error(id=frame["id"], code="ECLOSED", message="job is closed"))
             return
         first = job.batches[frame["ref"]] = job.add(frame["values"])
-        await send(ws, type="added", id=frame["id"], job=job.id, total=job.total)
+        await reply(ws, m.Added(id=frame["id"], job=job.id, total=job.total))
         await self.on_added(job, first, len(frame["values"]))
 
     async def on_added(self, job: FakeJob, first: int, count: int) -> None:
@@ -283,7 +326,7 @@ class FakeScheduler:
 
     async def on_close(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
         was_open, job.open = job.open, False
-        await send(ws, type="closed", id=frame["id"], job=job.id, total=job.total)
+        await reply(ws, m.Closed(id=frame["id"], job=job.id, total=job.total))
         if was_open and job.status == "running":
             await self.end(job, "finished")
 
@@ -324,7 +367,7 @@ class FakeScheduler:
 def check_cheque(deploy: Frame) -> str | None:
     """Why the deploy's payment does not verify, or None when it does."""
     payment = deploy["payment"]
-    text = f"DCP Portal payment\njob: {server_job_hash(deploy)}\nmax total: {payment['max_total']}"
+    text = cheque_text(deploy_hash(deploy), payment["max_total"])
     if recover(text, payment["signature"]) != payment["account"]:
         return "the cheque does not verify"
     total = len(slice_data(deploy["input"]))
@@ -351,9 +394,10 @@ async def drop(ws: ServerConnection) -> None:
     ws.transport.abort()
 
 
-async def send(ws: ServerConnection, **frame: Any) -> None:
-    await ws.send(json.dumps(frame))
+async def reply(ws: ServerConnection, message: m.Message) -> None:
+    """Send a protocol message as the scheduler does."""
+    await ws.send(json.dumps(message.frame()))
 
 
 async def event(ws: ServerConnection, job: FakeJob, name: str, data: Any) -> None:
-    await send(ws, type="event", job=job.id, event=name, data=data)
+    await reply(ws, m.Event(job=job.id, event=name, data=data))

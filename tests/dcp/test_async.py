@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import dcp
-from dcp import events
+from dcp.client import events
 
 from .conftest import KEYS
 from .fake_scheduler import FakeJob, FakeScheduler, event

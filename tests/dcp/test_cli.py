@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import dcp
 from dcp.cli import main
-from dcp.keystore import address_of
+from dcp.keys.keystore import address_of
 
 from .conftest import ACCOUNT_KEY, IDENTITY_KEY
 

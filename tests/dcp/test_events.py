@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import dcp
-from dcp.events import ConsoleCollapser
+from dcp.client.events import ConsoleCollapser
 
 from .conftest import KEYS
 from .fake_scheduler import FakeJob, FakeScheduler, event

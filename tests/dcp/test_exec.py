@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 import dcp
-from dcp import connection, events
-from dcp import execution as execution_module
+from dcp.client import connection, events
+from dcp.client import execution as execution_module
 from dcp.keys import default_keystore_path
-from dcp.keystore import create_keystore, save_keystore_file
+from dcp.keys.keystore import create_keystore, save_keystore_file
 
 from .conftest import ACCOUNT, ACCOUNT_KEY, IDENTITY, IDENTITY_KEY
 from .fake_scheduler import FakeJob, FakeScheduler, drop, event

@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dcp
-from dcp import inputs
-from dcp.inputs import RangeInput, StreamInput, ValuesInput, range_slice_count
-from portal.scheduler.inputs import expander
+from dcp.client import inputs
+from dcp.client.inputs import RangeInput, StreamInput, ValuesInput, range_slice_count
+from dcp.protocol.inputs import span_of as expander
 
 pytestmark: list[pytest.MarkDecorator] = []
 

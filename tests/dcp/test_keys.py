@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 import dcp
-from dcp import keys
-from dcp.keys import default_keystore_path, signing_key
-from dcp.keystore import address_of, create_keystore, save_keystore_file
+from dcp.keys import default_keystore_path, signing, signing_key
+from dcp.keys.keystore import address_of, create_keystore, save_keystore_file
 
 from .conftest import ACCOUNT_KEY, IDENTITY_KEY
 
@@ -40,7 +39,7 @@ def save(path: Path, key: bytes, passphrase: str = "") -> Path:
 @pytest.fixture(autouse=True)
 def _no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", NotATerminal())
-    monkeypatch.setattr(keys, "_default_keystores", {})
+    monkeypatch.setattr(signing, "_default_keystores", {})
 
 
 def test_the_dcp_home_is_under_dcp_homedir(tmp_path, monkeypatch):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
 
 import dcp
+from testkit.livesite import REPO
 
 pytestmark: list[pytest.MarkDecorator] = []
 
@@ -67,6 +72,21 @@ def test_products_groups_generators_and_args_run_locally():
     assert streamed.local_exec().values() == [0, -1, -2, -3]
 
 
+def writes_to_file_descriptor_one(x):
+    import os
+
+    os.write(1, b"not a message\n")  # below print(): the worker's message channel is elsewhere
+    print("a console line")
+    return x
+
+
+def test_output_of_a_work_function_never_garbles_the_worker_messages():
+    job = dcp.compute_for([1, 2], writes_to_file_descriptor_one)
+    seen = record(job, "console")
+    assert job.local_exec().values() == [1, 2]
+    assert {event["message"] for event in seen["console"]} == {"a console line"}
+
+
 def fails_on_two(x):
     return 1 / (x - 2)
 
@@ -81,7 +101,7 @@ def test_a_python_slice_that_raises_twice_fails_the_job_with_its_traceback():
     assert error.slice_number == 2
     assert 'File "<work function>", line 2, in fails_on_two' in error.traceback
     assert "return 1 / (x - 2)" in error.traceback
-    assert "_localworker" not in error.traceback
+    assert "dcp/runtime" not in error.traceback and "slice.py" not in error.traceback
     assert "ZeroDivisionError: division by zero" in str(error)
     assert [event["slice_number"] for event in seen["error"]] == [2, 2], seen["error"]
     assert seen["error"][0]["name"] == "ZeroDivisionError"
@@ -186,3 +206,48 @@ def test_a_javascript_job_without_node_says_what_it_needs(monkeypatch):
     with pytest.raises(dcp.DCPError, match="needs node on PATH") as caught:
         job.local_exec()
     assert caught.value.code == "ENONODE"
+
+
+# A plain script, the way the README shows it: no `if __name__ == "__main__":` guard. Local
+# workers must start without running it again (it would deploy the job again, in each worker).
+GUARDLESS_SCRIPTS = {
+    "source string": """
+        import dcp
+
+        print("the script ran")
+        job = dcp.compute_for([1, 2, 3], "def work(x):\\n    return x * 2\\n")
+        print(job.local_exec(progress_bar=False).values())
+    """,
+    "function object": """
+        import dcp
+
+        print("the script ran")
+
+        def work(x):
+            from dcp import progress
+
+            progress(0.5)
+            return x * 2
+
+        job = dcp.compute_for(1, 3, work)
+        print(job.local_exec(cores=2, progress_bar=False).values())
+    """,
+}
+
+
+@pytest.mark.parametrize("script", GUARDLESS_SCRIPTS.values(), ids=GUARDLESS_SCRIPTS.keys())
+def test_local_exec_runs_from_a_script_without_a_main_guard(tmp_path, script):
+    path = tmp_path / "squares.py"
+    path.write_text(textwrap.dedent(script))
+
+    done = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the script ran", "[2, 4, 6]"]

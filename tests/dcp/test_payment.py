@@ -11,8 +11,10 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 import dcp
-from dcp.client import add_slices_frame
-from dcp.payment import batch_cheque_text, canonical_json, credits_text, parse_offer
+from dcp.client.cheques import parse_offer
+from dcp.client.remote import add_slices_frame
+from dcp.protocol.credits import credits_text
+from dcp.protocol.signed import batch_cheque_text, canonical_json
 
 from .conftest import ACCOUNT, ACCOUNT_KEY
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import dcp
 from dcp import ResultHandle
-from dcp.inputs import RangeInput, ValuesInput
-from dcp.results import parse_slice_numbers
+from dcp.client.inputs import RangeInput, ValuesInput
+from dcp.client.results import parse_slice_numbers
 
 from .conftest import KEYS
 from .fake_scheduler import FakeJob, FakeScheduler, event
@@ -139,6 +141,7 @@ class PendingScheduler(FakeScheduler):
 
 def test_attach_follows_a_job_deployed_elsewhere_to_its_results(keystores):
     fake = PendingScheduler()
+    fake.describe_jobs = False  # a scheduler that does not say what the job is
     fake.start()
     dcp.init(fake.url)
     try:
@@ -160,6 +163,67 @@ def test_attach_follows_a_job_deployed_elsewhere_to_its_results(keystores):
         assert caught.value.code == "ENOJOB"
     finally:
         fake.stop()
+
+
+def crashed_deploy(input_set: Any, **options: Any) -> str:
+    """Deploy a job and stop following it at once, as a crashed process would; its id."""
+    deployed = dcp.compute_for(input_set, work, **options)
+    deployed.on("accepted", lambda _: (_ for _ in ()).throw(SystemExit))
+    with pytest.raises(SystemExit):
+        deployed.exec(slice_payment_offer="0.25")
+    assert deployed.id is not None
+    return deployed.id
+
+
+@pytest.fixture
+def pending(keystores) -> Iterator[PendingScheduler]:
+    fake = PendingScheduler()
+    fake.start()
+    dcp.init(fake.url)
+    yield fake
+    fake.stop()
+
+
+def finish_soon(fake: FakeScheduler, job_id: str) -> None:
+    threading.Timer(0.3, fake.call, [fake.end(fake.job_by_id(job_id), "finished")]).start()
+
+
+def test_an_attached_values_job_answers_key_and_lookup_value_from_the_scheduler(pending):
+    pending.inputs_page = 2  # the values come in several `inputs` pages
+    job = dcp.Job.attach(crashed_deploy([3, 4, 5, (6, 7), "x"]))
+    assert job.total == 5
+    finish_soon(pending, job.id)
+    results = job.wait()
+    assert [results.key(n) for n in range(1, 4)] == [3, 4, 5]
+    assert results.key(4) == [6, 7]
+    assert results.lookup_value(5) == 10
+    assert results.lookup_value((6, 7)) == [6, 7, 6, 7]
+    assert results.lookup_value("x") == "xx"
+    assert len(pending.requests("inputs")) >= 2
+
+
+def test_an_attached_range_job_answers_key_and_lookup_value_arithmetically(pending):
+    job = dcp.Job.attach(crashed_deploy(dcp.Range(0, 1, 0.25)))
+    assert job.input == dcp.Range(0, 1, 0.25)
+    assert job.work == {"language": "python", "source": "def work(x):\n    return x * 2\n"}
+    finish_soon(pending, job.id)
+    results = job.wait()
+    assert results.key(4) == 0.75
+    assert results.lookup_value(0.5) == 1.0
+    assert pending.requests("inputs") == []
+
+
+def test_an_attached_open_job_takes_slices_at_its_own_offer(pending):
+    job = dcp.Job.attach(crashed_deploy([1, 2], auto_close=False))
+    assert job.total == 2 and not job.auto_close
+    assert job.add_slices([10, 20]) == 4  # no offer given: the scheduler told it
+    batch = pending.requests("add_slices")[-1]
+    assert batch["payment"]["max_total"] == "0.5"  # 2 values at the deploy's 0.25
+    assert job.close() == 4
+    results = job.wait()
+    assert results.values() == [2, 4, 20, 40]
+    assert results.key(3) == 10
+    assert results.lookup_value(2) == 4
 
 
 def test_jobs_lists_the_identitys_jobs_newest_first(scheduler, keystores):

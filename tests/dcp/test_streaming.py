@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import dcp
-from dcp import client, connection
+from dcp.client import connection, remote
 
 from .conftest import ACCOUNT, KEYS
 from .fake_scheduler import FakeScheduler, batch_text, drop, recover
@@ -22,7 +22,7 @@ def work(x):
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "BATCH_VALUES", 4)
+    monkeypatch.setattr(remote, "BATCH_VALUES", 4)
 
 
 def states(job: dcp.Job) -> list[str]:

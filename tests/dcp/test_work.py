@@ -7,7 +7,7 @@ import functools
 import pytest
 
 import dcp
-from dcp.work import function_source, work_spec
+from dcp.client.work import function_source, work_spec
 
 pytestmark: list[pytest.MarkDecorator] = []
 

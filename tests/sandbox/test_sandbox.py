@@ -1,6 +1,7 @@
 """The browser sandbox (worker_static/sandbox.js) and its page-side pool, in headless Chromium.
 
-No Django here: a tiny threaded HTTP server serves worker_static/ (with the sandbox's
+No Django server here: a tiny threaded HTTP server serves the worker files as the portal does
+(tests/worker_files.py: worker_static/, the runtime files at /worker/runtime/ and the sandbox's
 Content-Security-Policy) and tests/sandbox/harness.html, and records every request so the
 tests can show that a work function's network calls never reach it. Needs the vendored
 Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
@@ -8,6 +9,7 @@ Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -16,24 +18,18 @@ from typing import Any
 
 import pytest
 
-from tests.worker_files import CONTENT_TYPES, WORKER_STATIC, require_vendored_pyodide
+from dcp.runtime.runtimes import RUNTIME_DIR
+from tests.worker_files import CONTENT_TYPES, require_vendored_pyodide, worker_file
 
 pytestmark = pytest.mark.e2e
 
 HARNESS = Path(__file__).with_name("harness.html")
+RUNTIME_URL_PATH = "/worker/runtime/slice.py"
+RUNTIME_FILE = RUNTIME_DIR / "slice.py"
 SLICE_TIMEOUT_MS = 90_000  # a Python slice on a cold sandbox includes loading Pyodide
 
 
 require_vendored_pyodide()
-
-
-def sandbox_csp(origin: str) -> str:
-    """The Content-Security-Policy the portal serves with sandbox.js (see its header comment)."""
-    vendor = f"{origin}/worker/vendor/pyodide/"
-    return (
-        f"default-src 'none'; script-src {vendor} 'wasm-unsafe-eval' 'unsafe-eval'; "
-        f"connect-src {vendor}"
-    )
 
 
 class SandboxTestServer(http.server.ThreadingHTTPServer):
@@ -42,6 +38,7 @@ class SandboxTestServer(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), SandboxRequestHandler)
         self.requested_paths: list[str] = []
+        self.tampered_runtime = False  # serve a slice.py that does not match the manifest
         self.origin = f"http://127.0.0.1:{self.server_address[1]}"
 
 
@@ -50,32 +47,31 @@ class SandboxRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requested_paths.append(self.path)
-        file = self._file_for(self.path.split("?", 1)[0])
-        if file is None:
+        served = self._served(self.path.split("?", 1)[0])
+        if served is None:
             self.send_error(404)
             return
-        body = file.read_bytes()
+        body, headers = served
         self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPES.get(file.suffix, "application/octet-stream"))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         # Cross-origin isolation gives the page SharedArrayBuffer, hence Python interrupts.
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        if file.name == "sandbox.js":
-            self.send_header("Content-Security-Policy", sandbox_csp(self.server.origin))
         self.end_headers()
         self.wfile.write(body)
 
-    def _file_for(self, path: str) -> Path | None:
+    def _served(self, path: str) -> tuple[bytes, dict[str, str]] | None:
         if path == "/harness.html":
-            return HARNESS
-        if not path.startswith("/worker/"):
-            return None
-        file = (WORKER_STATIC / path.removeprefix("/worker/")).resolve()
-        if not file.is_relative_to(WORKER_STATIC) or not file.is_file():
-            return None
-        return file
+            return HARNESS.read_bytes(), {"Content-Type": CONTENT_TYPES[".html"]}
+        # The portal's own files, headers and sandbox Content-Security-Policy.
+        served = worker_file(path, self.server.origin)
+        if served is not None and path == RUNTIME_URL_PATH and self.server.tampered_runtime:
+            body, headers = served
+            return body + b"\nprint('not the runtime the manifest describes')\n", headers
+        return served
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -349,6 +345,62 @@ def test_an_invalid_progress_fails_the_slice_even_when_the_work_function_catches
     assert "'nearly done'" in python["message"] or '"nearly done"' in python["message"]
     assert js["name"] == "RangeError"
     assert "progress must be between 0 and 1" in js["message"]
+
+
+# ------------------------------------------------------------------------- slice runtime
+
+
+def test_pyodide_runs_the_runtime_module_served_beside_it(
+    harness: Harness, server: SandboxTestServer
+) -> None:
+    job = python_job(
+        "import hashlib, sys\n\n"
+        "def work(x):\n"
+        "    runtime = sys.modules['dcp_slice']\n"
+        "    with open(runtime.__file__, 'rb') as file:\n"
+        "        return hashlib.sha256(file.read()).hexdigest()\n"
+    )
+
+    outcome = harness.run(job, 1, 0)
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["result"] == hashlib.sha256(RUNTIME_FILE.read_bytes()).hexdigest()
+    assert RUNTIME_URL_PATH in server.requested_paths
+    assert "/worker/runtime/manifest.mjs" in server.requested_paths
+    assert "/worker/runtime/slice.mjs" in server.requested_paths
+
+
+def test_a_traceback_names_no_frame_of_the_runtime(harness: Harness) -> None:
+    job = python_job(
+        "from dcp import progress\n\nasync def work(x):\n    progress(0.5)\n    raise KeyError(x)\n"
+    )
+
+    outcome = harness.run(job, 1, "missing")
+
+    assert outcome["progress"] == [0.5]
+    error = outcome["error"]
+    assert error["name"] == "KeyError"
+    assert 'File "<work function>", line 5, in work' in error["traceback"]
+    assert "dcp_slice" not in error["traceback"] and "dcp_runtime" not in error["traceback"]
+    assert error["traceback"].count('File "') == 1, error["traceback"]
+
+
+def test_a_runtime_that_fails_its_integrity_check_is_never_run(
+    sandbox_page: Any, server: SandboxTestServer
+) -> None:
+    sandbox_page.evaluate("newPool('tampered', {size: 1})")
+    server.tampered_runtime = True
+    try:
+        outcome = Harness(sandbox_page, "tampered").run(
+            python_job("def work(x):\n    return x\n"), 1, 0
+        )
+    finally:
+        server.tampered_runtime = False
+        sandbox_page.evaluate("poolTerminate('tampered')")
+
+    assert "result" not in outcome, outcome
+    assert "integrity" in outcome["error"]["message"], outcome["error"]
+    assert "not the runtime" not in str(outcome["console"])
 
 
 # --------------------------------------------------------------------------- JavaScript

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of, sum_of_balances, total_supply
-from portal.bank.units import to_units
 from portal.scheduler.models import Job, JobStatus, Slice
 from tests.scheduler.conftest import connect_client, connect_worker, receive_until
 

@@ -9,8 +9,8 @@ from asgiref.sync import sync_to_async
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
 from tests.scheduler.conftest import connect_client, connect_worker, receive_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

@@ -7,9 +7,9 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from eth_account import Account
 
+from dcp.protocol.credits import to_units
 from portal.asgi import application
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
 from portal.scheduler.consumers import ClientConsumer
 from portal.scheduler.models import Job
 from tests.scheduler.conftest import Deployer, connect_client, connect_worker, receive_until

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of, sum_of_balances, total_supply
-from portal.bank.units import to_units
 from portal.users.services import join_first_devs
 from portal.wallet.models import Key
 

@@ -6,8 +6,8 @@ import pytest
 from eth_account import Account
 
 from dcp.keystore import read_keystore
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
 from portal.wallet import services as wallet
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.sealing import SealError, WrongKeyPassphrase, seal, unseal

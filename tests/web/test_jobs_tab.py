@@ -13,10 +13,10 @@ from channels.layers import get_channel_layer
 from django.test import Client
 from eth_account import Account
 
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
-from portal.scheduler.consumers import WORKERS_GROUP, job_group
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
+from portal.scheduler.notify import WORKERS_GROUP, job_group
 from portal.scheduler.services import JobSpec, claim_slices, deploy_job, record_results
 from portal.users.services import join_first_devs
 from portal.wallet.models import Key
@@ -177,6 +177,7 @@ def listen(*groups: str) -> tuple[Any, str]:
     return layer, channel
 
 
+@pytest.mark.django_db(transaction=True)  # announcements go out when a transaction commits
 def test_cancel_refunds_the_escrow_and_tells_the_client_and_the_workers(
     first_dev, volunteer, browser_client
 ):

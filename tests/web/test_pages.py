@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from eth_account import Account
 
+from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of
-from portal.bank.units import to_units
 from portal.wallet.models import Key, KeyKind
 
 

@@ -1,7 +1,9 @@
 // Worker tab: Start/Stop, the cores selector, live totals, the status line and the event log.
-// The work itself is done by the Supervisor (worker_static/supervisor.js) and its sandboxes.
+// The work itself is done by the Supervisor (worker_static/supervisor.js) and its sandboxes;
+// the credit arithmetic is the protocol's (worker_static/protocol.js).
 
-import { Supervisor, STATES, addCredits, formatCredits, parseCredits } from "/worker/supervisor.js";
+import { addCredits, formatCredits, parseCredits } from "/worker/protocol.js";
+import { Supervisor, STATES } from "/worker/supervisor.js";
 
 const LOG_LENGTH = 20;
 

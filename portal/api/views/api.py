@@ -1,22 +1,16 @@
 """The REST API at /api/v0 (dcp-rest compatible): deploy, feed, watch and cancel jobs.
 
 Each endpoint parses its input (Ninja, with the pydantic models of schemas.py), calls one
-service or selector, tells clients and workers what changed, and renders.
+service or selector, and renders; the scheduler's services tell clients and workers what changed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.http import HttpRequest
 from ninja import Header, NinjaAPI, Query
 from ninja.responses import Status
-
-from portal.scheduler.consumers import WORKERS_GROUP, announce_cancel, emit
-from portal.scheduler.models import Job
-from portal.scheduler.services import job_status as job_status_event
 
 from .. import errors, selectors, services
 from ..auth import ApiKeyBearer, KeystoreBasic, Principal, authenticate_session
@@ -70,10 +64,6 @@ def _principal(request: HttpRequest) -> Principal:
     return request.auth  # type: ignore[attr-defined,no-any-return]
 
 
-def _wake_workers() -> None:
-    async_to_sync(get_channel_layer().group_send)(WORKERS_GROUP, {"type": "work.available"})
-
-
 @api.post(
     "/job",
     response={201: JobCreated, **_errors(402, 403, 413)},
@@ -87,11 +77,9 @@ def deploy_job(
 
     Every REST job is open: add slices later with POST /job/{jobId}/slices, then close it.
     """
-    job, created = services.deploy_job(
+    job, _ = services.deploy_job(
         principal=_principal(request), body=body, idempotency_key=idempotency_key
     )
-    if created:
-        _wake_workers()
     return Status(201, {"jobId": job.id})
 
 
@@ -105,17 +93,12 @@ def add_slices(
     request: HttpRequest, job_id: str, body: SlicesIn, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> dict[str, Any]:
     """Append input values to an open job, paid at the job's offer from the job's account."""
-    job, added = services.add_slices(
+    job, _ = services.add_slices(
         principal=_principal(request),
         job_id=job_id,
         values=body.slices,
         idempotency_key=idempotency_key,
     )
-    if added:
-        _wake_workers()
-        # The status is read here, not by consumers.publish_status: that one reads it through
-        # database_sync_to_async, which would close this request's connection.
-        async_to_sync(emit)(get_channel_layer(), job.id, "status", job_status_event(job))
     return selectors.status_of(job)
 
 
@@ -127,9 +110,7 @@ def add_slices(
 )
 def close_job(request: HttpRequest, job_id: str) -> dict[str, Any]:
     """No more slices will be added: the job completes when every slice has a result."""
-    job, completed = services.close_job(principal=_principal(request), job_id=job_id)
-    if completed:
-        async_to_sync(emit)(get_channel_layer(), job.id, "complete", {"total": job.total})
+    job, _ = services.close_job(principal=_principal(request), job_id=job_id)
     return selectors.status_of(job)
 
 
@@ -185,13 +166,8 @@ def job_details(request: HttpRequest, job_id: str) -> dict[str, Any]:
 def cancel_job(request: HttpRequest, job_id: str, body: CancelIn | None = None) -> Status[None]:
     """Cancel a running job: workers drop its slices and the unspent escrow is refunded."""
     reason = body.reason if body is not None else ""
-    job = services.cancel_job(principal=_principal(request), job_id=job_id, reason=reason)
-    _announce_cancel(job)
+    services.cancel_job(principal=_principal(request), job_id=job_id, reason=reason)
     return Status(204, None)
-
-
-def _announce_cancel(job: Job) -> None:
-    async_to_sync(announce_cancel)(get_channel_layer(), job.id, job.cancel_code, job.cancel_reason)
 
 
 @api.get(

@@ -17,8 +17,8 @@ from allauth.account.models import EmailAddress
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from dcp.protocol.credits import AmountError, to_units
 from portal.bank import services as bank
-from portal.bank.units import AmountError, to_units
 from portal.users.models import User
 from portal.users.services import join_first_devs
 from portal.wallet.models import Key, KeyKind

@@ -1,0 +1,93 @@
+"""Job options checked client-side against the scheduler's schemas, before anything is sent."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import Any
+
+from ..errors import DCPError
+
+__all__ = [
+    "DEFAULT_PROGRESS_TIMEOUT_S",
+    "REQUIREMENTS_SCHEMA",
+    "check_progress_timeout",
+    "check_public",
+    "check_requirements",
+]
+
+DEFAULT_PROGRESS_TIMEOUT_S = 60
+MAX_PROGRESS_TIMEOUT_S = 24 * 3600
+
+# DCP's requirements object as the scheduler accepts it: every leaf is a boolean.
+REQUIREMENTS_SCHEMA: dict[str, Any] = {
+    "environment": {"webgpu": bool, "offscreenCanvas": bool},
+    "discrete": bool,
+}
+PUBLIC_LIMITS = {"name": 200, "description": 2000, "link": 500}
+_LINK_RE = re.compile(r"https?://\S+")
+
+
+def check_requirements(requirements: Any) -> dict[str, Any]:
+    """A copy of `requirements` when every key is one the scheduler knows; else EINVALID
+    naming the first unknown key (the scheduler would refuse it, never drop it)."""
+    if requirements is None:
+        return {}
+    _check_object(requirements, REQUIREMENTS_SCHEMA, "requirements")
+    return copy.deepcopy(dict(requirements))
+
+
+def _check_object(value: Any, schema: dict[str, Any], path: str) -> None:
+    if not isinstance(value, dict):
+        raise DCPError("EINVALID", f"{path} must be a dict, not {type(value).__name__}")
+    for key, item in value.items():
+        if key not in schema:
+            known = ", ".join(schema)
+            raise DCPError(
+                "EINVALID", f"{path}.{key} is not a known requirement (known here: {known})"
+            )
+        expected = schema[key]
+        if isinstance(expected, dict):
+            _check_object(item, expected, f"{path}.{key}")
+        elif not isinstance(item, bool):
+            raise DCPError("EINVALID", f"{path}.{key} must be True or False, not {item!r}")
+
+
+def check_public(public: Any) -> dict[str, str]:
+    """The job's public description (`name`, `description`, `link`), checked as the scheduler
+    checks it: text only, within its lengths, the link an http(s) URL."""
+    if public is None:
+        return {}
+    valid = isinstance(public, dict) and all(
+        isinstance(key, str) and isinstance(value, str) for key, value in public.items()
+    )
+    if not valid:
+        raise DCPError(
+            "EINVALID", 'job.public must be a dict of strings such as {"name": "my job"}'
+        )
+    for key, value in public.items():
+        if key not in PUBLIC_LIMITS:
+            raise DCPError(
+                "EINVALID", f"job.public.{key} is unknown: use name, description and link"
+            )
+        if len(value) > PUBLIC_LIMITS[key]:
+            raise DCPError(
+                "EINVALID", f"job.public.{key} is longer than {PUBLIC_LIMITS[key]} characters"
+            )
+    link = public.get("link", "")
+    if link and not _LINK_RE.fullmatch(link):
+        raise DCPError("EINVALID", f"job.public.link must be an http(s) URL, not {link!r}")
+    return dict(public)
+
+
+def check_progress_timeout(seconds: Any) -> float:
+    """A progress timeout in seconds: a positive finite number, at most a day."""
+    valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+    if not valid or not math.isfinite(seconds) or not 0 < seconds <= MAX_PROGRESS_TIMEOUT_S:
+        raise DCPError(
+            "EINVALID",
+            f"progress_timeout must be a number of seconds above 0 and at most "
+            f"{MAX_PROGRESS_TIMEOUT_S}, not {seconds!r}",
+        )
+    return float(seconds) if isinstance(seconds, float) else seconds

@@ -1,0 +1,284 @@
+"""Local execution: the slices of a job computed by worker processes on this machine.
+
+The loop here plays the scheduler: it hands one slice at a time to each idle local worker (a
+process started as its work-function runtime says, see runtimes.py) and applies the network's
+failure rules (dcp.protocol.policy): a slice that raises is retried once, then the job fails
+with ETOOMANYERRORS; a slice that runs `progress_timeout` seconds without calling progress() is
+stopped (its worker is replaced), retried once, then the job fails with ENOPROGRESS.
+
+It knows nothing of the client's job handle: it takes plain inputs and reports through
+`emit(event, data)` with the protocol's event data (`result`, `status`, `console`, `error`,
+`noprogress`, `cancel`); dcp/local.py turns those into a job's events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from dcp.errors import DCPError
+from dcp.protocol import policy
+
+from .runtimes import RUNTIMES, LocalWorkerCommand
+
+__all__ = ["LocalJob", "check_cores", "run_slices"]
+
+WAIT_S = 0.05  # how often the loop looks at progress deadlines
+Message = dict[str, Any]
+Emit = Callable[[str, Any], None]
+_END = object()
+
+
+@dataclass
+class LocalJob:
+    """What local execution needs of a job."""
+
+    language: str
+    source: str
+    args: list[Any]
+    data: Iterator[Any]  # the slices' data, in slice order
+    progress_timeout: float
+    total: int = 0  # slices known before the data is read (0: not known)
+
+
+class LocalWorker:
+    """A local worker process spoken to in JSON lines; its messages go to `events`."""
+
+    def __init__(self, command: LocalWorkerCommand, job: LocalJob, events: Events) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 - our own worker program
+            command.args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=command.env,
+        )
+        self._send({"type": "init", "source": job.source, "args": job.args})
+        self._reader = threading.Thread(target=self._read, args=(events,), daemon=True)
+        self._reader.start()
+
+    def run(self, slice_number: int, datum: Any) -> None:
+        self._send({"type": "slice", "slice": slice_number, "datum": datum})
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(5)
+        # The reader closes stdout once it sees the end: closing it here, under a reader
+        # blocked on it, would let the fd number be reused and read by the wrong worker.
+        self._reader.join(5)
+        if self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+
+    def _send(self, message: Message) -> None:
+        assert self._process.stdin is not None
+        with contextlib.suppress(OSError):  # a dead process: its reader reports the exit
+            self._process.stdin.write(json.dumps(message) + "\n")
+            self._process.stdin.flush()
+
+    def _read(self, events: Events) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            for line in stdout:
+                events.put((self, json.loads(line)))
+        except (OSError, ValueError):
+            pass
+        finally:
+            events.put((self, {"type": "exit"}))
+            stdout.close()
+
+
+Events = queue.Queue[tuple[LocalWorker, Message]]
+
+
+class _Running:
+    """A slice on a worker, and when it last showed progress (None: not started yet)."""
+
+    def __init__(self, slice_number: int) -> None:
+        self.slice_number = slice_number
+        self.alive_at: float | None = None
+
+
+class _Feed:
+    """The slices to hand out: retries first, then new ones from the data."""
+
+    def __init__(self, data: Iterator[Any]) -> None:
+        self.data = data
+        self.fed = 0
+        self.exhausted = False
+        self.retry: deque[tuple[int, Any]] = deque()
+        self.by_number: dict[int, Any] = {}
+
+    def next(self) -> tuple[int, Any] | None:
+        if self.retry:
+            return self.retry.popleft()
+        if self.exhausted:
+            return None
+        datum = next(self.data, _END)
+        if datum is _END:
+            self.exhausted = True
+            return None
+        self.fed += 1
+        self.by_number[self.fed] = datum
+        return self.fed, datum
+
+    def again(self, slice_number: int) -> None:
+        self.retry.append((slice_number, self.by_number[slice_number]))
+
+
+class LocalRun:
+    """One local execution: the workers and the loop that feeds them."""
+
+    def __init__(self, job: LocalJob, cores: int, emit: Emit) -> None:
+        self.job = job
+        self.cores = cores
+        self.emit = emit
+        self.command = RUNTIMES[job.language].local_worker
+        self.events: Events = queue.Queue()
+        self.feed = _Feed(job.data)
+        self.errors: dict[int, int] = {}
+        self.stalls: dict[int, int] = {}
+        self.results: dict[int, Any] = {}
+        self.workers: dict[LocalWorker, _Running | None] = {}
+        self.handlers: dict[str, Callable[[LocalWorker, _Running | None, Message], None]] = {
+            "started": self._on_alive,
+            "progress": self._on_alive,
+            "console": self._on_console,
+            "result": self._on_reply,
+            "error": self._on_reply,
+            "exit": self._on_reply,
+        }
+
+    def run(self) -> dict[int, Any]:
+        """Every slice's result by slice number; DCPError when the job fails."""
+        try:
+            for _ in range(self.cores):
+                self._start_worker()
+            while self._assign() or any(self.workers.values()):
+                self._handle_next_message()
+                self._stop_stalled_slices()
+        finally:
+            for worker in list(self.workers):
+                worker.stop()
+        return self.results
+
+    def _start_worker(self) -> None:
+        self.workers[LocalWorker(self.command(), self.job, self.events)] = None
+
+    def _replace(self, worker: LocalWorker) -> None:
+        worker.stop()
+        del self.workers[worker]
+        self._start_worker()
+
+    def _assign(self) -> bool:
+        """Give idle workers slices; False once nothing is left to hand out."""
+        for worker, running in list(self.workers.items()):
+            if running is None:
+                task = self.feed.next()
+                if task is None:
+                    return False
+                self.workers[worker] = _Running(task[0])
+                worker.run(*task)
+        return True
+
+    def _handle_next_message(self) -> None:
+        try:
+            worker, message = self.events.get(timeout=WAIT_S)
+        except queue.Empty:
+            return
+        if worker not in self.workers:
+            return  # a stopped worker's last words
+        handler = self.handlers.get(str(message.get("type")))
+        if handler is not None:
+            handler(worker, self.workers[worker], message)
+
+    def _on_alive(self, worker: LocalWorker, running: _Running | None, message: Message) -> None:
+        if running is not None:
+            running.alive_at = time.monotonic()
+
+    def _on_console(self, worker: LocalWorker, running: _Running | None, message: Message) -> None:
+        self.emit("console", {k: message.get(k) for k in ("slice", "level", "message")})
+
+    def _on_reply(self, worker: LocalWorker, running: _Running | None, message: Message) -> None:
+        if running is None:
+            return
+        self.workers[worker] = None
+        if message["type"] == "result":
+            self._on_result(running.slice_number, message["value"])
+        else:
+            self._on_error(running.slice_number, message)
+        if message["type"] == "exit":
+            self._replace(worker)
+
+    def _on_result(self, slice_number: int, value: Any) -> None:
+        self.results[slice_number] = value
+        self.emit("result", {"slice": slice_number, "value": value})
+        self.emit("status", self._status())
+
+    def _on_error(self, slice_number: int, message: Message) -> None:
+        name = str(message.get("name") or "WorkerExit")
+        text = str(message.get("message") or "the worker process exited")
+        trace = str(message.get("traceback") or "")
+        self.emit(
+            "error", {"slice": slice_number, "name": name, "message": text, "traceback": trace}
+        )
+        failures = self.errors[slice_number] = self.errors.get(slice_number, 0) + 1
+        if policy.gives_up(failures):
+            reason = policy.too_many_errors_reason(slice_number, failures, name, text)
+            self._fail(policy.TOO_MANY_ERRORS, reason, slice_number=slice_number, traceback=trace)
+        self.feed.again(slice_number)
+
+    def _stop_stalled_slices(self) -> None:
+        now, timeout = time.monotonic(), self.job.progress_timeout
+        for worker, running in list(self.workers.items()):
+            alive_at = running.alive_at if running is not None else None
+            if running is not None and alive_at is not None and now - alive_at > timeout:
+                self._replace(worker)
+                self._on_stall(running.slice_number)
+
+    def _on_stall(self, slice_number: int) -> None:
+        timeout = self.job.progress_timeout
+        seconds = timeout if timeout % 1 else int(timeout)
+        self.emit("noprogress", {"slice": slice_number, "seconds": seconds})
+        self.stalls[slice_number] = self.stalls.get(slice_number, 0) + 1
+        if policy.gives_up(self.stalls[slice_number]):
+            reason = policy.no_progress_reason(slice_number, seconds)
+            self._fail(policy.NO_PROGRESS, reason, slice_number=slice_number)
+        self.feed.again(slice_number)
+
+    def _fail(self, code: str, reason: str, **details: Any) -> None:
+        self.emit("cancel", {"code": code, "reason": reason})
+        raise DCPError(code, reason, **details)
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "total": max(self.feed.fed, self.job.total),
+            "distributed": self.feed.fed,
+            "computed": len(self.results),
+            "failed": 0,
+            "status": "running",
+        }
+
+
+def check_cores(cores: Any) -> None:
+    """EINVALID unless `cores` is a whole number of at least 1."""
+    if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
+        raise DCPError("EINVALID", f"cores must be a whole number of at least 1, not {cores!r}")
+
+
+def run_slices(job: LocalJob, *, cores: int, emit: Emit) -> dict[int, Any]:
+    """Compute every slice of `job` on `cores` local workers; results by slice number."""
+    check_cores(cores)
+    if job.language not in RUNTIMES:
+        raise DCPError("EINVALID", f"no local runtime for work functions in {job.language!r}")
+    return LocalRun(job, cores, emit).run()

@@ -1,0 +1,37 @@
+"""Task sizing: hand a worker about a second of work for its cores at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+FASTEST_SLICE_MS = 0.05  # a slice reported faster than this is taken as this fast
+NEW_WEIGHT = 0.3  # the share of the latest batch in the moving average of slice times
+OLD_WEIGHT = 0.7
+
+
+@dataclass
+class TaskSizer:
+    """One worker connection's measured slice time, as a moving average over its batches."""
+
+    cores: int = 1
+    slice_ms: float | None = None
+
+    def measured(self, timings: Iterable[float | None]) -> None:
+        """Fold in the slice times (ms) a result batch reported; slices without one are skipped."""
+        known = [ms for ms in timings if ms is not None]
+        if not known:
+            return
+        mean = sum(known) / len(known)
+        self.slice_ms = (
+            mean if self.slice_ms is None else OLD_WEIGHT * self.slice_ms + NEW_WEIGHT * mean
+        )
+
+    def task_size(self) -> int:
+        """How many slices the next task holds: one per core until a slice time is known."""
+        if not self.slice_ms:
+            return self.cores
+        per_second = self.cores * 1000 / max(self.slice_ms, FASTEST_SLICE_MS)
+        return max(1, min(int(per_second), settings.MAX_TASK_SLICES))

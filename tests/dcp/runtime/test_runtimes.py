@@ -1,0 +1,50 @@
+"""The work-function runtimes table and the runtime files the portal serves to sandboxes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+import pytest
+
+from dcp.errors import DCPError
+from dcp.runtime import runtimes
+from dcp.runtime.runtimes import RUNTIME_DIR, RUNTIMES, SANDBOX_MANIFEST, sandbox_file
+
+
+def test_python_and_javascript_are_registered_runtimes():
+    assert set(RUNTIMES) == {"python", "js"}
+    assert RUNTIMES["python"].sandbox_files == ("slice.py",)
+    assert RUNTIMES["js"].sandbox_files == ("slice.mjs",)
+
+
+def test_the_manifest_holds_the_integrity_of_every_sandbox_file():
+    manifest = sandbox_file(SANDBOX_MANIFEST)
+    assert manifest is not None
+    match = re.search(r"export default (\{.*\});", manifest.decode(), re.DOTALL)
+    assert match is not None
+    hashes = json.loads(match.group(1))
+    for name in ("slice.py", "slice.mjs"):
+        digest = hashlib.sha256((RUNTIME_DIR / name).read_bytes()).digest()
+        assert hashes[name] == "sha256-" + base64.b64encode(digest).decode()
+        assert sandbox_file(name) == (RUNTIME_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["worker.py", "runtimes.py", "../slice.py", "node_worker.mjs"])
+def test_only_the_sandbox_files_are_served(name):
+    assert sandbox_file(name) is None
+
+
+def test_a_python_local_worker_starts_as_a_module_not_as_the_users_script():
+    command = RUNTIMES["python"].local_worker()
+    assert command.args[-2:] == ["-m", "dcp.runtime.worker"]
+    assert command.env is not None and str(RUNTIME_DIR.parent.parent) in command.env["PYTHONPATH"]
+
+
+def test_a_javascript_local_worker_needs_node(monkeypatch):
+    monkeypatch.setattr(runtimes.shutil, "which", lambda name: None)
+    with pytest.raises(DCPError, match="needs node on PATH") as caught:
+        RUNTIMES["js"].local_worker()
+    assert caught.value.code == "ENONODE"

@@ -1,0 +1,128 @@
+"""Ctrl-C during exec(): the job is cancelled (escrow refunded) unless asked to keep running."""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dcp
+
+from .fake_scheduler import FakeJob, FakeScheduler, event
+
+pytestmark: list[pytest.MarkDecorator] = []
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def work(x):
+    return x * 2
+
+
+class PendingScheduler(FakeScheduler):
+    """Jobs stay running until someone cancels them."""
+
+    async def play(self, ws, job: FakeJob, connection: int, redeploy: bool) -> None:
+        await event(ws, job, "status", job.status_frame(computed=0))
+
+
+@pytest.fixture
+def pending(keystores) -> Iterator[PendingScheduler]:
+    fake = PendingScheduler()
+    fake.start()
+    dcp.init(fake.url)
+    yield fake
+    fake.stop()
+
+
+def interrupt_once_accepted(job: dcp.Job) -> None:
+    """Press Ctrl-C (in the main thread) as soon as the scheduler has accepted the job."""
+    accepted = threading.Event()
+    job.on("accepted", lambda _: accepted.set())
+
+    def press() -> None:
+        if accepted.wait(10):
+            time.sleep(0.2)  # exec() is waiting for events now
+            _thread.interrupt_main()
+
+    threading.Thread(target=press, daemon=True).start()
+
+
+def test_ctrl_c_during_exec_cancels_the_job_and_says_so(pending, capsys):
+    job = dcp.compute_for([1, 2, 3], work)
+    interrupt_once_accepted(job)
+    with pytest.raises(KeyboardInterrupt):
+        job.exec(progress_bar=False)
+    cancels = pending.requests("cancel")
+    assert [frame["job"] for frame in cancels] == [job.id]
+    assert "Ctrl-C" in cancels[0]["reason"]
+    assert job.state == "cancelled"
+    deadline = time.monotonic() + 5  # the fake ends the job just after its reply
+    while pending.job_by_id(job.id).status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pending.job_by_id(job.id).status == "cancelled"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == f"dcp: job {job.id} cancelled (Ctrl-C); its escrow is refunded"
+
+
+def test_ctrl_c_with_detach_on_interrupt_leaves_the_job_running(pending, capsys):
+    job = dcp.compute_for([1, 2, 3], work)
+    interrupt_once_accepted(job)
+    with pytest.raises(KeyboardInterrupt):
+        job.exec(progress_bar=False, detach_on_interrupt=True)
+    assert pending.requests("cancel") == []
+    assert pending.job_by_id(job.id).status == "running"
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        f"dcp: job {job.id} keeps running; follow it again with dcp.Job.attach({job.id!r}).wait()"
+    )
+
+
+SCRIPT = """
+import dcp
+
+def work(x):
+    return x * 2
+
+job = dcp.compute_for([1, 2, 3], work)
+job.on("accepted", lambda data: print("accepted", data["job"], flush=True))
+job.exec(progress_bar=False)
+"""
+
+
+def test_sigint_to_a_script_in_exec_cancels_its_job(pending, tmp_path):
+    script = tmp_path / "deploy.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    env = {**os.environ, "DCP_SCHEDULER_URL": pending.url, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("accepted "), first + (
+            process.stderr.read() if process.stderr else ""
+        )
+        job_id = first.split()[1]
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert f"dcp: job {job_id} cancelled (Ctrl-C); its escrow is refunded" in errors
+    assert "KeyboardInterrupt" in errors
+    assert [frame["job"] for frame in pending.requests("cancel")] == [job_id]
