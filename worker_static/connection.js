@@ -24,7 +24,7 @@ const FATAL_CLOSE_CODES = new Map([
 ]);
 
 /** How long to wait before reconnect number `attempt` (from 0): "equal jitter" backoff. */
-export function reconnectDelay(attempt) {
+function reconnectDelay(attempt) {
   const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** attempt);
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }

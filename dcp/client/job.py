@@ -219,7 +219,7 @@ class Job:
         """
         if self._state.attached:
             raise DCPError("EINVALID", "an attached job cannot run locally: it runs on the network")
-        from ..local import run_local  # processes and the runtime only when needed
+        from .local import run_local  # processes and the runtime only when needed
 
         return _blocking(lambda: run_local(self, cores=cores, progress_bar=progress_bar))
 

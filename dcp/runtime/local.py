@@ -8,7 +8,7 @@ stopped (its worker is replaced), retried once, then the job fails with ENOPROGR
 
 It knows nothing of the client's job handle: it takes plain inputs and reports through
 `emit(event, data)` with the protocol's event data (`result`, `status`, `console`, `error`,
-`noprogress`, `cancel`); dcp/local.py turns those into a job's events.
+`noprogress`, `cancel`); dcp/client/local.py turns those into a job's events.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The supervisor (worker_static/supervisor.js) and the Worker tab, in headless Chromium.
 
 No portal server here: a fake scheduler (a `websockets` server in a thread) speaks the worker
-side of docs/protocol.md on /ws/worker/ and, on the same port, serves worker_static/ (with the
-sandbox's Content-Security-Policy), the portal's page scripts and the test pages. Each test
+side of docs/protocol.md on /ws/worker/ and, on the same port, serves the worker files as the
+portal does (tests/worker_files.py), the portal's page scripts and the test pages. Each test
 queues tasks, drives the supervisor in the page, and reads back what the supervisor sent.
 Needs the vendored Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 """
@@ -25,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from tests.worker_files import CONTENT_TYPES, WORKER_STATIC, require_vendored_pyodide
+from tests.worker_files import CONTENT_TYPES, require_vendored_pyodide, worker_file
 
 pytestmark = pytest.mark.e2e
 
@@ -172,35 +172,32 @@ class FakeScheduler:
         path = request.path.split("?", 1)[0]
         if path == "/ws/worker/":
             return None  # go on with the websocket handshake
-        body, suffix = self._file_for(path)
-        if body is None:
+        served = self._file_for(path)
+        if served is None:
             return connection.respond(404, "not found\n")
-        headers = Headers()
-        headers["Content-Type"] = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        body, file_headers = served
+        headers = Headers(file_headers)
         headers["Content-Length"] = str(len(body))
         headers["Cache-Control"] = "no-store"
         # Cross-origin isolation gives the page SharedArrayBuffer, hence Python interrupts.
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         headers["Cross-Origin-Embedder-Policy"] = "require-corp"
-        if path == "/worker/sandbox.js":
-            vendor = f"{self.origin}/worker/vendor/pyodide/"
-            headers["Content-Security-Policy"] = (
-                f"default-src 'none'; script-src {vendor} 'wasm-unsafe-eval' 'unsafe-eval'; "
-                f"connect-src {vendor}"
-            )
         return Response(200, "OK", headers, body)
 
-    def _file_for(self, path: str) -> tuple[bytes | None, str]:
+    def _file_for(self, path: str) -> tuple[bytes, dict[str, str]] | None:
+        html = {"Content-Type": CONTENT_TYPES[".html"]}
         if path == "/harness.html":
-            return HARNESS.read_bytes(), ".html"
+            return HARNESS.read_bytes(), html
         if path == "/portal/worker/":
-            return self.worker_page.encode(), ".html"
-        for prefix, folder in (("/worker/", WORKER_STATIC), ("/static/portal/", PORTAL_STATIC)):
-            if path.startswith(prefix):
-                file = (folder / path.removeprefix(prefix)).resolve()
-                if file.is_relative_to(folder) and file.is_file():
-                    return file.read_bytes(), file.suffix
-        return None, ""
+            return self.worker_page.encode(), html
+        if path.startswith("/static/portal/"):
+            file = (PORTAL_STATIC / path.removeprefix("/static/portal/")).resolve()
+            if file.is_relative_to(PORTAL_STATIC) and file.is_file():
+                content_type = CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+                return file.read_bytes(), {"Content-Type": content_type}
+            return None
+        # The portal's own worker files, headers and sandbox Content-Security-Policy.
+        return worker_file(path, self.origin)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@
 
 import { addCredits, formatCredits, parseCredits } from "/worker/protocol.js";
 import { Supervisor, STATES } from "/worker/supervisor.js";
+import { plural } from "/worker/util.js";
 
 const LOG_LENGTH = 20;
 
@@ -52,31 +53,25 @@ function shortJob(jobId) {
   return text.length > 14 ? `${text.slice(0, 8)}…` : text;
 }
 
-function plural(count, word) {
-  return `${count} ${word}${count === 1 ? "" : "s"}`;
-}
+// What the status line says in each state of the supervisor (STATES), given its detail.
+const STATUS_TEXT = new Map([
+  [STATES.STOPPED, () => "Stopped"],
+  [STATES.CONNECTING, () => "Connecting…"],
+  [STATES.WAITING, () => "Waiting for work"],
+  [STATES.COMPUTING, ({ slices, jobs }) => {
+    const what = jobs.length === 1 ? shortJob(jobs[0]) : plural(jobs.length, "job");
+    return `Computing ${plural(slices, "slice")} of ${what}`;
+  }],
+  [STATES.RECONNECTING, ({ retryAt }) => {
+    const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+    return `Reconnecting in ${seconds} s…`;
+  }],
+  [STATES.ERROR, ({ message }) => message || "Stopped after an error"],
+]);
 
 function statusText(state, detail) {
-  switch (state) {
-    case STATES.STOPPED:
-      return "Stopped";
-    case STATES.CONNECTING:
-      return "Connecting…";
-    case STATES.WAITING:
-      return "Waiting for work";
-    case STATES.COMPUTING: {
-      const what = detail.jobs.length === 1 ? shortJob(detail.jobs[0]) : plural(detail.jobs.length, "job");
-      return `Computing ${plural(detail.slices, "slice")} of ${what}`;
-    }
-    case STATES.RECONNECTING: {
-      const seconds = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
-      return `Reconnecting in ${seconds} s…`;
-    }
-    case STATES.ERROR:
-      return detail.message || "Stopped after an error";
-    default:
-      return state;
-  }
+  const text = STATUS_TEXT.get(state);
+  return text ? text(detail) : state;
 }
 
 function showState(state, detail) {

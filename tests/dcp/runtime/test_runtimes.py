@@ -10,6 +10,7 @@ import re
 import pytest
 
 from dcp.errors import DCPError
+from dcp.protocol.messages import LANGUAGES
 from dcp.runtime import runtimes
 from dcp.runtime.runtimes import RUNTIME_DIR, RUNTIMES, SANDBOX_MANIFEST, sandbox_file
 
@@ -18,6 +19,14 @@ def test_python_and_javascript_are_registered_runtimes():
     assert set(RUNTIMES) == {"python", "js"}
     assert RUNTIMES["python"].sandbox_files == ("slice.py",)
     assert RUNTIMES["js"].sandbox_files == ("slice.mjs",)
+
+
+def test_every_language_of_the_protocol_has_a_runtime_on_both_sides():
+    sandbox = (RUNTIME_DIR.parent.parent / "worker_static" / "sandbox.js").read_text()
+    table = re.search(r"const RUNTIMES = Object\.freeze\(\{(.*?)\}\);", sandbox, re.DOTALL)
+    assert table is not None, "sandbox.js has no RUNTIMES table"
+    in_sandbox = set(re.findall(r"^\s*(\w+):", table.group(1), re.MULTILINE))
+    assert set(LANGUAGES) == set(RUNTIMES) == in_sandbox
 
 
 def test_the_manifest_holds_the_integrity_of_every_sandbox_file():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .client.events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
-from .errors import DCPError
-from .runtime.local import LocalJob, check_cores, run_slices
+from ..errors import DCPError
+from ..runtime.local import LocalJob, check_cores, run_slices
+from .events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
 
 if TYPE_CHECKING:
-    from .client.job import Job
-    from .client.results import ResultHandle
+    from .job import Job
+    from .results import ResultHandle
 
 __all__ = ["run_local"]
 
@@ -47,7 +47,7 @@ class _JobEvents:
 
 def run_local(job: Job, *, cores: int, progress_bar: ProgressBarOption) -> ResultHandle:
     """Run every slice of `job` on `cores` local worker processes; returns the results."""
-    from .client.results import ResultHandle
+    from .results import ResultHandle
 
     if job.input is None or job.work is None:
         raise DCPError("EINVALID", "an attached job cannot run locally: its work is not known")
