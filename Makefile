@@ -20,7 +20,7 @@ PYTHON_FOR_VENV := $(shell \
     $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; \
   done)
 
-.PHONY: run test lint bench venv frontend chromium migrate clean
+.PHONY: run test lint bench venv frontend chromium migrate clean protocol-js
 
 $(VENV)/.created:
 	@test -n "$(PYTHON_FOR_VENV)" || { echo "No Python 3.12+ found on PATH or in pyenv's versions: install one." >&2; exit 1; }
@@ -65,6 +65,10 @@ test: venv frontend chromium
 	  echo "== again on PostgreSQL and Redis =="; \
 	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); \
 	else echo "PostgreSQL or Redis is not answering: their runs were skipped."; fi
+
+# worker_static/protocol-constants.js is rendered from dcp/protocol (a test checks it is current).
+protocol-js: venv
+	$(PY) -m dcp.protocol.javascript > worker_static/protocol-constants.js
 
 lint: venv
 	$(VENV)/bin/ruff check .
