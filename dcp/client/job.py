@@ -219,9 +219,23 @@ class Job:
         """
         if self._state.attached:
             raise DCPError("EINVALID", "an attached job cannot run locally: it runs on the network")
-        from .local import run_local  # processes and the runtime only when needed
+        if self.input is None or self.work is None:
+            raise DCPError("EINVALID", "an attached job cannot run locally: its work is not known")
+        from ..runtime.local import LocalJob  # processes and the runtime only when needed
+        from .local import run_local
 
-        return _blocking(lambda: run_local(self, cores=cores, progress_bar=progress_bar))
+        job = LocalJob(
+            language=self.work["language"],
+            source=self.work["source"],
+            args=self.args,
+            data=self.input.iter_data(),
+            progress_timeout=float(self.progress_timeout),
+            total=self.total,
+        )
+        inputs = self.input_view()
+        return _blocking(
+            lambda: run_local(self._state, job, inputs, cores=cores, progress_bar=progress_bar)
+        )
 
     def _exec(
         self,

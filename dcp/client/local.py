@@ -7,15 +7,12 @@ data, and turns what it reports into the job's events, its progress bar and its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import DCPError
 from ..runtime.local import LocalJob, check_cores, run_slices
 from .events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
-
-if TYPE_CHECKING:
-    from .job import Job
-    from .results import ResultHandle
+from .results import ResultHandle
+from .state import JobState
 
 __all__ = ["run_local"]
 
@@ -24,10 +21,10 @@ class _JobEvents:
     """What the local loop reports, as the job's events: console repeats collapsed, the bar
     advanced, error and noprogress data with `slice_number`, a cancel moving the job's state."""
 
-    def __init__(self, job: Job, bar: ProgressBar) -> None:
-        self.job = job
+    def __init__(self, state: JobState, bar: ProgressBar) -> None:
+        self.state = state
         self.bar = bar
-        self.console = ConsoleCollapser(job.emit)
+        self.console = ConsoleCollapser(state.emit)
 
     def emit(self, event: str, data: Any) -> None:
         if event == "console":
@@ -41,50 +38,33 @@ class _JobEvents:
             self.bar.set_total(data["total"])
         elif event == "cancel":
             self.console.flush()
-            self.job.set_state("cancelled")
-        self.job.emit(event, data)
+            self.state.set_ready("cancelled")
+        self.state.emit(event, data)
 
 
-def run_local(job: Job, *, cores: int, progress_bar: ProgressBarOption) -> ResultHandle:
-    """Run every slice of `job` on `cores` local worker processes; returns the results."""
-    from .results import ResultHandle
-
-    if job.input is None or job.work is None:
-        raise DCPError("EINVALID", "an attached job cannot run locally: its work is not known")
+def run_local(
+    state: JobState, job: LocalJob, inputs: Any, *, cores: int, progress_bar: ProgressBarOption
+) -> ResultHandle:
+    """Run every slice of `job` on `cores` local worker processes; returns the results, which
+    answer key() and lookup_value() through `inputs`."""
     check_cores(cores)
-    local_job = LocalJob(
-        language=job.work["language"],
-        source=job.work["source"],
-        args=job.args,
-        data=job.input.iter_data(),
-        progress_timeout=float(job.progress_timeout),
-        total=job.total,
-    )
-    job.set_state("exec")
+    state.set_ready("exec")
     bar = ProgressBar(progress_bar, job.total or None, "local job")
-    events = _JobEvents(job, bar)
+    events = _JobEvents(state, bar)
     try:
-        job.set_state("init")
-        results = run_slices(local_job, cores=cores, emit=events.emit)
+        state.set_ready("init")
+        results = run_slices(job, cores=cores, emit=events.emit)
     finally:
         events.console.flush()
         bar.close()
-    _complete(job, len(results))
-    job.results = ResultHandle(results.items(), job.input_view())
-    return job.results
+    _complete(state, len(results))
+    state.results = ResultHandle(results.items(), inputs)
+    return state.results
 
 
-def _complete(job: Job, total: int) -> None:
-    job.total = total
-    job.emit(
-        "status",
-        {
-            "total": total,
-            "distributed": total,
-            "computed": total,
-            "failed": 0,
-            "status": "finished",
-        },
-    )
-    job.set_state("complete")
-    job.emit("complete", {"total": total})
+def _complete(state: JobState, total: int) -> None:
+    state.total = total
+    status = {"total": total, "distributed": total, "computed": total, "failed": 0}
+    state.emit("status", {**status, "status": "finished"})
+    state.set_ready("complete")
+    state.emit("complete", {"total": total})

@@ -138,7 +138,7 @@ def job_info(job: Job) -> JobInfo:
     if job.input_kind != "values":
         form.update(job.input_spec)
     return JobInfo(
-        work=Work(language=job.language, source=job.source),  # type: ignore[arg-type]
+        work=Work.model_validate({"language": job.language, "source": job.source}),
         args=job.args,
         input=form,
         slice_payment_offer=format_credits(job.offer),

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.portal_flows import Person, become_first_dev, run_client, sign_up
 from testkit.livesite import LiveSite
+from tests.e2e.portal_flows import Person, become_first_dev, run_client, sign_up
 
 
 @pytest.fixture

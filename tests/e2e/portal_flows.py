@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import PASSWORD
 from testkit.livesite import REPO, LiveSite
+from tests.conftest import PASSWORD
 
 
 @dataclass

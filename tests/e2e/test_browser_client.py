@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.portal_flows import Person, start_worker
 from testkit.livesite import LiveSite
+from tests.e2e.portal_flows import Person, start_worker
 
 START_CREDITS = 10 * 10**9
 UNITS_PER_CREDIT = 10**9

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from testkit.livesite import REPO, LiveSite
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, start_worker
-from testkit.livesite import REPO, LiveSite
 
 GROUPED_CONSOLE_AND_OPEN = """
 import json, threading, dcp

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from testkit.livesite import LiveSite
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, figure, start_worker
-from testkit.livesite import LiveSite
 
 SQUARES = """
 import json, dcp

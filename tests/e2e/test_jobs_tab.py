@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from testkit.livesite import LiveSite
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, figure, start_worker
-from testkit.livesite import LiveSite
 
 SQUARES = """
 import json, dcp

@@ -7,8 +7,8 @@ from typing import Any
 
 from eth_account import Account
 
-from tests.e2e.portal_flows import download, sign_up
 from testkit.livesite import LiveSite
+from tests.e2e.portal_flows import download, sign_up
 
 
 def test_newcomer_signs_up_joins_first_devs_and_downloads_both_keystores(
