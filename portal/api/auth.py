@@ -26,7 +26,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from ninja.security.http import HttpAuthBase
 
-from dcp.keystore import KeystoreError, address_of, read_keystore
+from dcp.keys.keystore import KeystoreError, address_of, read_keystore
 from portal.scheduler.selectors import identity_owner
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from eth_account import Account
 from eth_utils import is_checksum_address, to_checksum_address
 
-from dcp.keystore import create_keystore
+from dcp.keys.keystore import create_keystore
 from portal.bank import services as bank
 from portal.users.models import User
 

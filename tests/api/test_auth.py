@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from eth_account import Account
 
-from dcp.keystore import create_keystore
+from dcp.keys.keystore import create_keystore
 from portal.api.models import ApiKey
 from portal.wallet.services import export_keystore
 

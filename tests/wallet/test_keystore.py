@@ -1,4 +1,4 @@
-"""Tests for dcp.keystore: V3 keystores are written, read, and hostile ones refused."""
+"""Tests for dcp.keys.keystore: V3 keystores are written, read, and hostile ones refused."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dcp.keystore import (
+from dcp.keys.keystore import (
     SECP256K1_ORDER,
     KeystoreError,
     address_of,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from dcp.keystore import read_keystore
+from dcp.keys.keystore import read_keystore
 from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of
 from portal.wallet import services as wallet
