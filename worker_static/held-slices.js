@@ -27,7 +27,7 @@ function sliceKey(jobId, slice) {
 
 /** The job of a `task` message as the pool runs it: it compiles a work function once per job id. */
 function poolJob(job) {
-  return { id: job.id, language: job.language ?? "python", function: job.source, args: job.args ?? [] };
+  return { id: job.id, language: job.language ?? "python", source: job.source, args: job.args ?? [] };
 }
 
 /** The no-progress limit of a task's slices in ms (undefined: the pool's default). */

@@ -4,12 +4,12 @@
  *   import { SandboxPool, SliceError } from "./sandbox-pool.js";
  *   const pool = new SandboxPool({ size: 2, sandboxURL, pyodideURL });
  *   try {
- *     const { result } = await pool.run(job, sliceNumber, datum, { onProgress, onConsole, timeoutMs });
+ *     const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs });
  *   } catch (error) {
- *     // error is a SliceError: {name, message, traceback, jobId, sliceNumber}
+ *     // error is a SliceError: {name, message, traceback, jobId, slice}
  *   }
  *
- * `job` is {id, language: "python"|"js", function: "<source>", args: [...]}. run() resolves to
+ * `job` is {id, language: "python"|"js", source: "<source>", args: [...]}. run() resolves to
  * {result} and rejects with a SliceError whose `name` is the work function's exception class
  * (ZeroDivisionError, TypeError for a result that is not JSON-serialisable, ValueError for a bad
  * progress value, ...) or one of the pool's own:
@@ -21,8 +21,8 @@
  *   InitTimeout     loading Pyodide or compiling the work function took longer than initTimeoutMs
  *   SandboxCrashed  the sandbox worker died or failed to start
  *
- * onProgress(value) gets 0..1 or null (indeterminate); onConsole({level, message, sliceNumber})
- * gets print()/console output, with sliceNumber null for output of the work function's
+ * onProgress(value) gets 0..1 or null (indeterminate); onConsole({level, message, slice})
+ * gets print()/console output, with slice null for output of the work function's
  * module-level code. A slice prefers an idle sandbox that already has its job compiled, then one
  * with Pyodide loaded (for Python jobs), then any idle one; sandboxes start lazily, up to size.
  */
@@ -49,12 +49,12 @@ function runtimeOf(job) {
 
 /** Why a slice did not produce a result; toJSON() gives the {name, message, traceback} shape. */
 export class SliceError extends Error {
-  constructor({ name = "Error", message = "", traceback = "", jobId = null, sliceNumber = null } = {}) {
+  constructor({ name = "Error", message = "", traceback = "", jobId = null, slice = null } = {}) {
     super(message);
     this.name = name;
     this.traceback = traceback;
     this.jobId = jobId;
-    this.sliceNumber = sliceNumber;
+    this.slice = slice;
   }
 
   toJSON() {
@@ -63,7 +63,7 @@ export class SliceError extends Error {
 }
 
 function sliceError(name, task, message) {
-  return new SliceError({ name, message, jobId: task.job.id, sliceNumber: task.sliceNumber });
+  return new SliceError({ name, message, jobId: task.job.id, slice: task.slice });
 }
 
 function defaultSize() {
@@ -180,18 +180,18 @@ export class SandboxPool {
   }
 
   /** Computes one slice; resolves to {result}, rejects with a SliceError. */
-  run(job, sliceNumber, datum, { onProgress, onConsole, timeoutMs } = {}) {
+  run(job, slice, datum, { onProgress, onConsole, timeoutMs } = {}) {
     return new Promise((resolve, reject) => {
-      if (!job || job.id === undefined || typeof job.function !== "string") {
-        reject(new TypeError("a job needs an id and the work function's source in job.function"));
+      if (!job || job.id === undefined || typeof job.source !== "string") {
+        reject(new TypeError("a job needs an id and the work function's source in job.source"));
         return;
       }
       if (this.#closed) {
         reject(new SliceError({ name: "Terminated", message: "the sandbox pool was terminated",
-                                jobId: job?.id ?? null, sliceNumber }));
+                                jobId: job?.id ?? null, slice }));
         return;
       }
-      const task = { job, sliceNumber, datum, onProgress, onConsole, timeoutMs, settled: false };
+      const task = { job, slice, datum, onProgress, onConsole, timeoutMs, settled: false };
       task.resolve = (value) => { if (!task.settled) { task.settled = true; resolve(value); } };
       task.reject = (error) => { if (!task.settled) { task.settled = true; reject(error); } };
       this.#queue.push(task);
@@ -260,7 +260,7 @@ export class SandboxPool {
     const sandbox = new Sandbox(this.sandboxURL, (crashed, message) => {
       const task = crashed.task;
       this.#discard(crashed, new SliceError({ name: "SandboxCrashed", message,
-                                               jobId: task?.job.id ?? null, sliceNumber: task?.sliceNumber ?? null }));
+                                               jobId: task?.job.id ?? null, slice: task?.slice ?? null }));
       this.#dispatch();
     });
     this.#sandboxes.push(sandbox);
@@ -301,17 +301,17 @@ export class SandboxPool {
       };
       const replies = new Map([
         // Output of the work function's module-level code belongs to no slice.
-        ["console", (reply) => forwardConsole(task, { ...reply, sliceNumber: null })],
+        ["console", (reply) => forwardConsole(task, { ...reply, slice: null })],
         ["ready", (reply) => settle(() => {
           sandbox.jobId = task.job.id;
           sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
           resolve();
         })],
-        ["error", (reply) => settle(() => reject(new SliceError({ ...reply, jobId: task.job.id, sliceNumber: task.sliceNumber })))],
+        ["error", (reply) => settle(() => reject(new SliceError({ ...reply, jobId: task.job.id, slice: task.slice })))],
       ]);
-      const { id, language = "python", function: source, args = [] } = task.job;
+      const { id, language = "python", source, args = [] } = task.job;
       sandbox.request(
-        { type: "init", job: { id, language, function: source, args }, pyodideURL: this.pyodideURL,
+        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL,
           interruptBuffer: sandbox.interruptBuffer },
         {
           message: (reply) => (replies.get(reply.type) ?? replies.get("error"))(reply),
@@ -324,7 +324,7 @@ export class SandboxPool {
   #computeSlice(sandbox, task) {
     const timeoutMs = task.timeoutMs ?? this.timeoutMs;
     const noProgress = () => sliceError("NoProgress", task,
-      `slice ${task.sliceNumber} of job ${task.job.id} reported no progress for ${timeoutMs} ms`);
+      `slice ${task.slice} of job ${task.job.id} reported no progress for ${timeoutMs} ms`);
     return new Promise((resolve, reject) => {
       const silence = this.#silenceTimer(sandbox, task, timeoutMs, noProgress);
       const settle = (outcome) => {
@@ -339,7 +339,7 @@ export class SandboxPool {
         ["console", (reply) => forwardConsole(task, reply)],
         ["result", (reply) => settle(() => {
           if (silence.interrupted) reject(noProgress());
-          else resolve({ result: reply.result });
+          else resolve({ value: reply.value });
         })],
         ["error", (reply) => settle(() => {
           if (reply.fatal) this.#discard(sandbox, null);
@@ -347,7 +347,7 @@ export class SandboxPool {
         })],
       ]);
       silence.restart();
-      sandbox.request({ type: "slice", sliceNumber: task.sliceNumber, datum: task.datum }, {
+      sandbox.request({ type: "slice", slice: task.slice, datum: task.datum }, {
         message: (reply) => replies.get(reply.type)?.(reply),
         crash: (error) => settle(() => reject(error)),
       });
@@ -368,8 +368,8 @@ export class SandboxPool {
 }
 
 /** Passes a console line of a sandbox on to the slice's onConsole. */
-function forwardConsole(task, { level, message, sliceNumber }) {
-  callQuietly(task.onConsole, { level, message, sliceNumber });
+function forwardConsole(task, { level, message, slice }) {
+  callQuietly(task.onConsole, { level, message, slice });
 }
 
 /** A deadline that progress reports push back, until it is interrupted or stopped. */

@@ -14,16 +14,16 @@
  *         `interruptBuffer` (a SharedArrayBuffer-backed Uint8Array or Int32Array, optional)
  *         becomes Pyodide's interrupt buffer: the page writes 2 (SIGINT) to raise
  *         KeyboardInterrupt in a running Python slice.
- *     {type: "slice", id, sliceNumber, datum}
+ *     {type: "slice", id, slice, datum}
  *         Calls work(datum, *job.args).
  *
  *   sandbox -> page
  *     {type: "ready", id, jobId, pyodideLoaded}                  init succeeded
- *     {type: "progress", id, sliceNumber, value}                 value: 0..1, or null (unknown)
- *     {type: "console", id, sliceNumber, level: "log"|"error", message}
- *                                                                sliceNumber is null during init
- *     {type: "result", id, sliceNumber, result}                  the slice's JSON-able result
- *     {type: "error", id, sliceNumber?, name, message, traceback, fatal?}
+ *     {type: "progress", id, slice, value}                 value: 0..1, or null (unknown)
+ *     {type: "console", id, slice, level: "log"|"error", message}
+ *                                                                slice is null during init
+ *     {type: "result", id, slice, value}                   the slice's JSON-able result
+ *     {type: "error", id, slice?, name, message, traceback, fatal?}
  *         The work function failed (Python: exception class name and formatted traceback;
  *         JS: error.name and error.stack), its result was not JSON-serialisable, it reported an
  *         invalid progress value, or init failed. `fatal: true` means the sandbox is unusable and
@@ -147,12 +147,12 @@ lockDownGlobals();
 
 // ---------------------------------------------------------------------------- reporting
 
-let activeRequest = null; // the init or slice being handled: {id, sliceNumber, ...counters}
+let activeRequest = null; // the init or slice being handled: {id, slice, ...counters}
 
-function newRequestState(id, sliceNumber) {
+function newRequestState(id, slice) {
   return {
     id,
-    sliceNumber,
+    slice,
     consoleCount: 0,
     progressTokens: PROGRESS_BURST,
     progressCheckedAt: performance.now(),
@@ -174,13 +174,13 @@ function sendConsole(level, message) {
   state.consoleCount += 1;
   if (state.consoleCount > MAX_CONSOLE_MESSAGES) {
     if (state.consoleCount === MAX_CONSOLE_MESSAGES + 1) {
-      post({ type: "console", id: state.id, sliceNumber: state.sliceNumber, level: "error",
+      post({ type: "console", id: state.id, slice: state.slice, level: "error",
              message: `console output truncated after ${MAX_CONSOLE_MESSAGES} messages` });
     }
     return;
   }
   const clipped = clipConsoleLine(String(message));
-  post({ type: "console", id: state.id, sliceNumber: state.sliceNumber, level, message: clipped });
+  post({ type: "console", id: state.id, slice: state.slice, level, message: clipped });
 }
 
 Object.assign(console, consoleFor(sendConsole));
@@ -199,7 +199,7 @@ self.addEventListener("unhandledrejection", (event) => {
 // ------------------------------------------------------------------------------ progress
 
 function sendProgress(state, value) {
-  post({ type: "progress", id: state.id, sliceNumber: state.sliceNumber, value });
+  post({ type: "progress", id: state.id, slice: state.slice, value });
 }
 
 /** A valid progress() value of the running slice, throttled: a token bucket lets short bursts
@@ -219,7 +219,7 @@ function recordProgress(state, value) {
 }
 
 function runningSlice() {
-  return activeRequest && activeRequest.sliceNumber !== null ? activeRequest : null;
+  return activeRequest && activeRequest.slice !== null ? activeRequest : null;
 }
 
 replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress), writable: false });
@@ -228,10 +228,10 @@ replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress
 
 function startJsJob(job) {
   // new Function bodies run in the global scope: work code cannot see this module's variables.
-  const work = compileWorkFunction(job.function, (body) => new Function(body)());
+  const work = compileWorkFunction(job.source, (body) => new Function(body)());
   const args = job.args ?? [];
   return {
-    run: (sliceNumber, datum) => runSlice(work, args, sliceNumber, datum, activeRequest),
+    run: (slice, datum) => runSlice(work, args, slice, datum, activeRequest),
     dispose() {},
   };
 }
@@ -311,7 +311,7 @@ function fatalPythonReply(error) {
 
 async function startPythonJob(job, { pyodideURL }) {
   const { SliceRuntime } = await loadPyodideOnce(pyodideURL);
-  const runtime = SliceRuntime.from_json(job.function, encodeJson(job.args ?? [], "the job's arguments"), pythonHost);
+  const runtime = SliceRuntime.from_json(job.source, encodeJson(job.args ?? [], "the job's arguments"), pythonHost);
   const compile = runtime.compile_json;
   const run = runtime.run_json;
   const dispose = () => [compile, run, runtime].forEach(destroyProxy);
@@ -321,13 +321,13 @@ async function startPythonJob(job, { pyodideURL }) {
     const { name, message, traceback } = parseJson(failure); // the source did not compile or run
     throw Object.assign(new Error(message), { name, traceback });
   }
-  return { run: (sliceNumber, datum) => runPythonSlice(run, sliceNumber, datum), dispose };
+  return { run: (slice, datum) => runPythonSlice(run, slice, datum), dispose };
 }
 
-async function runPythonSlice(run, sliceNumber, datum) {
+async function runPythonSlice(run, slice, datum) {
   let reply;
   try {
-    reply = run(sliceNumber, encodeJson(datum, `the datum of slice ${sliceNumber}`));
+    reply = run(slice, encodeJson(datum, `the datum of slice ${slice}`));
     if (typeof reply !== "string") {
       const awaitable = reply; // a PyProxy of the runtime's coroutine
       try {
@@ -365,7 +365,7 @@ function encodeJson(value, what) {
 // ------------------------------------------------------------------------------ runtimes
 
 // Work-function runtimes by language: start(job, init) compiles the job's work function and
-// resolves to {run(sliceNumber, datum) -> reply, dispose()}. Adding a language adds a row.
+// resolves to {run(slice, datum) -> reply, dispose()}. Adding a language adds a row.
 const RUNTIMES = Object.freeze({
   python: { start: startPythonJob },
   js: { start: startJsJob },
@@ -373,11 +373,11 @@ const RUNTIMES = Object.freeze({
 
 // ------------------------------------------------------------------------------ requests
 
-let currentJob = null; // {id, run(sliceNumber, datum) -> reply, dispose()}
+let currentJob = null; // {id, run(slice, datum) -> reply, dispose()}
 
 function runtimeOf(job) {
   if (!job || typeof job !== "object") throw new TypeError("init needs a job object");
-  if (typeof job.function !== "string") throw new TypeError("job.function must be source text");
+  if (typeof job.source !== "string") throw new TypeError("job.source must be source text");
   if (job.args !== undefined && !Array.isArray(job.args)) throw new TypeError("job.args must be a list");
   const language = job.language ?? "python";
   if (!Object.hasOwn(RUNTIMES, language)) {
@@ -415,18 +415,18 @@ function describeInitError(error) {
   };
 }
 
-async function handleSlice({ id, sliceNumber, datum }) {
+async function handleSlice({ id, slice, datum }) {
   if (!currentJob) {
-    post({ type: "error", id, sliceNumber, name: "ProtocolError",
+    post({ type: "error", id, slice, name: "ProtocolError",
            message: "no work function compiled: send init first", traceback: "" });
     return;
   }
-  const state = newRequestState(id, sliceNumber);
+  const state = newRequestState(id, slice);
   activeRequest = state;
   if (interruptBuffer) Atomics.store(interruptBuffer, 0, 0); // forget a late interrupt
   let reply;
   try {
-    reply = await currentJob.run(sliceNumber, datum);
+    reply = await currentJob.run(slice, datum);
   } catch (error) {
     reply = errorReply(error);
   } finally {
@@ -434,10 +434,10 @@ async function handleSlice({ id, sliceNumber, datum }) {
   }
   if (state.pendingProgress) sendProgress(state, state.pendingProgress.value);
   if (reply.type === "result") {
-    post({ type: "result", id, sliceNumber, result: reply.value });
+    post({ type: "result", id, slice, value: reply.value });
   } else {
     const { type: _type, ...error } = reply;
-    post({ type: "error", id, sliceNumber, ...error });
+    post({ type: "error", id, slice, ...error });
   }
 }
 

@@ -313,7 +313,7 @@ export class Supervisor {
         onConsole: (line) => this.#onSliceConsole(record, line),
       })
       .then(
-        ({ result }) => this.#onSliceDone(record, { value: result }),
+        ({ value }) => this.#onSliceDone(record, { value }),
         (error) => this.#onSliceDone(record, { error }),
       );
   }
@@ -324,10 +324,10 @@ export class Supervisor {
     this.#tick();
   }
 
-  #onSliceConsole(record, { level, message, sliceNumber }) {
+  #onSliceConsole(record, { level, message, slice }) {
     if (record.dropped) return;
-    const slice = sliceNumber ?? record.slice; // module-level output: the slice that compiled it
-    this.#outbox.console(record.job.id, slice, level, message);
+    // Module-level output (slice null) is charged to the slice that compiled the work function.
+    this.#outbox.console(record.job.id, slice ?? record.slice, level, message);
   }
 
   #onSliceDone(record, { value, error }) {

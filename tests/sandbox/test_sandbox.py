@@ -106,7 +106,7 @@ def sandbox_page(browser: Any, server: SandboxTestServer) -> Iterator[Any]:
 
 
 class Harness:
-    """Runs slices in the page and hands back {result | error, progress, console}."""
+    """Runs slices in the page and hands back {value | error, progress, console}."""
 
     def __init__(self, page: Any, pool: str = "main") -> None:
         self.page = page
@@ -141,7 +141,7 @@ def python_job(source: str, args: list[Any] | None = None) -> dict[str, Any]:
     return {
         "id": f"py-{next(_job_numbers)}",
         "language": "python",
-        "function": source,
+        "source": source,
         "args": args or [],
     }
 
@@ -150,7 +150,7 @@ def js_job(source: str, args: list[Any] | None = None) -> dict[str, Any]:
     return {
         "id": f"js-{next(_job_numbers)}",
         "language": "js",
-        "function": source,
+        "source": source,
         "args": args or [],
     }
 
@@ -164,7 +164,7 @@ def test_python_slice_returns_a_computed_value(harness: Harness) -> None:
     outcome = harness.run(job, 1, 7)
 
     assert outcome.get("error") is None, outcome
-    assert outcome["result"] == {"product": 21}
+    assert outcome["value"] == {"product": 21}
 
 
 def test_the_last_function_defined_is_the_work_function_when_none_is_named_work(
@@ -174,7 +174,7 @@ def test_the_last_function_defined_is_the_work_function_when_none_is_named_work(
         "def helper(x):\n    return x + 1\n\ndef compute(x):\n    return helper(x) * 2\n"
     )
 
-    assert harness.run(job, 1, 4)["result"] == 10
+    assert harness.run(job, 1, 4)["value"] == 10
 
 
 def test_an_async_python_work_function_is_awaited(harness: Harness) -> None:
@@ -182,7 +182,7 @@ def test_an_async_python_work_function_is_awaited(harness: Harness) -> None:
         "import asyncio\n\nasync def work(x):\n    await asyncio.sleep(0)\n    return x * 3\n"
     )
 
-    assert harness.run(job, 1, 5)["result"] == 15
+    assert harness.run(job, 1, 5)["value"] == 15
 
 
 def test_the_work_function_stays_warm_across_slices_of_a_job(harness: Harness) -> None:
@@ -190,7 +190,7 @@ def test_the_work_function_stays_warm_across_slices_of_a_job(harness: Harness) -
         "calls = 0\n\ndef work(x):\n    global calls\n    calls += 1\n    return calls\n"
     )
 
-    results = [harness.run(job, n, n)["result"] for n in (1, 2, 3)]
+    results = [harness.run(job, n, n)["value"] for n in (1, 2, 3)]
 
     assert results == [1, 2, 3]
 
@@ -222,7 +222,7 @@ def test_a_flood_of_progress_is_thinned_but_the_last_value_arrives(harness: Harn
 
     outcome = harness.run(job, 1, 20_000)
 
-    assert outcome["result"] == 20_000
+    assert outcome["value"] == 20_000
     assert 20 <= len(outcome["progress"]) < 200
     assert outcome["progress"][-1] == 1
 
@@ -239,11 +239,11 @@ def test_print_is_forwarded_as_console(harness: Harness) -> None:
 
     outcome = harness.run(job, 5, 42)
 
-    assert outcome["result"] == 42
+    assert outcome["value"] == 42
     assert outcome["console"] == [
-        {"level": "log", "message": "compiling", "sliceNumber": None},
-        {"level": "log", "message": "hello 42", "sliceNumber": 5},
-        {"level": "error", "message": "careful", "sliceNumber": 5},
+        {"level": "log", "message": "compiling", "slice": None},
+        {"level": "log", "message": "hello 42", "slice": 5},
+        {"level": "error", "message": "careful", "slice": 5},
     ]
 
 
@@ -257,7 +257,7 @@ def test_a_flood_of_console_output_is_truncated(harness: Harness) -> None:
     assert outcome["console"][-1] == {
         "level": "error",
         "message": "console output truncated after 1000 messages",
-        "sliceNumber": 1,
+        "slice": 1,
     }
 
 
@@ -268,11 +268,11 @@ def test_js_console_and_progress_are_forwarded(harness: Harness) -> None:
 
     outcome = harness.run(job, 2, 9)
 
-    assert outcome["result"] == 9
+    assert outcome["value"] == 9
     assert outcome["progress"] == [0.1]
     assert outcome["console"] == [
-        {"level": "log", "message": "seen 9", "sliceNumber": 2},
-        {"level": "error", "message": '{"x":9}', "sliceNumber": 2},
+        {"level": "log", "message": "seen 9", "slice": 2},
+        {"level": "error", "message": '{"x":9}', "slice": 2},
     ]
 
 
@@ -364,7 +364,7 @@ def test_pyodide_runs_the_runtime_module_served_beside_it(
     outcome = harness.run(job, 1, 0)
 
     assert outcome.get("error") is None, outcome
-    assert outcome["result"] == hashlib.sha256(RUNTIME_FILE.read_bytes()).hexdigest()
+    assert outcome["value"] == hashlib.sha256(RUNTIME_FILE.read_bytes()).hexdigest()
     assert RUNTIME_URL_PATH in server.requested_paths
     assert "/worker/runtime/manifest.mjs" in server.requested_paths
     assert "/worker/runtime/slice.mjs" in server.requested_paths
@@ -398,7 +398,7 @@ def test_a_runtime_that_fails_its_integrity_check_is_never_run(
         server.tampered_runtime = False
         sandbox_page.evaluate("poolTerminate('tampered')")
 
-    assert "result" not in outcome, outcome
+    assert "value" not in outcome, outcome
     assert "integrity" in outcome["error"]["message"], outcome["error"]
     assert "not the runtime" not in str(outcome["console"])
 
@@ -420,8 +420,8 @@ def test_a_js_work_function_runs_without_loading_pyodide(sandbox_page: Any) -> N
     outcome = harness.run(job, 1, 40)
 
     assert outcome.get("error") is None, outcome
-    assert outcome["result"]["sum"] == 42
-    assert not [name for name in outcome["result"]["files"] if "pyodide" in name]
+    assert outcome["value"]["sum"] == 42
+    assert not [name for name in outcome["value"]["files"] if "pyodide" in name]
     [sandbox] = harness.stats()
     assert sandbox["jobId"] == job["id"]
     assert sandbox["hasPyodide"] is False
@@ -446,8 +446,8 @@ def test_js_fetch_from_a_python_work_function_never_reaches_the_server(
 
     outcome = harness.run(job, 1, url)
 
-    assert outcome["result"].startswith("blocked: ")
-    assert "network access is not allowed in a sandbox" in outcome["result"]
+    assert outcome["value"].startswith("blocked: ")
+    assert "network access is not allowed in a sandbox" in outcome["value"]
     assert "/anything-from-python" not in server.requested_paths
 
 
@@ -493,7 +493,7 @@ def test_network_calls_from_a_js_work_function_never_reach_the_server(
         "}"
     )
 
-    outcomes = harness.run(job, 1, server.origin)["result"]
+    outcomes = harness.run(job, 1, server.origin)["value"]
 
     assert all(outcome != "allowed" for outcome in outcomes.values()), outcomes
     for name in ("fetch", "xhr", "websocket", "eventSource", "importScripts", "nestedWorker"):
@@ -512,7 +512,7 @@ def test_a_js_slice_that_loops_forever_is_stopped_by_the_timeout(harness: Harnes
 
     assert error["name"] == "NoProgress"
     assert "no progress for 1500 ms" in error["message"]
-    assert after["result"] == 2
+    assert after["value"] == 2
 
 
 def test_a_python_slice_that_loops_forever_is_interrupted_and_stays_warm(
@@ -527,13 +527,13 @@ def test_a_python_slice_that_loops_forever_is_interrupted_and_stays_warm(
         "        pass\n"
         "    return calls\n"
     )
-    assert harness.run(job, 1, False)["result"] == 1
+    assert harness.run(job, 1, False)["value"] == 1
 
     error = harness.run(job, 2, True, timeout_ms=1_500)["error"]
     after = harness.run(job, 3, False)
 
     assert error["name"] == "NoProgress"
-    assert after["result"] == 3
+    assert after["value"] == 3
 
 
 def test_progress_keeps_a_long_slice_alive(harness: Harness) -> None:
@@ -549,7 +549,7 @@ def test_progress_keeps_a_long_slice_alive(harness: Harness) -> None:
     outcome = harness.run(job, 1, 2.5, timeout_ms=1_000)
 
     assert outcome.get("error") is None, outcome
-    assert outcome["result"] == "done"
+    assert outcome["value"] == "done"
 
 
 def test_aborting_a_job_stops_its_running_slice(sandbox_page: Any) -> None:
