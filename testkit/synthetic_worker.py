@@ -21,7 +21,11 @@ from typing import Any
 
 import websockets
 
+from dcp.protocol import messages as wire
 from dcp.runtime import slice as slice_runtime
+
+TASK = wire.Task.model_fields["type"].default
+ACK = wire.Ack.model_fields["type"].default
 
 
 def log_in(url: str, email: str, password: str) -> str:
@@ -81,16 +85,20 @@ class SyntheticWorker:
         async with websockets.connect(
             ws_url, additional_headers=headers, max_size=2**26, ping_interval=None
         ) as socket:
-            await socket.send(json.dumps({"type": "hello", "id": 1, "cores": self.cores}))
-            await socket.send(json.dumps({"type": "ready", "capacity": self.cores}))
+            hello = wire.WorkerHello(type="hello", id=1, cores=self.cores)
+            ready = wire.Ready(type="ready", capacity=self.cores).model_dump_json()
+            await socket.send(hello.model_dump_json())
+            await socket.send(ready)
             async for frame in socket:
                 message = json.loads(frame)
-                if message["type"] == "task":
-                    await socket.send(json.dumps(self.compute(message)))
-                elif message["type"] == "ack":
-                    await socket.send(json.dumps({"type": "ready", "capacity": self.cores}))
+                if message["type"] == TASK:
+                    await socket.send(self.compute(message).model_dump_json(serialize_as_any=True))
+                elif message["type"] == ACK:
+                    await socket.send(ready)
 
-    def compute(self, task: dict[str, Any]) -> dict[str, Any]:
+    def compute(self, task: dict[str, Any]) -> wire.Results:
+        """The `result` frame of a task: built without validating, as the scheduler builds
+        its `task` frames (thousands of slices a frame)."""
         job = task["job"]
         work = self.functions.get(job["id"])
         if work is None:
@@ -105,7 +113,9 @@ class SyntheticWorker:
         for result in results:
             result["ms"] = elapsed_ms
         self.computed += len(results)
-        return {"type": "result", "id": task["task"], "job": job["id"], "results": results}
+        return wire.Results.model_construct(
+            type="result", id=task["task"], job=job["id"], results=results
+        )
 
 
 async def run_workers(url: str, session: str, count: int, delay: float) -> None:
