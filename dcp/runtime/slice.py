@@ -23,7 +23,6 @@ on a pipe for a local worker, the sandbox's JavaScript for Pyodide).
 from __future__ import annotations
 
 import ast
-import contextlib
 import inspect
 import io
 import json
@@ -32,7 +31,7 @@ import re
 import sys
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 __all__ = [
@@ -142,13 +141,18 @@ def compile_work(source: str, progress: Progress) -> Callable[..., Any]:
 
 def check_result(result: Any, slice_number: int | None) -> Any:
     """`result` when JSON can carry it exactly; TypeError (the slice fails) otherwise."""
+    encode_result(result, slice_number)
+    return result
+
+
+def encode_result(result: Any, slice_number: int | None) -> str:
+    """The JSON text of `result`; TypeError (the slice fails) when JSON cannot carry it."""
     try:
-        json.dumps(result, allow_nan=False)
+        return json.dumps(result, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise TypeError(
             f"result of slice {slice_number} is not JSON-serialisable: {error}"
         ) from None
-    return result
 
 
 def error_reply(error: BaseException) -> Reply:
@@ -270,7 +274,7 @@ class SliceRuntime:
         """run() for the sandbox: datum and reply as JSON text (no proxies cross over)."""
         reply = self.run(slice_number, json.loads(datum_json))
         if isinstance(reply, dict):
-            return json.dumps(reply)
+            return _reply_json(reply)
         return _dumped(reply)
 
     def _compile(self) -> Reply | None:
@@ -297,21 +301,50 @@ class SliceRuntime:
             return _error("ValueError", problem, "")
         return reply
 
-    @contextlib.contextmanager
-    def _captured(self) -> Iterator[None]:
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = self._stdout, self._stderr  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            self._stdout.flush()
-            self._stderr.flush()
-            sys.stdout, sys.stderr = saved
+    def _captured(self) -> _Captured:
+        return _Captured(self._stdout, self._stderr)
+
+
+class _Captured:
+    """sys.stdout and sys.stderr become the slice's console while the work function runs.
+
+    A class rather than a generator-based context manager: it is entered on every slice.
+    """
+
+    __slots__ = ("saved", "stderr", "stdout")
+
+    def __init__(self, stdout: _Console, stderr: _Console) -> None:
+        self.stdout, self.stderr = stdout, stderr
+        self.saved = sys.stdout, sys.stderr
+
+    def __enter__(self) -> None:
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.stdout, self.stderr  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        self.stdout.flush()
+        self.stderr.flush()
+        sys.stdout, sys.stderr = self.saved
+
+
+class _ResultReply(dict[str, Any]):
+    """A result reply that keeps the JSON text its check made, so the sandbox's JSON reply
+    does not encode the value a second time."""
+
+    text = ""
 
 
 def _result(value: Any, slice_number: int) -> Reply:
-    return {"type": "result", "value": check_result(value, slice_number)}
+    reply = _ResultReply(type="result", value=value)
+    reply.text = encode_result(value, slice_number)
+    return reply
+
+
+def _reply_json(reply: Reply) -> str:
+    if isinstance(reply, _ResultReply):
+        return '{"type": "result", "value": ' + reply.text + "}"
+    return json.dumps(reply)
 
 
 async def _dumped(reply: Awaitable[Reply]) -> str:
-    return json.dumps(await reply)
+    return _reply_json(await reply)
