@@ -10,6 +10,7 @@ CHROMIUM ?= /usr/bin/chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_SERVICE_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
+PYTEST_REPORT ?= --durations=10  # the slowest tests, so that the suite stays fast
 
 # The first Python >= 3.12 on PATH, else the newest in pyenv's versions.
 PYTHON_FOR_VENV := $(shell \
@@ -60,10 +61,10 @@ run: venv frontend migrate
 # The whole suite on the embedded defaults (SQLite, in-memory channel layer), then the
 # database and channel-layer tests again on PostgreSQL and Redis when those services answer.
 test: venv frontend chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_REPORT) $(PYTEST_ARGS)
 	@if $(PY) -m tests.services_up "$(PG_URL)" "$(REDIS_SERVICE_URL)"; then \
 	  echo "== again on PostgreSQL and Redis =="; \
-	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); \
+	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" $(PYTEST_REPORT) $(PYTEST_ARGS); \
 	else echo "PostgreSQL or Redis is not answering: their runs were skipped."; fi
 
 # worker_static/protocol-constants.js is rendered from dcp/protocol (a test checks it is current).
