@@ -22,11 +22,19 @@ def test_python_and_javascript_are_registered_runtimes():
 
 
 def test_every_language_of_the_protocol_has_a_runtime_on_both_sides():
-    sandbox = (RUNTIME_DIR.parent.parent / "worker_static" / "sandbox.js").read_text()
-    table = re.search(r"const RUNTIMES = Object\.freeze\(\{(.*?)\}\);", sandbox, re.DOTALL)
-    assert table is not None, "sandbox.js has no RUNTIMES table"
-    in_sandbox = set(re.findall(r"^\s*(\w+):", table.group(1), re.MULTILINE))
-    assert set(LANGUAGES) == set(RUNTIMES) == in_sandbox
+    worker_static = RUNTIME_DIR.parent.parent / "worker_static"
+    browser_tables = [
+        _table_keys((worker_static / name).read_text())
+        for name in ("sandbox.js", "sandbox-pool.js")
+    ]
+    assert all(set(LANGUAGES) == set(RUNTIMES) == keys for keys in browser_tables)
+
+
+def _table_keys(script: str) -> set[str]:
+    """The languages of a script's `const RUNTIMES = Object.freeze({...});` table."""
+    table = re.search(r"const RUNTIMES = Object\.freeze\(\{(.*?)\n\}\);", script, re.DOTALL)
+    assert table is not None, "no RUNTIMES table"
+    return set(re.findall(r"^  (\w+):", table.group(1), re.MULTILINE))
 
 
 def test_the_manifest_holds_the_integrity_of_every_sandbox_file():
