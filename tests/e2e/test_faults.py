@@ -17,9 +17,14 @@ from testkit.synthetic_worker import log_in
 
 PASSWORD = "fault test password 42"
 OFFER_UNITS = 1_000_000  # 0.001 credit
+# Slices leased when the server dies stay leased until their lease lapses after the restart:
+# short leases (and a short progress timeout, which a lease outlives by 30 s) keep that wait
+# to half a minute.
+SHORT_LEASES = {"SLICE_LEASE_SECONDS": "5"}
+SHORT_PROGRESS_TIMEOUT_S = 1
 
 
-def client_program(slices: int) -> str:
+def client_program(slices: int, progress_timeout: int = 60) -> str:
     return f"""
 import json, dcp
 
@@ -27,6 +32,7 @@ def work(x):
     return x * 2
 
 job = dcp.compute_for(1, {slices}, work)
+job.progress_timeout = {progress_timeout}
 events = []
 job.on("result", lambda event: events.append(event["slice"]))
 values = job.exec(slice_payment_offer="0.001").values()
@@ -37,7 +43,7 @@ print(json.dumps({{"job": job.id, "ok": values == [x * 2 for x in range(1, {slic
 
 @pytest.fixture
 def site(tmp_path: Path):
-    live = LiveSite(tmp_path)
+    live = LiveSite(tmp_path, extra_env=SHORT_LEASES)
     live.migrate()
     home = tmp_path / "home"
     live.seed(home, PASSWORD)
@@ -67,11 +73,11 @@ def start_worker(site: LiveSite, delay: float) -> subprocess.Popen[bytes]:
     )
 
 
-def start_client(site: LiveSite, slices: int) -> subprocess.Popen[str]:
+def start_client(site: LiveSite, slices: int, progress_timeout: int = 60) -> subprocess.Popen[str]:
     env = {**os.environ, "DCP_HOMEDIR": str(site.home), "DCP_SCHEDULER_URL": site.url}  # type: ignore[attr-defined]
     env.pop("DATABASE_URL", None)
     return subprocess.Popen(
-        [sys.executable, "-c", client_program(slices)],
+        [sys.executable, "-c", client_program(slices, progress_timeout)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -141,7 +147,7 @@ def test_killing_three_of_eight_workers_mid_job_loses_nothing(site: LiveSite) ->
 def test_a_server_killed_mid_job_restarts_and_everyone_reconnects(site: LiveSite) -> None:
     workers = [start_worker(site, delay=0.004) for _ in range(2)]
     try:
-        client = start_client(site, 3_000)
+        client = start_client(site, 3_000, SHORT_PROGRESS_TIMEOUT_S)
         wait_until(lambda: computed(site) >= 500, 120, "500 slices computed")
         site.stop(kill=True)
         time.sleep(1)
