@@ -6,7 +6,7 @@
  * Protocol (postMessage objects; every request has an `id` and every reply echoes it):
  *
  *   page -> sandbox
- *     {type: "init", id, job: {id, language: "python"|"js", function, args}, pyodideURL,
+ *     {type: "init", id, job: {id, language: "python"|"js", source, args}, pyodideURL,
  *      interruptBuffer?}
  *         Compiles the work function of `job` (once per job; slices reuse it). Python jobs load
  *         Pyodide from `pyodideURL` (the absolute URL of the vendor/pyodide/ folder) the first

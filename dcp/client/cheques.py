@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import DCPError
-from ..protocol.credits import CREDIT_DECIMALS, credits_text, decimal_places, total_credits
+from ..protocol.credits import CREDIT_DECIMALS, decimal_places, total_credits
 from ..protocol.signed import batch_cheque_text, cheque_text, deploy_hash, sign_text
 
 __all__ = ["batch_payment", "parse_offer", "sign_deploy", "total_credits"]
@@ -34,11 +34,6 @@ def parse_offer(offer: str | Decimal | int | float) -> Decimal:
             "EINVALID", f"slice_payment_offer {offer} has more than {CREDIT_DECIMALS} decimals"
         )
     return value
-
-
-def offer_text(offer: Decimal) -> str:
-    """The offer as the wire carries it: plain decimal text ("0.001")."""
-    return credits_text(offer)
 
 
 def sign_deploy(frame: Frame, account_key: bytes) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from ..config import client_socket_url
 from ..errors import DCPError
 from ..keys import signing_key
+from ..protocol.messages import Accepted
 from .cheques import parse_offer
 from .inputs import json_values
 from .remote import Remote
@@ -104,9 +105,9 @@ class JobRequests:
         """Ctrl-C stopped exec(): cancel the job (refunding its escrow) unless `detach`, and
         say in one line which happened."""
         self.state.stop.set()  # an exec() running in a worker thread stops following too
-        job_id = self.state.id
+        job_id = self.state.id or self._deployed_meanwhile(detach)
         if job_id is None:
-            _say(f"dcp: interrupted before the scheduler accepted job {self.state.ref[:8]}")
+            _say(f"dcp: interrupted before job {self.state.ref[:8]} was deployed")
         elif detach:
             _say(
                 f"dcp: job {job_id} keeps running; follow it again with "
@@ -114,6 +115,24 @@ class JobRequests:
             )
         else:
             self._cancel_on_interrupt(job_id)
+
+    def _deployed_meanwhile(self, detach: bool) -> str | None:
+        """The id of a job whose deploy was built (and perhaps sent) but not answered: the deploy
+        is sent again (the scheduler answers a known `ref` with the job it made, charging
+        nothing twice), so that the job can be cancelled or followed. None when there was no
+        deploy or the scheduler cannot be reached."""
+        if self.state.deploy is None:
+            return None
+        try:
+            reply = self.remote(INTERRUPT_CANCEL_GIVE_UP_S).request(self.state.deploy, Accepted)
+        except DCPError as error:
+            if not detach:
+                _say(
+                    f"dcp: job {self.state.ref[:8]} may be running; it could not be found ({error})"
+                )
+            return None
+        self.state.id = reply.job
+        return reply.job
 
     def _cancel_on_interrupt(self, job_id: str) -> None:
         try:

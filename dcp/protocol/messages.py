@@ -3,14 +3,15 @@
 One name per concept on the wire: a slice is `slice` (its number), what it receives is `datum`,
 what it returns is `value`; the work function is `work` {language, source}. Requests carry an
 `id` that their reply echoes. The server parses what it receives with `client_requests` and
-`worker_requests`; the client parses what it receives with `client_replies`; the synthetic
-worker with `worker_replies`. `frame()` gives the dict to send.
+`worker_requests` (strictly); the client parses what it receives with `client_replies` (an
+unknown field is ignored, so that a newer scheduler may say more); `worker_replies` is the
+same for a worker. `frame()` gives the dict to send.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -35,14 +36,19 @@ RequestId = int | str | None
 JobId = Annotated[str, Field(max_length=32)]
 Ref = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Json = Any
-LANGUAGES = ("python", "js")  # the work-function runtimes every worker has
-Language = Literal["python", "js"]
+Language = Literal["python", "js"]  # the work-function runtimes every worker has
+LANGUAGES: tuple[str, ...] = get_args(Language)
 
 
 class Shape(BaseModel):
     """A part of a message: strict about unknown keys, so a typo is an error, not a default."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# What the scheduler sends is read leniently: a newer scheduler may add fields, and a client or
+# worker already installed must not fail on them. What the scheduler receives stays strict.
+SENT_BY_THE_SCHEDULER = ConfigDict(extra="ignore")
 
 
 class Message(Shape):
@@ -149,6 +155,8 @@ class JobStatus(Shape):
 class JobInfo(Shape):
     """What a client needs to handle a job it did not deploy itself (`Job.attach`)."""
 
+    model_config = SENT_BY_THE_SCHEDULER
+
     work: Work
     args: list[Json] = Field(default_factory=list)
     input: dict[str, Any]  # the input form; a `values` job gives {"kind": "values"} only
@@ -170,6 +178,8 @@ class SliceError(Shape):
 
 class Error(Message):
     """The reply to a refused request (or an unsolicited complaint, with id null)."""
+
+    model_config = SENT_BY_THE_SCHEDULER
 
     type: Literal["error"] = "error"
     id: RequestId = None
@@ -269,12 +279,14 @@ ClientRequest = Annotated[
 
 
 class Challenge(Message):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["challenge"] = "challenge"
     version: int = PROTOCOL_VERSION
     nonce: str
 
 
 class ClientWelcome(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["welcome"] = "welcome"
     identity: str
     user: str
@@ -282,24 +294,28 @@ class ClientWelcome(Request):
 
 
 class Accepted(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["accepted"] = "accepted"
     job: str
     total: int
 
 
 class Added(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["added"] = "added"
     job: str
     total: int
 
 
 class Closed(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["closed"] = "closed"
     job: str
     total: int
 
 
 class StatusReply(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["status"] = "status"
     job: str
     status: JobStatus
@@ -307,11 +323,13 @@ class StatusReply(Request):
 
 
 class JobsReply(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["jobs"] = "jobs"
     jobs: list[dict[str, Any]]
 
 
 class Subscribed(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["subscribed"] = "subscribed"
     job: str
     status: JobStatus
@@ -323,12 +341,14 @@ ResultRow = tuple[int, Json]
 
 
 class ResultsReply(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["results"] = "results"
     job: str
     results: list[ResultRow | SliceValue]
 
 
 class InputsReply(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["inputs"] = "inputs"
     job: str
     start: int
@@ -336,6 +356,7 @@ class InputsReply(Request):
 
 
 class Cancelled(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["cancelled"] = "cancelled"
     job: str
 
@@ -345,6 +366,8 @@ EventName = Literal["status", "result", "error", "console", "noprogress", "compl
 
 class Event(Message):
     """Something happened to a job: pushed to every client watching it (no `id`)."""
+
+    model_config = SENT_BY_THE_SCHEDULER
 
     type: Literal["event"] = "event"
     job: str
@@ -428,17 +451,21 @@ WorkerRequest = Annotated[
 
 
 class WorkerWelcome(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["welcome"] = "welcome"
     worker: str
     address: str
 
 
 class Waiting(Message):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["waiting"] = "waiting"
 
 
 class TaskJob(Shape):
     """The job a task's slices belong to: a worker compiles its work function once."""
+
+    model_config = SENT_BY_THE_SCHEDULER
 
     id: str
     language: Language
@@ -447,11 +474,13 @@ class TaskJob(Shape):
 
 
 class TaskSlice(Shape):
+    model_config = SENT_BY_THE_SCHEDULER
     slice: int
     datum: Json = None
 
 
 class Task(Message):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["task"] = "task"
     task: str
     job: TaskJob
@@ -461,11 +490,13 @@ class Task(Message):
 
 
 class Abort(Message):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["abort"] = "abort"
     job: str
 
 
 class Ack(Request):
+    model_config = SENT_BY_THE_SCHEDULER
     type: Literal["ack"] = "ack"
     accepted: int
     earned: str

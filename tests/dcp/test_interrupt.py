@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import asyncio
 import os
 import signal
 import subprocess
@@ -72,6 +73,44 @@ def test_ctrl_c_during_exec_cancels_the_job_and_says_so(pending, capsys):
     assert pending.job_by_id(job.id).status == "cancelled"
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1] == f"dcp: job {job.id} cancelled (Ctrl-C); its escrow is refunded"
+
+
+class SlowToAccept(PendingScheduler):
+    """The first deploy makes its job at once but is answered only much later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deploy_received = threading.Event()
+
+    async def on_deploy(self, ws, frame, connection: int) -> None:
+        if not self.deploy_received.is_set():
+            job_id = f"job-{len(self.jobs) + 1}"
+            self.jobs[frame["ref"]] = FakeJob(job_id, frame, self.evaluate)
+            self.deploy_received.set()
+            await asyncio.sleep(3)  # long after the Ctrl-C below
+        await super().on_deploy(ws, frame, connection)
+
+
+def test_ctrl_c_before_the_deploy_is_answered_still_cancels_the_job(keystores, capsys):
+    slow = SlowToAccept()
+    slow.start()
+    dcp.init(slow.url)
+    try:
+        job = dcp.compute_for([1, 2, 3], work)
+
+        def press() -> None:
+            if slow.deploy_received.wait(10):
+                _thread.interrupt_main()
+
+        threading.Thread(target=press, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            job.exec(progress_bar=False)
+        assert [frame["job"] for frame in slow.requests("cancel")] == ["job-1"]
+        assert job.id == "job-1"
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line == "dcp: job job-1 cancelled (Ctrl-C); its escrow is refunded"
+    finally:
+        slow.stop()
 
 
 def test_ctrl_c_with_detach_on_interrupt_leaves_the_job_running(pending, capsys):

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from dcp.errors import DCPError
+from dcp.protocol.limits import MAX_CONSOLE_CHARS
 from dcp.protocol.messages import LANGUAGES
 from dcp.runtime import runtimes
 from dcp.runtime.runtimes import RUNTIME_DIR, RUNTIMES, SANDBOX_MANIFEST, sandbox_file
@@ -65,3 +66,10 @@ def test_a_javascript_local_worker_needs_node(monkeypatch):
     with pytest.raises(DCPError, match="needs node on PATH") as caught:
         RUNTIMES["js"].local_worker()
     assert caught.value.code == "ENONODE"
+
+
+def test_the_javascript_runtime_clips_console_lines_at_the_protocol_limit():
+    script = (RUNTIME_DIR / "slice.mjs").read_text()
+    limit = re.search(r"const MAX_CONSOLE_CHARS = ([\d_]+);", script)
+    assert limit is not None, "slice.mjs has no MAX_CONSOLE_CHARS"
+    assert int(limit.group(1).replace("_", "")) == MAX_CONSOLE_CHARS
