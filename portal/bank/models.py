@@ -1,7 +1,8 @@
 """The double-entry ledger: accounts, transactions and the entries that move credits.
 
-Amounts are integers of the base unit (see dcp/protocol/credits.py). Every transaction's entries sum to zero
-and each account caches its balance, updated in the same database transaction as the entries.
+Amounts are integers of the base unit (see dcp/protocol/credits.py). Every transaction's entries
+sum to zero and each account caches its balance, updated in the same database transaction as
+the entries.
 Only the mint may go below zero: minus its balance is the total supply. Write only through
 services.py.
 """
