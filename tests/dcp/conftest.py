@@ -12,7 +12,7 @@ import pytest
 from dcp import config
 from dcp.keys.keystore import address_of
 
-from .fake_scheduler import FakeScheduler
+from .fake_scheduler import FakeScheduler, PendingScheduler
 
 IDENTITY_KEY = bytes.fromhex("11" * 32)
 ACCOUNT_KEY = bytes.fromhex("22" * 32)
@@ -51,6 +51,16 @@ def keystores() -> None:
 def scheduler() -> Iterator[FakeScheduler]:
     """A fake scheduler that computes `datum * 2` for every slice; dcp.init() points at it."""
     fake = FakeScheduler()
+    fake.start()
+    config.init(fake.url)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def pending(keystores: None) -> Iterator[PendingScheduler]:
+    """A fake scheduler whose jobs stay running until cancelled; dcp.init() points at it."""
+    fake = PendingScheduler()
     fake.start()
     config.init(fake.url)
     yield fake

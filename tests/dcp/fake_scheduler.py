@@ -401,3 +401,12 @@ async def reply(ws: ServerConnection, message: m.Message) -> None:
 
 async def event(ws: ServerConnection, job: FakeJob, name: str, data: Any) -> None:
     await reply(ws, m.Event(job=job.id, event=name, data=data))
+
+
+class PendingScheduler(FakeScheduler):
+    """Jobs stay running (no results) until a test or a cancel ends them."""
+
+    async def play(
+        self, ws: ServerConnection, job: FakeJob, connection: int, redeploy: bool
+    ) -> None:
+        await event(ws, job, "status", job.status_frame(computed=0))

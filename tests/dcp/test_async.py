@@ -13,7 +13,7 @@ import dcp
 from dcp.client import events
 
 from .conftest import KEYS
-from .fake_scheduler import FakeJob, FakeScheduler, event
+from .fake_scheduler import PendingScheduler
 
 pytestmark: list[pytest.MarkDecorator] = []
 
@@ -54,11 +54,6 @@ def test_an_open_job_is_fed_from_the_same_loop_as_exec_async(scheduler):
         return (await running).values()
 
     assert asyncio.run(main()) == [2, 4, 6]
-
-
-class PendingScheduler(FakeScheduler):
-    async def play(self, ws, job: FakeJob, connection: int, redeploy: bool) -> None:
-        await event(ws, job, "status", job.status_frame(computed=0))
 
 
 def test_cancelling_exec_async_stops_following_and_leaves_the_job_running():

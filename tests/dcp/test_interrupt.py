@@ -11,14 +11,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import dcp
 
-from .fake_scheduler import FakeJob, FakeScheduler, event
+from .fake_scheduler import FakeJob, PendingScheduler
 
 pytestmark: list[pytest.MarkDecorator] = []
 
@@ -27,22 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def work(x):
     return x * 2
-
-
-class PendingScheduler(FakeScheduler):
-    """Jobs stay running until someone cancels them."""
-
-    async def play(self, ws, job: FakeJob, connection: int, redeploy: bool) -> None:
-        await event(ws, job, "status", job.status_frame(computed=0))
-
-
-@pytest.fixture
-def pending(keystores) -> Iterator[PendingScheduler]:
-    fake = PendingScheduler()
-    fake.start()
-    dcp.init(fake.url)
-    yield fake
-    fake.stop()
 
 
 def interrupt_once_accepted(job: dcp.Job) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from dcp.client.inputs import RangeInput, ValuesInput
 from dcp.client.results import parse_slice_numbers
 
 from .conftest import KEYS
-from .fake_scheduler import FakeJob, FakeScheduler, event
+from .fake_scheduler import FakeScheduler, PendingScheduler
 
 pytestmark: list[pytest.MarkDecorator] = []
 
@@ -132,13 +131,6 @@ def test_a_handle_without_a_scheduler_cannot_fetch():
         ResultHandle([], RangeInput(1, 2)).fetch("1")
 
 
-class PendingScheduler(FakeScheduler):
-    """Jobs stay running until the test ends them."""
-
-    async def play(self, ws, job: FakeJob, connection: int, redeploy: bool) -> None:
-        await event(ws, job, "status", job.status_frame(computed=0))
-
-
 def test_attach_follows_a_job_deployed_elsewhere_to_its_results(keystores):
     fake = PendingScheduler()
     fake.describe_jobs = False  # a scheduler that does not say what the job is
@@ -173,15 +165,6 @@ def crashed_deploy(input_set: Any, **options: Any) -> str:
         deployed.exec(slice_payment_offer="0.25")
     assert deployed.id is not None
     return deployed.id
-
-
-@pytest.fixture
-def pending(keystores) -> Iterator[PendingScheduler]:
-    fake = PendingScheduler()
-    fake.start()
-    dcp.init(fake.url)
-    yield fake
-    fake.stop()
 
 
 def finish_soon(fake: FakeScheduler, job_id: str) -> None:
