@@ -7,11 +7,11 @@ reads the offer a person gives and signs with the account key.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ..errors import DCPError
-from ..protocol.credits import CREDIT_DECIMALS, decimal_places, total_credits
+from ..protocol.credits import AmountError, parse_credits, total_credits
 from ..protocol.signed import batch_cheque_text, cheque_text, deploy_hash, sign_text
 
 __all__ = ["batch_payment", "parse_offer", "sign_deploy", "total_credits"]
@@ -20,19 +20,13 @@ Frame = dict[str, Any]
 
 
 def parse_offer(offer: str | Decimal | int | float) -> Decimal:
-    """A slice payment offer as an exact Decimal: finite, not negative, at most 9 decimals."""
-    if isinstance(offer, bool):
-        raise DCPError("EINVALID", "slice_payment_offer must be a number of credits")
+    """A slice payment offer as an exact Decimal: the protocol's credit rules, and not negative."""
     try:
-        value = Decimal(str(offer).strip())
-    except InvalidOperation:
-        raise DCPError("EINVALID", f"slice_payment_offer {offer!r} is not a number") from None
-    if not value.is_finite() or value < 0:
+        value = parse_credits(offer)
+    except AmountError as error:
+        raise DCPError("EINVALID", f"slice_payment_offer {error}") from None
+    if value < 0:
         raise DCPError("EINVALID", f"slice_payment_offer must be a finite number >= 0, not {offer}")
-    if decimal_places(value) > CREDIT_DECIMALS:
-        raise DCPError(
-            "EINVALID", f"slice_payment_offer {offer} has more than {CREDIT_DECIMALS} decimals"
-        )
     return value
 
 

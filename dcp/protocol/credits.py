@@ -27,11 +27,14 @@ def parse_credits(credits: str | int | float | Decimal) -> Decimal:
     except InvalidOperation:
         raise AmountError(f"{credits!r} is not a number of credits") from None
     if not value.is_finite():
-        raise AmountError(f"{credits!r} is not a number of credits")
+        raise AmountError(f"{credits!r} is not a number of credits: amounts are finite")
     if value > MAX_CREDITS or value < -MAX_CREDITS:
         raise AmountError(f"{credits} credits is more than the ledger holds")
     if decimal_places(value) > CREDIT_DECIMALS:
-        raise AmountError(f"{credits} has more than nine decimal places")
+        raise AmountError(
+            f"{credits} has more than {CREDIT_DECIMALS} decimals "
+            "(credits have nine decimal places at most)"
+        )
     return value
 
 
