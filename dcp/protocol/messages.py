@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from .credits import credits_text
@@ -139,6 +140,39 @@ class BatchPayment(Shape):
     signature: str = Field(max_length=200)
 
 
+MAX_QUORUM = 5  # results that must agree, at most
+MAX_VERIFY_RESULTS = 9  # results one slice may need before verification gives up
+
+
+class Verify(Shape):
+    """Redundant computing (dcp/protocol/verify.py): each slice is computed by workers of
+    `quorum` distinct users and accepted when that many results agree; disagreement sends it to
+    further workers, up to `max_results` results. `tolerance` compares floats (relative and
+    absolute). `adaptive`: results of trusted workers are accepted alone except for a
+    `spot_check` fraction, which is replicated."""
+
+    quorum: int = Field(default=2, ge=2, le=MAX_QUORUM)
+    max_results: int | None = Field(default=None, ge=2, le=MAX_VERIFY_RESULTS)
+    tolerance: float = Field(default=0.0, ge=0, le=1)
+    adaptive: bool = False
+    spot_check: float = Field(default=0.1, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _cap(self) -> Verify:
+        if self.max_results is None:
+            self.max_results = min(self.quorum + 2, MAX_VERIFY_RESULTS)
+        if self.max_results < self.quorum:
+            raise ValueError(
+                f"max_results ({self.max_results}) must be at least the quorum ({self.quorum})"
+            )
+        return self
+
+    @property
+    def replicas(self) -> int:
+        """How many results of each slice are paid: the quorum (what the escrow covers)."""
+        return self.quorum
+
+
 class JobStatus(Shape):
     """Where a job stands: `distributed` slices handed out, `computed` with a result."""
 
@@ -150,6 +184,10 @@ class JobStatus(Shape):
     status: str
     open: bool = False
     waiting: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    # For jobs that asked for verification: {"quorum", "pending", "disputed", "rejected"}.
+    verification: dict[str, int] | None = Field(
+        default=None, exclude_if=lambda value: value is None
+    )
 
 
 class JobInfo(Shape):
@@ -209,6 +247,7 @@ class Deploy(Request):
     open: bool = False
     requirements: Requirements = Field(default_factory=Requirements)
     progress_timeout: int = Field(default=60, ge=1, le=24 * 3600)
+    verify: Verify | None = None
 
 
 class AddSlices(Request):
@@ -361,7 +400,17 @@ class Cancelled(Request):
     job: str
 
 
-EventName = Literal["status", "result", "error", "console", "noprogress", "complete", "cancel"]
+EventName = Literal[
+    "status",
+    "result",
+    "error",
+    "console",
+    "noprogress",
+    "complete",
+    "cancel",
+    "duplicate-result",
+    "rejected",
+]
 
 
 class Event(Message):

@@ -1,9 +1,11 @@
 """The texts that keys sign, and the job hash a payment cheque covers.
 
-A cheque lets the scheduler move `offer x slices` credits from an account into the job's
-escrow. It signs the job hash, the hex SHA-256 of the canonical JSON (sorted keys, no spaces) of
-`{ref, work, args, input, slice_payment_offer}` exactly as the client sent them, and the most the
-job may cost. Both ends build these texts here, so a signature made by one verifies on the other.
+A cheque lets the scheduler move `offer x slices` credits (times the quorum, for a job that
+asks for verification) from an account into the job's escrow. It signs the job hash, the hex
+SHA-256 of the canonical JSON (sorted keys, no spaces) of `{ref, work, args, input,
+slice_payment_offer}` (and `verify`, when the job asks for it) exactly as the client sent them,
+and the most the job may cost. Both ends build these texts here, so a signature made by one
+verifies on the other.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def job_hash(*, ref: Any, work: Any, args: Any, input: Any, offer: Any) -> str:
-    """Hex SHA-256 of the canonical JSON of what the cheque pays for."""
+def job_hash(*, ref: Any, work: Any, args: Any, input: Any, offer: Any, verify: Any = None) -> str:
+    """Hex SHA-256 of the canonical JSON of what the cheque pays for (`verify` only when the
+    job asks for verification: it multiplies what the escrow holds)."""
     job = {"ref": ref, "work": work, "args": args, "input": input, "slice_payment_offer": offer}
+    if verify is not None:
+        job["verify"] = verify
     return hashlib.sha256(canonical_json(job).encode("utf-8")).hexdigest()
 
 
@@ -35,6 +40,7 @@ def deploy_hash(deploy: dict[str, Any]) -> str:
         args=deploy.get("args", []),
         input=deploy.get("input"),
         offer=deploy.get("slice_payment_offer"),
+        verify=deploy.get("verify"),
     )
 
 
