@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .client.api import compute, compute_for, jobs
     from .client.inputs import MultiRange, Range, Sparse
     from .client.job import Job
+    from .client.options import Quorum
     from .client.results import ResultHandle
     from .config import init
     from .errors import DCPError
@@ -40,6 +41,7 @@ _EXPORTS = {
     "Job": ".client.job",
     "Keystore": ".keys",
     "MultiRange": ".client.inputs",
+    "Quorum": ".client.options",
     "Range": ".client.inputs",
     "ResultHandle": ".client.results",
     "Sparse": ".client.inputs",
@@ -54,6 +56,7 @@ __all__ = [
     "Job",
     "Keystore",
     "MultiRange",
+    "Quorum",
     "Range",
     "ResultHandle",
     "Sparse",

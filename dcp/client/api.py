@@ -10,7 +10,7 @@ from ..errors import DCPError
 from ..keys import KeySpec, signing_key
 from .inputs import parse_compute_args
 from .job import Job
-from .options import DEFAULT_PROGRESS_TIMEOUT_S
+from .options import DEFAULT_PROGRESS_TIMEOUT_S, Quorum
 from .remote import Remote
 from .work import work_spec
 
@@ -25,6 +25,7 @@ def compute_for(
     progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT_S,
     requirements: dict[str, Any] | None = None,
     public: dict[str, str] | None = None,
+    verify: Quorum | dict[str, Any] | None = None,
 ) -> Job:
     """Make a job that calls `work(datum, *args)` once per slice of the input set.
 
@@ -41,7 +42,9 @@ def compute_for(
     `work` is a self-contained Python function, or a source string (`language="js"` for
     JavaScript). Arguments go in `args=[...]` or as a last positional list. `auto_close=False`
     makes an open job that takes `job.add_slices()` until `job.close()`. A slice that runs
-    `progress_timeout` seconds without calling progress() is stopped. Deploy with `job.exec()`.
+    `progress_timeout` seconds without calling progress() is stopped. `verify=dcp.Quorum(2)`
+    has each slice computed by workers of 2 distinct users and accepted when their results
+    agree (the escrow covers 2 results a slice). Deploy with `job.exec()`.
     """
     input_set, work, arguments = parse_compute_args(params, args, allow_empty=not auto_close)
     if not (callable(work) or isinstance(work, str)):
@@ -57,6 +60,7 @@ def compute_for(
         progress_timeout=progress_timeout,
         requirements=requirements,
         public=public,
+        verify=verify,
     )
 
 

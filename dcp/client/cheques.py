@@ -38,9 +38,16 @@ def sign_deploy(frame: Frame, account_key: bytes) -> None:
 
 
 def batch_payment(
-    *, account_key: bytes, job_id: str, batch_ref: str, offer: Decimal, count: int
+    *,
+    account_key: bytes,
+    job_id: str,
+    batch_ref: str,
+    offer: Decimal,
+    count: int,
+    replicas: int = 1,
 ) -> dict[str, str]:
-    """An `add_slices` request's `payment`: max_total = offer x count, and the batch cheque."""
-    max_total = total_credits(offer, count)
+    """An `add_slices` request's `payment`: max_total = offer x count (x the quorum of a job
+    that asked for verification: `replicas`), and the batch cheque."""
+    max_total = total_credits(offer, count * replicas)
     signature = sign_text(account_key, batch_cheque_text(job_id, batch_ref, max_total))
     return {"max_total": max_total, "signature": signature}

@@ -54,7 +54,13 @@ class JobRequests:
             job_id = state.id
         offer = self._offer(offer_given)
         account_key = state.credentials.account_key or signing_key(None, "account")
-        added = self.remote().add_slices(job_id, wire, offer=offer, account_key=account_key)
+        added = self.remote().add_slices(
+            job_id,
+            wire,
+            offer=offer,
+            account_key=account_key,
+            replicas=state.credentials.replicas,
+        )
         for first, batch in added:
             state.record_added(first, batch)
         return state.total

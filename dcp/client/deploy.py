@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from ..errors import DCPError
 from ..keys.keystore import address_of
-from ..protocol.messages import Deploy, Payment, Public, Requirements, Work, describe
+from ..protocol.messages import Deploy, Payment, Public, Requirements, Verify, Work, describe
 from . import remote
 from .cheques import sign_deploy, total_credits
 from .connection import Frame, check_frame_size, frame_of
 from .inputs import InputSet, StreamInput
 
-__all__ = ["build_deploy", "first_input"]
+__all__ = ["build_deploy", "first_input", "paid_replicas"]
 
 
 def build_deploy(
@@ -36,11 +36,15 @@ def build_deploy(
     account_key: bytes,
     options: dict[str, Any],
 ) -> Frame:
-    """The signed `deploy` frame; `total` slices are paid for at `offer` each; `options` are
-    `progress_timeout`, `open`, `public` and `requirements` (the last three sent when set)."""
-    count = len(input_wire["values"]) if input_wire["kind"] == "values" else total
+    """The signed `deploy` frame; `total` slices are paid for at `offer` each (times the
+    quorum of `verify`); `options` are `progress_timeout`, `open`, `public`, `requirements` and
+    `verify` (a protocol `Verify`; the last four sent when set)."""
+    slices = len(input_wire["values"]) if input_wire["kind"] == "values" else total
+    paid_results = slices * paid_replicas(options.get("verify"))
     try:
-        deploy = _deploy_model(ref, work, args, input_wire, offer, account_key, count, options)
+        deploy = _deploy_model(
+            ref, work, args, input_wire, offer, account_key, paid_results, options
+        )
     except ValidationError as exc:
         raise DCPError("EINVALID", f"the job does not fit the protocol: {describe(exc)}") from None
     frame = frame_of(deploy)
@@ -56,7 +60,7 @@ def _deploy_model(
     input_wire: dict[str, Any],
     offer: Decimal,
     account_key: bytes,
-    count: int,
+    paid_results: int,
     options: dict[str, Any],
 ) -> Deploy:
     return Deploy(
@@ -68,7 +72,7 @@ def _deploy_model(
         slice_payment_offer=offer,
         payment=Payment(
             account=address_of(account_key),
-            max_total=Decimal(total_credits(offer, count)),
+            max_total=Decimal(total_credits(offer, paid_results)),
             signature="",
         ),
         progress_timeout=math.ceil(options["progress_timeout"]),
@@ -77,7 +81,7 @@ def _deploy_model(
 
 
 def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
-    """open, public and requirements: sent only when they say something."""
+    """open, public, requirements and verify: sent only when they say something."""
     parts: dict[str, Any] = {}
     if options.get("open"):
         parts["open"] = True
@@ -85,7 +89,14 @@ def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
         parts["public"] = Public(**options["public"])
     if options.get("requirements"):
         parts["requirements"] = Requirements.model_validate(options["requirements"])
+    if options.get("verify") is not None:
+        parts["verify"] = options["verify"]
     return parts
+
+
+def paid_replicas(verify: Verify | None) -> int:
+    """How many results of each slice the escrow pays for: the quorum, else one."""
+    return verify.replicas if verify is not None else 1
 
 
 def first_input(input_set: InputSet, auto_close: bool) -> tuple[dict[str, Any], bool]:

@@ -4,16 +4,19 @@
 | --- | --- |
 | `readystatechange` | the state: exec, init, deploying, uploading, deployed, closed, complete |
 | `accepted` | `{"job", "total"}` |
-| `status` | `{"total", "distributed", "computed", "failed", "status", ...}` |
+| `status` | `{"total", "distributed", "computed", "failed", "status", ...}`; a job that asked for verification adds `"verification": {"quorum", "pending", "disputed", "rejected"}` |
 | `result` | `{"slice", "value"}`, once per slice |
 | `console` | `{"level", "message", "slice_number", "count"}`: repeats collapsed (see below) |
 | `error` | `{"slice_number", "name", "message", "traceback"}` |
 | `noprogress` | `{"slice_number", "seconds"}` |
+| `duplicate-result` | `{"slice", "results", "agreeing", "accepted", "disputed"}`: another result of a verified slice came in |
+| `rejected` | `{"count", "reason", "slices"}`: the scheduler refused results of a worker |
 | `cancel` | `{"code", "reason"}` |
 | `complete` | `{"total"}` |
 
 A job that fails moves to the state `cancelled`. `slice` is kept beside `slice_number` in
-console, error and noprogress data.
+console, error and noprogress data. A verified slice whose results never agree is an `error`
+named `NoQuorum`, then a `cancel` with the code `ENOQUORUM`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ EVENTS = (
     "console",
     "error",
     "noprogress",
+    "duplicate-result",
+    "rejected",
     "cancel",
     "complete",
 )

@@ -31,6 +31,7 @@ from ..protocol.messages import (
     Subscribe,
     Subscribed,
 )
+from ..protocol.verify import NO_QUORUM, NO_QUORUM_ERROR_NAME
 from . import remote
 from .connection import Backoff, ConnectionLost, Frame, Session, frame_of
 from .events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
@@ -108,6 +109,8 @@ class Execution:
             "console": self.console.add_event,
             "error": self._on_error,
             "noprogress": self._on_noprogress,
+            "duplicate-result": self._passed_on("duplicate-result"),
+            "rejected": self._passed_on("rejected"),
             "complete": self._on_complete,
             "cancel": self._on_cancel,
         }
@@ -202,7 +205,11 @@ class Execution:
         if credentials.account_key is None or credentials.offer is None or self.state.id is None:
             raise DCPError("EINVALID", "adding slices needs the paying account and the offer")
         return add_slices_frame(
-            self.state.id, values, offer=credentials.offer, account_key=credentials.account_key
+            self.state.id,
+            values,
+            offer=credentials.offer,
+            account_key=credentials.account_key,
+            replicas=credentials.replicas,
         )
 
     def _send_batch(self, session: Session, frame: Frame, *, record: bool) -> None:
@@ -291,6 +298,10 @@ class Execution:
         self.last_noprogress = slice_event(data)
         self.state.emit("noprogress", self.last_noprogress)
 
+    def _passed_on(self, name: str) -> Callable[[Any], None]:
+        """A handler that hands the event's data to the job's callbacks as it came."""
+        return lambda data: self.state.emit(name, data)
+
     def _on_complete(self, data: Any) -> None:
         self.finished = True
         self.complete_data = data
@@ -316,6 +327,9 @@ class Execution:
         if code == "ENOPROGRESS" and self.last_noprogress is not None:
             return DCPError(code, reason, slice_number=self.last_noprogress.get("slice"))
         error = self.last_error if code != "ECANCELLED" else None
+        if code == NO_QUORUM:  # the reason names the slice; its NoQuorum error says the same
+            named = error if error and error.get("name") == NO_QUORUM_ERROR_NAME else {}
+            return DCPError(code, reason, slice_number=named.get("slice"))
         if error is None:
             return DCPError(code, reason)
         return DCPError(

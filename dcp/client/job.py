@@ -26,9 +26,11 @@ from .execution import Launch, follow
 from .inputs import InputSet, ProductInput, RangeInput, StreamInput
 from .options import (
     DEFAULT_PROGRESS_TIMEOUT_S,
+    Quorum,
     check_progress_timeout,
     check_public,
     check_requirements,
+    check_verify,
 )
 from .results import ResultHandle
 from .state import JobState
@@ -44,9 +46,11 @@ class Job:
     """A work function and an input set, ready to deploy with exec() (or run with local_exec).
 
     `job.on(event, callback)` follows the job (events in dcp.client.events: `readystatechange`,
-    `accepted`, `status`, `result`, `console`, `error`, `noprogress`, `cancel`, `complete`).
+    `accepted`, `status`, `result`, `console`, `error`, `noprogress`, `duplicate-result`,
+    `rejected`, `cancel`, `complete`).
     Options: `job.public = {"name", "description", "link"}`, `job.requirements = {...}`
-    (DCP's schema), `job.auto_close = False` for an open job, `job.progress_timeout` (seconds).
+    (DCP's schema), `job.auto_close = False` for an open job, `job.progress_timeout` (seconds),
+    `job.verify = dcp.Quorum(2)` for result verification.
     `job.id` is set once the scheduler accepts the job.
     """
 
@@ -60,6 +64,7 @@ class Job:
         progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT_S,
         requirements: dict[str, Any] | None = None,
         public: dict[str, str] | None = None,
+        verify: Quorum | dict[str, Any] | None = None,
     ) -> None:
         self.input: Any = input_set
         self.work = work
@@ -68,6 +73,7 @@ class Job:
         self.progress_timeout = progress_timeout
         self.requirements = requirements
         self.public = public
+        self.verify = verify
         self._state = JobState(input_set.total if input_set is not None else 0)
         self._requests = JobRequests(self._state)
 
@@ -132,6 +138,15 @@ class Job:
         self._public = check_public(value)
 
     @property
+    def verify(self) -> Quorum | None:
+        """Result verification (`dcp.Quorum(2)`), or None: each slice computed once."""
+        return self._verify
+
+    @verify.setter
+    def verify(self, value: Quorum | dict[str, Any] | None) -> None:
+        self._verify = check_verify(value)
+
+    @property
     def progress_timeout(self) -> float:
         """Seconds a slice may run without calling progress() before it is stopped."""
         return self._progress_timeout
@@ -176,8 +191,9 @@ class Job:
         is refunded) unless `detach_on_interrupt=True`, which leaves it running to be followed
         again with `Job.attach(job_id).wait()`; either way one line on stderr says which, and
         KeyboardInterrupt is raised again. Raises DCPError when the scheduler refuses the job,
-        when the job is cancelled (`ECANCELLED`, `ETOOMANYERRORS`, `ENOPROGRESS`), or when the
-        scheduler stays unreachable (`ENOCONNECTION`).
+        when the job is cancelled (`ECANCELLED`, `ETOOMANYERRORS`, `ENOPROGRESS`, `ENOQUORUM`
+        when the results of a slice never agreed), or when the scheduler stays unreachable
+        (`ENOCONNECTION`). With `job.verify` set, the cheque covers `offer x slices x quorum`.
         """
         try:
             return _blocking(
@@ -215,7 +231,11 @@ class Job:
         """Run the job on this machine, without the scheduler and without credits.
 
         Python work functions run in `cores` local processes, JavaScript ones in `node`; events,
-        progress timeouts, retries and errors behave as on the network.
+        progress timeouts, retries and errors behave as on the network. With `job.verify` set,
+        each slice is computed by `quorum` distinct local workers (at least that many are
+        started) and their results voted on as the scheduler does: `duplicate-result` events,
+        and ENOQUORUM when they never agree (every slice is replicated: local workers have no
+        history to trust).
         """
         if self._state.attached:
             raise DCPError("EINVALID", "an attached job cannot run locally: it runs on the network")
@@ -231,6 +251,7 @@ class Job:
             data=self.input.iter_data(),
             progress_timeout=float(self.progress_timeout),
             total=self.total,
+            verify=self.verify.protocol() if self.verify is not None else None,
         )
         inputs = self.input_view()
         return _blocking(
@@ -299,6 +320,7 @@ class Job:
             offer, account_key = state.credentials.offer, state.credentials.account_key
             assert offer is not None and account_key is not None
             state.deploy = self.deploy_frame(offer, account_key)
+            state.credentials.replicas = self.verify.replicas if self.verify is not None else 1
         return state.deploy
 
     def deploy_frame(self, offer: Decimal, account_key: bytes) -> Frame:
@@ -316,6 +338,7 @@ class Job:
             "open": is_open,
             "public": self.public,
             "requirements": self.requirements,
+            "verify": self.verify.protocol() if self.verify is not None else None,
         }
         return build_deploy(
             ref=self.ref,
@@ -395,6 +418,8 @@ class Job:
         self._state.status = reply.status.model_dump()
         self.total = reply.status.total
         self.auto_close = not reply.status.open
+        verification = reply.status.verification or {}
+        self._state.credentials.replicas = verification.get("quorum", 1)
         if reply.info is None:
             return  # an older scheduler: results answer by slice number only
         remote, job_id = self._requests.remote(), reply.job

@@ -25,6 +25,7 @@ class _JobEvents:
         self.state = state
         self.bar = bar
         self.console = ConsoleCollapser(state.emit)
+        self.last_status: dict[str, Any] = {}
 
     def emit(self, event: str, data: Any) -> None:
         if event == "console":
@@ -36,6 +37,7 @@ class _JobEvents:
             self.bar.advance()
         elif event == "status":
             self.bar.set_total(data["total"])
+            self.last_status = data
         elif event == "cancel":
             self.console.flush()
             self.state.set_ready("cancelled")
@@ -57,14 +59,22 @@ def run_local(
     finally:
         events.console.flush()
         bar.close()
-    _complete(state, len(results))
+    _complete(state, len(results), events.last_status.get("verification"))
     state.results = ResultHandle(results.items(), inputs)
     return state.results
 
 
-def _complete(state: JobState, total: int) -> None:
+def _complete(state: JobState, total: int, verification: dict[str, int] | None) -> None:
     state.total = total
-    status = {"total": total, "distributed": total, "computed": total, "failed": 0}
-    state.emit("status", {**status, "status": "finished"})
+    status: dict[str, Any] = {
+        "total": total,
+        "distributed": total,
+        "computed": total,
+        "failed": 0,
+        "status": "finished",
+    }
+    if verification is not None:
+        status["verification"] = verification
+    state.emit("status", status)
     state.set_ready("complete")
     state.emit("complete", {"total": total})

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..errors import DCPError
+from ..protocol.messages import Verify, describe
 
 __all__ = [
     "DEFAULT_PROGRESS_TIMEOUT_S",
     "REQUIREMENTS_SCHEMA",
+    "Quorum",
     "check_progress_timeout",
     "check_public",
     "check_requirements",
+    "check_verify",
 ]
 
 DEFAULT_PROGRESS_TIMEOUT_S = 60
@@ -91,3 +99,56 @@ def check_progress_timeout(seconds: Any) -> float:
             f"{MAX_PROGRESS_TIMEOUT_S}, not {seconds!r}",
         )
     return float(seconds) if isinstance(seconds, float) else seconds
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """Result verification: each slice is computed by workers of `quorum` distinct users and
+    accepted when that many results agree (as canonical JSON; numbers within `tolerance`,
+    relative and absolute). Disagreement sends the slice to further workers, up to
+    `max_results` results (default quorum + 2); then the job is cancelled with ENOQUORUM.
+    `adaptive=True`: results of trusted workers are accepted alone, except a `spot_check`
+    fraction of them, which is replicated. The escrow covers `quorum` results of every slice.
+
+    The rules are the protocol's (dcp.protocol.messages.Verify, dcp.protocol.verify)."""
+
+    quorum: int = 2
+    _: KW_ONLY
+    tolerance: float = 0.0
+    max_results: int | None = None
+    adaptive: bool = False
+    spot_check: float = 0.1
+
+    def __post_init__(self) -> None:
+        verify = _verify_model(dataclasses.asdict(self))
+        object.__setattr__(self, "max_results", verify.max_results)  # the default filled in
+
+    @property
+    def replicas(self) -> int:
+        """How many results of each slice the escrow pays for: the quorum."""
+        return self.quorum
+
+    def protocol(self) -> Verify:
+        """The deploy frame's `verify`, every field given (the job hash covers it as sent)."""
+        return Verify(**dataclasses.asdict(self))
+
+
+def _verify_model(fields: Mapping[str, Any]) -> Verify:
+    try:
+        return Verify.model_validate(dict(fields), strict=True)
+    except ValidationError as exc:
+        problem = describe(exc).replace("Value error, ", "")
+        raise DCPError("EINVALID", f"verify: {problem}") from None
+
+
+def check_verify(verify: Any) -> Quorum | None:
+    """A job's verification: a `dcp.Quorum`, a dict of its fields (as the REST API takes
+    them), or None for none; EINVALID naming the first bad field otherwise."""
+    if verify is None or isinstance(verify, Quorum):
+        return verify
+    if isinstance(verify, Mapping):
+        return Quorum(**_verify_model(verify).model_dump())
+    raise DCPError(
+        "EINVALID",
+        f"verify must be dcp.Quorum(...) (or a dict of its fields), not {type(verify).__name__}",
+    )

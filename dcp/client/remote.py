@@ -73,12 +73,21 @@ class Remote:
         return self.request(frame_of(CloseJob(type="close", job=job_id)), Closed).total
 
     def add_slices(
-        self, job_id: str, values: list[Any], *, offer: Decimal, account_key: bytes
+        self,
+        job_id: str,
+        values: list[Any],
+        *,
+        offer: Decimal,
+        account_key: bytes,
+        replicas: int = 1,
     ) -> list[tuple[int, list[Any]]]:
-        """Append values to an open job in batches; returns (first slice number, batch) pairs."""
+        """Append values to an open job in batches, each paid for `replicas` results a slice;
+        returns (first slice number, batch) pairs."""
         added = []
         for batch in batches(values):
-            frame = add_slices_frame(job_id, batch, offer=offer, account_key=account_key)
+            frame = add_slices_frame(
+                job_id, batch, offer=offer, account_key=account_key, replicas=replicas
+            )
             total = self.request(frame, Added).total
             added.append((total - len(batch) + 1, batch))
         return added
@@ -101,12 +110,18 @@ def _requester(session: Session) -> Callable[[Frame, type[Any]], Any]:
 
 
 def add_slices_frame(
-    job_id: str, values: list[Any], *, offer: Decimal, account_key: bytes
+    job_id: str, values: list[Any], *, offer: Decimal, account_key: bytes, replicas: int = 1
 ) -> Frame:
-    """An `add_slices` request for one batch, with its own `ref` and cheque."""
+    """An `add_slices` request for one batch, with its own `ref` and cheque (for `replicas`
+    results of each slice: the quorum of a job that asked for verification)."""
     ref = uuid.uuid4().hex
     payment = batch_payment(
-        account_key=account_key, job_id=job_id, batch_ref=ref, offer=offer, count=len(values)
+        account_key=account_key,
+        job_id=job_id,
+        batch_ref=ref,
+        offer=offer,
+        count=len(values),
+        replicas=replicas,
     )
     request = AddSlices(
         type="add_slices",

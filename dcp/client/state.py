@@ -35,12 +35,14 @@ class QueuedRequests:
 @dataclass
 class Credentials:
     """Where the job lives and the keys and offer it was deployed with, kept for later
-    requests (a redeploy pays what the first deploy offered)."""
+    requests (a redeploy pays what the first deploy offered; slices added later are paid for
+    `replicas` results each, the quorum of a job that asked for verification)."""
 
     url: str | None = None
     identity_key: bytes | None = None
     account_key: bytes | None = None
     offer: Decimal | None = None
+    replicas: int = 1
 
 
 class JobState:

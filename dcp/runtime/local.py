@@ -6,9 +6,16 @@ failure rules (dcp.protocol.policy): a slice that raises is retried once, then t
 with ETOOMANYERRORS; a slice that runs `progress_timeout` seconds without calling progress() is
 stopped (its worker is replaced), retried once, then the job fails with ENOPROGRESS.
 
+A job that asks for verification (a protocol `Verify`) has each slice computed by `quorum`
+distinct local workers and their results voted on with dcp.protocol.verify, as the scheduler
+does: a disagreement sends the slice to further workers (a fresh process when every worker has
+computed it) up to `max_results` results, then the job fails with ENOQUORUM. Every slice is
+replicated, adaptive or not: local workers have no history to trust.
+
 It knows nothing of the client's job handle: it takes plain inputs and reports through
 `emit(event, data)` with the protocol's event data (`result`, `status`, `console`, `error`,
-`noprogress`, `cancel`); dcp/client/local.py turns those into a job's events.
+`noprogress`, `duplicate-result`, `cancel`); dcp/client/local.py turns those into a job's
+events.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from dcp.errors import DCPError
 from dcp.protocol import policy
+from dcp.protocol.messages import Verify
+from dcp.protocol.verify import NO_QUORUM, NO_QUORUM_ERROR_NAME, Vote, no_quorum_reason, vote
 
 from .runtimes import RUNTIMES, LocalWorkerCommand
 
@@ -47,6 +56,7 @@ class LocalJob:
     data: Iterator[Any]  # the slices' data, in slice order
     progress_timeout: float
     total: int = 0  # slices known before the data is read (0: not known)
+    verify: Verify | None = None  # result verification: each slice computed `quorum` times
 
 
 class LocalWorker:
@@ -110,18 +120,23 @@ class _Running:
 
 
 class _Feed:
-    """The slices to hand out: retries first, then new ones from the data."""
+    """The slices to hand out: those to run again first (retries, replicas of a verified
+    slice), then new ones from the data; each new slice is handed out `copies` times."""
 
-    def __init__(self, data: Iterator[Any]) -> None:
+    def __init__(self, data: Iterator[Any], copies: int = 1) -> None:
         self.data = data
+        self.copies = copies
         self.fed = 0
         self.exhausted = False
-        self.retry: deque[tuple[int, Any]] = deque()
+        self.again_queue: deque[int] = deque()
         self.by_number: dict[int, Any] = {}
 
-    def next(self) -> tuple[int, Any] | None:
-        if self.retry:
-            return self.retry.popleft()
+    def next(self, may_take: Callable[[int], bool] = lambda _: True) -> tuple[int, Any] | None:
+        """The next slice `may_take` accepts, or None."""
+        for index, slice_number in enumerate(self.again_queue):
+            if may_take(slice_number):
+                del self.again_queue[index]
+                return slice_number, self.by_number[slice_number]
         if self.exhausted:
             return None
         datum = next(self.data, _END)
@@ -130,10 +145,82 @@ class _Feed:
             return None
         self.fed += 1
         self.by_number[self.fed] = datum
+        self.again(self.fed, self.copies - 1)
         return self.fed, datum
 
-    def again(self, slice_number: int) -> None:
-        self.retry.append((slice_number, self.by_number[slice_number]))
+    def again(self, slice_number: int, times: int = 1) -> None:
+        self.again_queue.extend([slice_number] * times)
+
+    def has_more(self) -> bool:
+        """Whether anything may still be handed out."""
+        return bool(self.again_queue) or not self.exhausted
+
+
+class _Votes:
+    """The results of each verified slice, voted on as the scheduler does (dcp.protocol.verify),
+    and which workers computed them: a worker never computes the same slice twice."""
+
+    def __init__(self, verify: Verify) -> None:
+        self.verify = verify
+        self.results: dict[int, list[Any]] = {}
+        self.computed_by: dict[int, set[LocalWorker]] = {}
+        self.outstanding: dict[int, int] = {}  # replicas handed out or queued, not returned
+        self.decided: set[int] = set()
+        self.disputed: set[int] = set()
+        self.rejected = 0  # results that lost a vote
+
+    def may_take(self, worker: LocalWorker) -> Callable[[int], bool]:
+        return lambda slice_number: worker not in self.computed_by.get(slice_number, ())
+
+    def nobody_may_take(self, queued: Iterable[int], workers: Iterable[LocalWorker]) -> bool:
+        """Whether some queued slice was computed by every worker there is."""
+        pool = set(workers)
+        return any(pool <= self.computed_by.get(number, set()) for number in queued)
+
+    def add(self, slice_number: int, value: Any, worker: LocalWorker) -> tuple[Vote, int] | None:
+        """Count one result; the vote so far and how many more results to ask for (None: the
+        slice was decided already)."""
+        if slice_number in self.decided:
+            return None
+        results = self.results.setdefault(slice_number, [])
+        results.append(value)
+        self.computed_by.setdefault(slice_number, set()).add(worker)
+        left = self.outstanding.get(slice_number, self.verify.quorum) - 1
+        outcome = vote(results, self.verify)
+        more = 0
+        if outcome.accepted:
+            self.decided.add(slice_number)
+            self.rejected += len(outcome.losers)
+        elif not outcome.exhausted and left == 0:
+            # Every result asked for is in and none reached the quorum: ask for tie-breakers.
+            cap = self.verify.max_results or self.verify.quorum
+            more = min(self.verify.quorum - len(outcome.groups[0]), cap - len(results))
+        self.outstanding[slice_number] = left + more
+        if outcome.disputed:
+            self.disputed.add(slice_number)
+        else:
+            self.disputed.discard(slice_number)
+        return outcome, more
+
+    def duplicate_result(self, slice_number: int, outcome: Vote) -> dict[str, Any]:
+        """The `duplicate-result` event's data."""
+        return {
+            "slice": slice_number,
+            "results": len(self.results[slice_number]),
+            "agreeing": len(outcome.groups[0]),
+            "accepted": outcome.accepted,
+            "disputed": outcome.disputed,
+        }
+
+    def status(self) -> dict[str, int]:
+        """The status's `verification`: slices waiting for agreement, those whose results
+        disagree so far (a tie-breaker is needed), results that lost a vote."""
+        return {
+            "quorum": self.verify.quorum,
+            "pending": len(self.results) - len(self.decided),
+            "disputed": len(self.disputed),
+            "rejected": self.rejected,
+        }
 
 
 class LocalRun:
@@ -141,11 +228,13 @@ class LocalRun:
 
     def __init__(self, job: LocalJob, cores: int, emit: Emit) -> None:
         self.job = job
-        self.cores = cores
+        self.votes = _Votes(job.verify) if job.verify is not None else None
+        copies = job.verify.quorum if job.verify is not None else 1
+        self.cores = max(cores, copies)  # replicas of a slice go to distinct workers
         self.emit = emit
         self.command = RUNTIMES[job.language].local_worker
         self.events: Events = queue.Queue()
-        self.feed = _Feed(job.data)
+        self.feed = _Feed(job.data, copies)
         self.errors: dict[int, int] = {}
         self.stalls: dict[int, int] = {}
         self.results: dict[int, Any] = {}
@@ -172,24 +261,34 @@ class LocalRun:
                 worker.stop()
         return self.results
 
-    def _start_worker(self) -> None:
-        self.workers[LocalWorker(self.command(), self.job, self.events)] = None
+    def _start_worker(self) -> LocalWorker:
+        worker = LocalWorker(self.command(), self.job, self.events)
+        self.workers[worker] = None
+        return worker
 
-    def _replace(self, worker: LocalWorker) -> None:
+    def _replace(self, worker: LocalWorker) -> LocalWorker:
         worker.stop()
         del self.workers[worker]
-        self._start_worker()
+        return self._start_worker()
 
     def _assign(self) -> bool:
         """Give idle workers slices; False once nothing is left to hand out."""
         for worker, running in list(self.workers.items()):
             if running is None:
+                self._give_task(worker)
+        return self.feed.has_more()
+
+    def _give_task(self, worker: LocalWorker) -> None:
+        if self.votes is None:
+            task = self.feed.next()
+        else:
+            task = self.feed.next(self.votes.may_take(worker))
+            if task is None and self.votes.nobody_may_take(self.feed.again_queue, self.workers):
+                worker = self._replace(worker)  # a fresh worker for a further result
                 task = self.feed.next()
-                if task is None:
-                    return False
-                self.workers[worker] = _Running(task[0])
-                worker.run(*task)
-        return True
+        if task is not None:
+            self.workers[worker] = _Running(task[0])
+            worker.run(*task)
 
     def _handle_next_message(self) -> None:
         try:
@@ -213,7 +312,9 @@ class LocalRun:
         if running is None:
             return
         self.workers[worker] = None
-        if message["type"] == "result":
+        if message["type"] == "result" and self.votes is not None:
+            self._on_verified_result(running.slice_number, message["value"], worker)
+        elif message["type"] == "result":
             self._on_result(running.slice_number, message["value"])
         else:
             self._on_error(running.slice_number, message)
@@ -224,6 +325,29 @@ class LocalRun:
         self.results[slice_number] = value
         self.emit("result", {"slice": slice_number, "value": value})
         self.emit("status", self._status())
+
+    def _on_verified_result(self, slice_number: int, value: Any, worker: LocalWorker) -> None:
+        assert self.votes is not None
+        counted = self.votes.add(slice_number, value, worker)
+        if counted is None:
+            return  # a result after the vote was decided
+        outcome, more = counted
+        results = self.votes.results[slice_number]
+        if len(results) > 1:
+            self.emit("duplicate-result", self.votes.duplicate_result(slice_number, outcome))
+        if outcome.winners is not None:
+            self._on_result(slice_number, results[outcome.winners[0]])
+            return
+        if outcome.exhausted:
+            self._no_quorum(slice_number, len(results), self.votes.verify)
+        self.feed.again(slice_number, more)
+        self.emit("status", self._status())
+
+    def _no_quorum(self, slice_number: int, results: int, verify: Verify) -> None:
+        reason = no_quorum_reason(slice_number, results, verify)
+        error = {"slice": slice_number, "name": NO_QUORUM_ERROR_NAME, "message": reason}
+        self.emit("error", {**error, "traceback": ""})
+        self._fail(NO_QUORUM, reason, slice_number=slice_number)
 
     def _on_error(self, slice_number: int, message: Message) -> None:
         name = str(message.get("name") or "WorkerExit")
@@ -261,13 +385,16 @@ class LocalRun:
         raise DCPError(code, reason, **details)
 
     def _status(self) -> dict[str, Any]:
-        return {
+        status = {
             "total": max(self.feed.fed, self.job.total),
             "distributed": self.feed.fed,
             "computed": len(self.results),
             "failed": 0,
             "status": "running",
         }
+        if self.votes is not None:
+            status["verification"] = self.votes.status()
+        return status
 
 
 def check_cores(cores: Any) -> None:

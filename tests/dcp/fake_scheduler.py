@@ -2,7 +2,7 @@
 
 It runs a `websockets` asyncio server on 127.0.0.1 in a background thread, checks the hello,
 deploy and batch cheques as the real one must, with the protocol's own texts and job hash
-(dcp.protocol.signed), expands inputs with the protocol's input arithmetic (dcp.protocol.inputs)
+(dcp.protocol.signed; a job that asks for verification pays for `quorum` results a slice), expands inputs with the protocol's input arithmetic (dcp.protocol.inputs)
 and builds its replies from the protocol's models, and plays a script: by default it accepts
 the job, sends status, console and result events, then `complete`, and answers `results`
 pages with `datum * 2` (or, with `evaluate = True`, with the work function's real result).
@@ -77,6 +77,11 @@ class FakeJob:
         self.computed = 0  # slices whose results were announced
         self.cancel = ("", "")
 
+    @property
+    def replicas(self) -> int:
+        """The results of each slice the escrow pays for: the quorum, when verified."""
+        return replicas_of(self.deploy)
+
     def compute(self, datum: Any) -> Any:
         if self.evaluate:
             work = self.deploy["work"]
@@ -105,15 +110,22 @@ class FakeJob:
     def status_frame(self, computed: int | None = None) -> Frame:
         if computed is None:
             computed = self.total if self.status == "finished" else self.computed
-        done = computed
-        return {
+        status = {
             "total": self.total,
             "distributed": self.total,
-            "computed": done,
+            "computed": computed,
             "failed": 0,
             "status": self.status,
             "open": self.open,
         }
+        if self.deploy.get("verify"):
+            status["verification"] = {
+                "quorum": self.replicas,
+                "pending": 0,
+                "disputed": 0,
+                "rejected": 0,
+            }
+        return status
 
 
 class FakeScheduler:
@@ -370,10 +382,16 @@ def check_cheque(deploy: Frame) -> str | None:
     text = cheque_text(deploy_hash(deploy), payment["max_total"])
     if recover(text, payment["signature"]) != payment["account"]:
         return "the cheque does not verify"
-    total = len(slice_data(deploy["input"]))
+    total = len(slice_data(deploy["input"])) * replicas_of(deploy)
     if Decimal(payment["max_total"]) < Decimal(deploy["slice_payment_offer"]) * total:
         return "max_total does not cover the job"
     return None
+
+
+def replicas_of(deploy: Frame) -> int:
+    """How many results of each slice a deploy pays for: its quorum, else one."""
+    verify = deploy.get("verify")
+    return int(verify["quorum"]) if verify else 1
 
 
 def check_batch_cheque(job: FakeJob, frame: Frame) -> str | None:
@@ -383,7 +401,7 @@ def check_batch_cheque(job: FakeJob, frame: Frame) -> str | None:
     if recover(text, payment["signature"]) != job.deploy["payment"]["account"]:
         return "the batch's cheque is not signed by the job's paying account"
     offer = Decimal(job.deploy["slice_payment_offer"])
-    if Decimal(payment["max_total"]) < offer * len(frame["values"]):
+    if Decimal(payment["max_total"]) < offer * len(frame["values"]) * job.replicas:
         return "the batch's payment does not cover its slices"
     return None
 
