@@ -4,19 +4,21 @@
 | --- | --- |
 | `readystatechange` | the state: exec, init, deploying, uploading, deployed, closed, complete |
 | `accepted` | `{"job", "total"}` |
-| `status` | `{"total", "distributed", "computed", "failed", "status", ...}`; a job that asked for verification adds `"verification": {"quorum", "pending", "disputed", "rejected"}` |
+| `status` | `{"total", "distributed", "computed", "failed", "status", "verification", ...}` |
 | `result` | `{"slice", "value"}`, once per slice |
 | `console` | `{"level", "message", "slice_number", "count"}`: repeats collapsed (see below) |
 | `error` | `{"slice_number", "name", "message", "traceback"}` |
 | `noprogress` | `{"slice_number", "seconds"}` |
-| `duplicate-result` | `{"slice", "results", "agreeing", "accepted", "disputed"}`: another result of a verified slice came in |
+| `duplicate-result` | `{"slice", "results", "agreeing", "accepted", "disputed"}` |
 | `rejected` | `{"count", "reason", "slices"}`: the scheduler refused results of a worker |
 | `cancel` | `{"code", "reason"}` |
 | `complete` | `{"total"}` |
 
-A job that fails moves to the state `cancelled`. `slice` is kept beside `slice_number` in
-console, error and noprogress data. A verified slice whose results never agree is an `error`
-named `NoQuorum`, then a `cancel` with the code `ENOQUORUM`.
+`verification` (`{"quorum", "pending", "disputed", "rejected"}`) is there for a job that asked
+for it; `duplicate-result` says another result of a verified slice came in, `rejected` that the
+scheduler refused results of a worker. A job that fails moves to the state `cancelled`. `slice`
+is kept beside `slice_number` in console, error and noprogress data. A verified slice whose
+results never agree is an `error` named `NoQuorum`, then a `cancel` with the code `ENOQUORUM`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 It runs a `websockets` asyncio server on 127.0.0.1 in a background thread, checks the hello,
 deploy and batch cheques as the real one must, with the protocol's own texts and job hash
-(dcp.protocol.signed; a job that asks for verification pays for `quorum` results a slice), expands inputs with the protocol's input arithmetic (dcp.protocol.inputs)
+(dcp.protocol.signed; a job that asks for verification pays for `quorum` results a slice),
+expands inputs with the protocol's input arithmetic (dcp.protocol.inputs)
 and builds its replies from the protocol's models, and plays a script: by default it accepts
 the job, sends status, console and result events, then `complete`, and answers `results`
 pages with `datum * 2` (or, with `evaluate = True`, with the work function's real result).
