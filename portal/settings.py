@@ -223,6 +223,11 @@ MAX_RESULTS_PER_FETCH = limits.MAX_RESULTS_PER_FETCH
 MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", limits.MAX_FRAME_BYTES)
 # Frames a second one socket may send (bursts of twice that); a flood past it is closed.
 SOCKET_MESSAGES_PER_SECOND = env_int("SOCKET_MESSAGES_PER_SECOND", 200)
+# Result verification (portal/scheduler/verification.py): a user whose results agreed this many
+# times in a row is trusted by adaptive jobs; this many lost votes suspend a user's workers.
+VERIFY_TRUSTED_STREAK = env_int("VERIFY_TRUSTED_STREAK", 10)
+VERIFY_MAX_STRIKES = env_int("VERIFY_MAX_STRIKES", 3)
+VERIFY_SUSPENSION_SECONDS = env_int("VERIFY_SUSPENSION_SECONDS", 600)
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from dcp.protocol import messages as wire
 from dcp.protocol.credits import format_credits
 
-from . import selectors, services
+from . import selectors, services, verification
 from .errors import SchedulerError
 from .notify import WORKERS_GROUP, job_group, relay
 from .sizing import TaskSizer
@@ -208,6 +208,9 @@ class WorkerConsumer(ProtocolConsumer):
     async def on_ready(self, request: wire.Ready, frame: dict[str, Any]) -> None:
         if not self.payee_address:
             raise SchedulerError("ENOTAUTHENTICATED", "say hello first")
+        suspended = await database_sync_to_async(verification.suspension)(self.user)
+        if suspended:
+            raise SchedulerError("ESUSPENDED", suspended)
         self.capacity = request.capacity
         await self.offer_task()
 
@@ -217,7 +220,10 @@ class WorkerConsumer(ProtocolConsumer):
             if self.capacity <= 0:
                 return
             task = await database_sync_to_async(services.claim_slices)(
-                worker=self.worker_id, limit=self.sizer.task_size(), capabilities=self.capabilities
+                worker=self.worker_id,
+                limit=self.sizer.task_size(),
+                capabilities=self.capabilities,
+                user=self.user,
             )
             if task is None:
                 await self.wait_for_work()
@@ -265,10 +271,10 @@ class WorkerConsumer(ProtocolConsumer):
             errors=[e.model_dump() for e in request.errors],
             batch_key=f"pay:{request.job}:{self.worker_id}:{self.batches}",
         )
-        ack = wire.Ack(
-            id=request.id, accepted=len(outcome.accepted), earned=format_credits(outcome.earned)
-        )
+        ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)
+        if outcome.suspended:
+            await self.send_error(None, "ESUSPENDED", outcome.suspended)
 
     async def on_return(self, request: wire.Return, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.return_slices)(

@@ -4,6 +4,10 @@ A slice row is made when the slice is first handed out, not at deploy: a range j
 its range, and a values job stores its input once per slice (SliceInput), so deploying a
 million-slice range job writes one row. `Job.issued` counts slice numbers handed out so far;
 slices with a row and status NEW are ones given back (a lapsed lease, a disconnect, a retry).
+
+A job that asked for verification (`Job.verify`, the protocol's Verify) keeps each worker's
+result of a slice as a Replica until the vote decides (portal/scheduler/verification.py); the
+slice goes back to NEW after each result that did not decide, for a worker of another user.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class Job(models.Model):
     total = models.PositiveIntegerField()
     offer = models.BigIntegerField(help_text="Payment per slice in base units.")
     public = models.JSONField(default=dict)
+    verify = models.JSONField(
+        null=True, blank=True, help_text="Result verification as deployed (protocol Verify)."
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.RUNNING)
     cancel_code = models.CharField(max_length=20, blank=True)
     cancel_reason = models.CharField(max_length=200, blank=True)
@@ -72,6 +79,11 @@ class Job(models.Model):
     @property
     def name(self) -> str:
         return str(self.public.get("name") or self.id)
+
+    @property
+    def replicas(self) -> int:
+        """Results of each slice the escrow pays for: the quorum when verified, else one."""
+        return int(self.verify["quorum"]) if self.verify else 1
 
     def data_of(self, numbers: list[int]) -> list[Any]:
         """The inputs of slices `numbers`: computed for ranges, stored for values."""
@@ -108,6 +120,7 @@ class Slice(models.Model):
     )
     result = models.JSONField(null=True)
     error = models.JSONField(null=True)
+    disputed = models.BooleanField(default=False, help_text="Its results disagree so far.")
 
     class Meta:
         constraints = [
@@ -145,6 +158,50 @@ class WorkerTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.slices} slices"
+
+
+class ReplicaState(models.TextChoices):
+    PENDING = "pending"  # waiting for the vote
+    ACCEPTED = "accepted"  # in the winning group: paid
+    REJECTED = "rejected"  # lost the vote: not paid
+
+
+class Replica(models.Model):
+    """One worker's result of a slice of a job that asked for verification."""
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="replicas")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    worker = models.CharField(max_length=40)
+    payee = models.CharField(max_length=42, help_text="The address paid if it wins the vote.")
+    value = models.JSONField(null=True)
+    state = models.CharField(
+        max_length=8, choices=ReplicaState.choices, default=ReplicaState.PENDING
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Replicas of one slice come from distinct users: one user's tabs are one vote.
+            models.UniqueConstraint(fields=["slice", "user"], name="replica_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"result of {self.slice} by {self.user} ({self.state})"
+
+
+class WorkerReputation(models.Model):
+    """How a user's workers fared in votes: a long run of agreeing results earns trust (adaptive
+    verification accepts them alone); results that lose votes earn strikes, then a suspension."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    streak = models.PositiveIntegerField(default=0, help_text="Agreeing results in a row.")
+    accepted = models.PositiveBigIntegerField(default=0)
+    rejected = models.PositiveBigIntegerField(default=0)
+    strikes = models.PositiveSmallIntegerField(default=0)
+    suspended_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: streak {self.streak}, {self.rejected} rejected"
 
 
 class WorkerConnection(models.Model):

@@ -12,6 +12,7 @@ from dcp.protocol.messages import EventName, JobInfo, Work
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
+from . import verification
 from .models import Job, JobStatus, Slice, SliceInput, SliceStatus, WorkerConnection, WorkerTally
 
 
@@ -100,6 +101,8 @@ def job_status(job: Job) -> dict[str, Any]:
         "status": job.status,
         "open": job.is_open,
     }
+    if job.verify:
+        status["verification"] = verification.verification_status(job)
     waiting = waiting_reason(job)
     if waiting:
         status["waiting"] = waiting
@@ -113,7 +116,13 @@ def has_requirements(job: Job) -> bool:
 
 def waiting_reason(job: Job) -> str:
     """Why no worker can take this running job, or "" when some connected worker can."""
-    if job.status != JobStatus.RUNNING or not has_requirements(job):
+    if job.status != JobStatus.RUNNING:
+        return ""
+    if job.verify and job.issued == job.total:
+        blocked = verification.waiting_for_other_users(job)
+        if blocked:
+            return f"{blocked} slices wait for a worker of another user, to verify their results"
+    if not has_requirements(job):
         return ""
     workers = WorkerConnection.objects.all()
     missing = []

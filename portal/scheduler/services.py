@@ -4,13 +4,16 @@ The database is the source of truth: a slice is handed to one worker at a time b
 claim, a result is accepted only from the worker that holds the slice's lease, and the payment
 for a batch of results is one ledger transaction in the same database transaction, so a crash
 at any point either keeps everything or nothing. What a write changed is announced through
-notify, once, when its transaction commits, whoever asked for it.
+notify, once, when its transaction commits, whoever asked for it. A job that asked for
+verification pays for results only once they agree (verification.py): its escrow covers
+`offer x slices x quorum`, and its slices go to workers of distinct users.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,16 +28,18 @@ from dcp.protocol.credits import to_units
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
 from dcp.protocol.signed import recover_signer, session_text
+from dcp.protocol.verify import NO_QUORUM
 from portal.bank import services as bank
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
-from . import cheques, notify
+from . import cheques, notify, verification
 from .errors import SchedulerError
 from .models import (
     InputBatch,
     Job,
     JobStatus,
+    Replica,
     Slice,
     SliceInput,
     SliceStatus,
@@ -62,6 +67,12 @@ class JobSpec:
     public: dict[str, Any] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
     progress_timeout: int = 60
+    verify: dict[str, Any] | None = None  # the protocol's Verify, as deployed
+
+    @property
+    def replicas(self) -> int:
+        """Results of each slice the escrow pays for: the quorum when verified, else one."""
+        return int(self.verify["quorum"]) if self.verify else 1
 
 
 @dataclass
@@ -80,6 +91,10 @@ class BatchOutcome:
     accepted: list[tuple[int, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     noprogress: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    rejected: dict[str, Any] | None = None  # results refused: not leased to this worker
+    suspended: str = ""  # why the worker's user was suspended by this batch
+    kept: int = 0  # results of slices the worker held
     earned: int = 0
     status: dict[str, Any] | None = None
     completed: bool = False
@@ -136,6 +151,7 @@ def job_spec(request: Deploy) -> JobSpec:
         public=request.public.model_dump(exclude_defaults=True),
         requirements=request.requirements.model_dump(exclude_defaults=True),
         progress_timeout=request.progress_timeout,
+        verify=request.verify.model_dump() if request.verify is not None else None,
     )
     if isinstance(request.input, ValuesInput):
         spec.values = request.input.values
@@ -148,11 +164,12 @@ def deploy_signed(
     *, owner: User, identity: str, request: Deploy, frame: dict[str, Any], subscriber: str
 ) -> Job:
     """Deploy a job from the client socket: its cheque must be signed by the paying account
-    and cover `offer x slices`; the deploying connection (`subscriber`) watches the job."""
+    and cover `offer x slices` (x the quorum of a verified job); the deploying connection
+    (`subscriber`) watches the job."""
     payer = cheques.deploy_payer(request, frame)
     spec = job_spec(request)
     cheques.require_covered(
-        request.payment.max_total, request.slice_payment_offer, slice_count(spec)
+        request.payment.max_total, request.slice_payment_offer, slice_count(spec) * spec.replicas
     )
     job, _ = deploy_job(
         owner=owner, identity=identity, payer=payer, spec=spec, subscriber=subscriber
@@ -203,10 +220,11 @@ def _create_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> Job
         total=total,
         offer=spec.offer,
         public=spec.public,
+        verify=spec.verify,
     )
     if spec.input_kind == "values":
         _store_values(job, 1, spec.values or [])
-    _fund(job, payer, spec.offer * total, f"escrow:{job.id}")
+    _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
     return job
 
 
@@ -276,13 +294,14 @@ def add_slices(
         raise SchedulerError("ECLOSED", f"job {job.id} is closed: it takes no more slices")
     if payer != job.payer:
         raise SchedulerError("EBADPAYMENT", "an open job is paid by the account that deployed it")
-    if max_total < job.offer * len(values):
+    cost = job.offer * len(values) * job.replicas
+    if max_total < cost:
         raise SchedulerError("EBADPAYMENT", "the batch's payment does not cover its slices")
     if job.total + len(values) > settings.MAX_SLICES_PER_JOB:
         raise SchedulerError("EINVALID", f"more than {settings.MAX_SLICES_PER_JOB} slices per job")
     InputBatch.objects.create(job=job, ref=batch_ref, first=job.total + 1, count=len(values))
     _store_values(job, job.total + 1, values)
-    _fund(job, payer, job.offer * len(values), f"escrow:{job.id}:{batch_ref}")
+    _fund(job, payer, cost, f"escrow:{job.id}:{batch_ref}")
     Job.objects.filter(pk=job.pk).update(total=F("total") + len(values))
     job.total += len(values)
     notify.slices_added(job, job_status(job))
@@ -371,25 +390,40 @@ def any_work() -> bool:
 
 
 def claim_slices(
-    *, worker: str, limit: int, capabilities: Capabilities | None = None
+    *,
+    worker: str,
+    limit: int,
+    capabilities: Capabilities | None = None,
+    user: User | None = None,
 ) -> Task | None:
-    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically."""
+    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically.
+
+    A slice of a verified job is never handed to a worker of a `user` who already gave a result
+    for it, and a suspended user's workers get nothing."""
+    if user is not None and verification.suspension(user):
+        return None
     for job_id in jobs_with_work(capabilities or Capabilities()):
-        task = _claim_from_job(job_id=job_id, worker=worker, limit=limit)
+        task = _claim_from_job(job_id=job_id, worker=worker, limit=limit, user=user)
         if task is not None:
             return task
     return None
 
 
 @transaction.atomic
-def _claim_from_job(*, job_id: str, worker: str, limit: int) -> Task | None:
+def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) -> Task | None:
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return None
     if job.discrete:
         limit = 1
     deadline = timezone.now() + timedelta(seconds=lease_seconds(job))
-    numbers = _claim_returned(job_id=job_id, worker=worker, limit=limit, deadline=deadline)
+    numbers = _claim_returned(
+        job_id=job_id,
+        worker=worker,
+        limit=limit,
+        deadline=deadline,
+        not_of=user if job.verify else None,
+    )
     fresh = min(limit - len(numbers), job.total - job.issued)
     if fresh > 0:
         first = job.issued + 1
@@ -407,7 +441,8 @@ def _insert_leased(job_id: str, numbers: range, worker: str, deadline: datetime)
     table = Slice._meta.db_table
     sql = (
         f"INSERT INTO {table} (job_id, number, status, worker, lease_expires, attempts, "  # noqa: S608
-        "errors, noprogress, last_failed_worker) VALUES (%s, %s, %s, %s, %s, 1, 0, 0, '')"
+        "errors, noprogress, last_failed_worker, disputed) "
+        "VALUES (%s, %s, %s, %s, %s, 1, 0, 0, '', FALSE)"
     )
     expires = connection.ops.adapt_datetimefield_value(deadline)
     rows = [(job_id, n, SliceStatus.LEASED, worker, expires) for n in numbers]
@@ -420,22 +455,35 @@ def lease_seconds(job: Job) -> int:
     return max(settings.SLICE_LEASE_SECONDS, job.progress_timeout + 30)
 
 
-def _claim_returned(*, job_id: str, worker: str, limit: int, deadline: datetime) -> list[int]:
+def _claim_returned(
+    *, job_id: str, worker: str, limit: int, deadline: datetime, not_of: User | None
+) -> list[int]:
+    """Lease slices given back to the queue; `not_of`: none that this user gave a result for."""
     table = Slice._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     # A slice that failed on a worker waits a little before that same worker may retry it,
     # so that its one retry goes to another worker when there is one.
+    others_only = ""
+    if not_of is not None:
+        replicas = Replica._meta.db_table
+        others_only = (
+            f"AND NOT EXISTS (SELECT 1 FROM {replicas} r "  # noqa: S608
+            f"WHERE r.slice_id = {table}.id AND r.user_id = %s) "
+        )
     sql = (
         f"UPDATE {table} SET status = %s, worker = %s, lease_expires = %s, "  # noqa: S608
         f"attempts = attempts + 1 WHERE id IN (SELECT id FROM {table} "
         "WHERE job_id = %s AND status = %s "
         "AND (retry_after IS NULL OR retry_after < %s OR last_failed_worker <> %s) "
-        f"ORDER BY number LIMIT %s{skip_locked}) RETURNING number"
+        f"{others_only}ORDER BY number LIMIT %s{skip_locked}) RETURNING number"
     )
     adapt = connection.ops.adapt_datetimefield_value
     params: list[Any] = [SliceStatus.LEASED, worker, adapt(deadline), job_id, SliceStatus.NEW]
+    params += [adapt(timezone.now()), worker]
+    if not_of is not None:
+        params.append(not_of.pk)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, adapt(timezone.now()), worker, limit])
+        cursor.execute(sql, [*params, limit])
         return sorted(row[0] for row in cursor.fetchall())
 
 
@@ -453,7 +501,8 @@ def record_results(
     errors: list[dict[str, Any]],
     batch_key: str,
 ) -> BatchOutcome:
-    """Store a worker's batch: results of slices it holds are kept and paid, others ignored.
+    """Store a worker's batch: results of slices it holds are kept and paid (those of a verified
+    job once they agree with another user's), the others are refused and the job's owner told.
 
     The job's watchers hear of the batch (results, errors, status, the end) when it commits.
     """
@@ -461,22 +510,64 @@ def record_results(
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None or job.status != JobStatus.RUNNING:
         return outcome
+    numbers = [n for n, _ in results] + [e["slice"] for e in errors]
     held = dict(
         Slice.objects.filter(
-            job=job,
-            worker=worker,
-            status=SliceStatus.LEASED,
-            number__in=[n for n, _ in results] + [e["slice"] for e in errors],
+            job=job, worker=worker, status=SliceStatus.LEASED, number__in=numbers
         ).values_list("number", "id")
     )
-    _store_results(job, held, results, outcome)
+    suspended = verification.suspension(payee) if job.verify else ""
+    if suspended:  # a suspended user's results are not taken; their slices go to others
+        return_slices(worker=worker, job_id=job.id)
+        held = {}
+    _refuse(held, numbers, outcome, suspended or NOT_LEASED)
+    if job.verify:
+        paid = _store_verified(job, held, results, worker, payee, payee_address, outcome)
+    else:
+        _store_results(job, held, results, outcome)
+        paid = Counter({verification.Payee(payee.pk, payee_address): len(outcome.accepted)})
     _store_errors(job, held, errors, outcome)
-    if outcome.accepted:
-        _pay(job, payee, payee_address, len(outcome.accepted), batch_key, outcome)
+    _pay(job, paid, batch_key, payee, outcome)
     _settle(job, outcome)
     outcome.status = job_status(job)
     notify.announce(*_batch_announcements(outcome))
     return outcome
+
+
+NOT_LEASED = "not leased to this worker (never handed to it, sent twice, or its lease lapsed)"
+
+
+def _refuse(held: dict[int, int], numbers: list[int], outcome: BatchOutcome, why: str) -> None:
+    """Results and errors of slices the worker does not hold are not taken: the owner is told."""
+    refused = sorted({n for n in numbers if n not in held})
+    if refused:
+        outcome.rejected = {"count": len(refused), "reason": why, "slices": refused[:20]}
+
+
+def _store_verified(
+    job: Job,
+    held: dict[int, int],
+    results: list[tuple[int, Any]],
+    worker: str,
+    payee: User,
+    address: str,
+    outcome: BatchOutcome,
+) -> Counter[verification.Payee]:
+    """Vote on a verified job's results; the agreeing ones are paid, whoever sent them."""
+    votes = verification.record(job, held, results, worker=worker, user=payee, address=address)
+    outcome.kept = sum(1 for n, _ in results if n in held)
+    outcome.accepted = sorted(votes.accepted)
+    outcome.duplicates = votes.duplicates
+    _count_computed(job, len(votes.accepted))
+    if votes.no_quorum is not None:
+        number, reason = votes.no_quorum
+        outcome.errors.append(verification.no_quorum_error(number, reason))
+        job.failed += 1
+        outcome.cancelled = (NO_QUORUM, reason)
+    elif votes.requeued:
+        notify.work_available()
+    outcome.suspended = verification.suspension(payee)
+    return votes.paid
 
 
 def _settle(job: Job, outcome: BatchOutcome) -> None:
@@ -496,6 +587,9 @@ def _batch_announcements(outcome: BatchOutcome) -> list[notify.Announcement]:
     if outcome.accepted:
         values = [{"slice": n, "value": v} for n, v in outcome.accepted]
         items.append(notify.event(job_id, "result", values))
+    items += [notify.event(job_id, "duplicate-result", d) for d in outcome.duplicates]
+    if outcome.rejected:
+        items.append(notify.event(job_id, "rejected", outcome.rejected))
     items += [notify.event(job_id, "error", error) for error in outcome.errors]
     items += [notify.event(job_id, "noprogress", stalled) for stalled in outcome.noprogress]
     if outcome.status is not None:
@@ -524,7 +618,14 @@ def _store_results(
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
     outcome.accepted = sorted(kept.items())
-    job.computed += len(kept)
+    outcome.kept = len(kept)
+    _count_computed(job, len(kept))
+
+
+def _count_computed(job: Job, count: int) -> None:
+    if count:
+        Job.objects.filter(pk=job.pk).update(computed=F("computed") + count)
+        job.computed += count
 
 
 def _store_errors(
@@ -576,23 +677,32 @@ def _give_back(row: Slice, *, status: str = SliceStatus.NEW, retry_elsewhere: bo
 
 
 def _pay(
-    job: Job, payee: User, payee_address: str, count: int, batch_key: str, outcome: BatchOutcome
+    job: Job,
+    paid: Counter[verification.Payee],
+    batch_key: str,
+    sender: User,
+    outcome: BatchOutcome,
 ) -> None:
-    amount = job.offer * count
-    if amount:
+    """Pay the offer for each accepted result, all payees in one ledger transaction; the
+    batch's `sender` learns what it earned."""
+    amounts = {payee: job.offer * count for payee, count in paid.items() if count}
+    total = sum(amounts.values())
+    if total:
         bank.pay_from_escrow(
             escrow=bank.escrow_for_job(job.id),
-            payments=[(bank.account_for_address(payee_address), amount)],
+            payments=[(bank.account_for_address(p.address), a) for p, a in amounts.items()],
             idempotency_key=batch_key,
-            memo=f"{count} slices of job {job.id}",
+            memo=f"{paid.total()} results of job {job.id}",
         )
-    job.paid += amount
-    outcome.earned = amount
-    Job.objects.filter(pk=job.pk).update(computed=F("computed") + count, paid=F("paid") + amount)
-    tally, _ = WorkerTally.objects.get_or_create(user=payee)
-    WorkerTally.objects.filter(pk=tally.pk).update(
-        slices=F("slices") + count, earned=F("earned") + amount
-    )
+        job.paid += total
+        Job.objects.filter(pk=job.pk).update(paid=F("paid") + total)
+    outcome.earned = sum(a for p, a in amounts.items() if p.user_id == sender.pk)
+    for payee, count in paid.items():
+        if count:
+            tally, _ = WorkerTally.objects.get_or_create(user_id=payee.user_id)
+            WorkerTally.objects.filter(pk=tally.pk).update(
+                slices=F("slices") + count, earned=F("earned") + amounts[payee]
+            )
 
 
 # --- cancel and finish ------------------------------------------------------------------------
