@@ -59,11 +59,14 @@ def _progress(value: Any = None) -> None:
 
 
 class SyntheticWorker:
-    def __init__(self, url: str, session: str, cores: int = 1, delay: float = 0.0) -> None:
+    def __init__(
+        self, url: str, session: str, cores: int = 1, delay: float = 0.0, lie: float = 0.0
+    ) -> None:
         self.url = url
         self.session = session
         self.cores = cores
         self.delay = delay  # seconds of "work" per slice, for chaos tests
+        self.lie = lie  # the fraction of slices answered with a forged value, for trust tests
         self.computed = 0
         self.functions: dict[str, Any] = {}
 
@@ -108,7 +111,10 @@ class SyntheticWorker:
         for item in task["slices"]:
             if self.delay:
                 time.sleep(self.delay)
-            results.append({"slice": item["slice"], "value": work(item["datum"], *job["args"])})
+            value = work(item["datum"], *job["args"])
+            if self.lies_about(item["slice"]):
+                value = {"forged": value}
+            results.append({"slice": item["slice"], "value": value})
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
         for result in results:
             result["ms"] = elapsed_ms
@@ -117,9 +123,14 @@ class SyntheticWorker:
             type="result", id=task["task"], job=job["id"], results=results
         )
 
+    def lies_about(self, slice_number: int) -> bool:
+        """Whether this slice's result is forged: the same `lie` fraction of every job's
+        slices, spread evenly (the golden ratio's steps), so a test knows which."""
+        return (slice_number * 0.6180339887498949) % 1 < self.lie
 
-async def run_workers(url: str, session: str, count: int, delay: float) -> None:
-    workers = [SyntheticWorker(url, session, delay=delay) for _ in range(count)]
+
+async def run_workers(url: str, session: str, count: int, delay: float, lie: float = 0.0) -> None:
+    workers = [SyntheticWorker(url, session, delay=delay, lie=lie) for _ in range(count)]
     await asyncio.gather(*(worker.run_forever() for worker in workers))
 
 
@@ -131,9 +142,10 @@ def main() -> None:
     parser.add_argument("--session", help="a session id already signed in (instead of a login)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--lie", type=float, default=0.0, help="fraction of results to forge")
     options = parser.parse_args()
     session = options.session or log_in(options.url, options.email, options.password)
-    asyncio.run(run_workers(options.url, session, options.workers, options.delay))
+    asyncio.run(run_workers(options.url, session, options.workers, options.delay, options.lie))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,18 @@ NO_FUNCTION = "the work function source defines no function: write def work(datu
 RUNTIME_FILENAME = (lambda: None).__code__.co_filename
 _NUMBER_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(%?)\s*", re.IGNORECASE)
 
+# Taken at import, before any work function runs: a work function that patches these modules
+# (json.dumps, ast.parse, ...) changes what it sees itself, not how this runtime reads sources
+# and encodes replies for its later slices.
+_dumps = json.dumps
+_loads = json.loads
+_parse = ast.parse
+_isawaitable = inspect.isawaitable
+_TracebackException = traceback.TracebackException
+_StackSummary = traceback.StackSummary
+_ModuleType = types.ModuleType
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
+
 # {"type": "result", "value"} or {"type": "error", "name", "message", "traceback"}
 Reply = dict[str, Any]
 Progress = Callable[..., None]
@@ -86,7 +98,7 @@ def parse_progress(value: Any) -> tuple[float | None, str | None]:
         match = _NUMBER_RE.fullmatch(value)
         if match is None:
             return None, (
-                f"progress() got {json.dumps(value)}, which is neither a number nor a "
+                f"progress() got {_dumps(value)}, which is neither a number nor a "
                 "percentage such as '50%'"
             )
         number = float(match.group(1)) / (100 if match.group(2) else 1)
@@ -105,7 +117,7 @@ def install_dcp_module(progress: Progress) -> None:
     """
     module = sys.modules.get("dcp")
     if module is None:
-        module = types.ModuleType("dcp", "What a work function can use where it runs.")
+        module = _ModuleType("dcp", "What a work function can use where it runs.")
         sys.modules["dcp"] = module
     module.progress = progress  # type: ignore[attr-defined]
 
@@ -118,9 +130,7 @@ def pick_work_function(tree: ast.Module, namespace: dict[str, Any]) -> Callable[
     work = namespace.get("work")
     if callable(work):
         return work  # type: ignore[no-any-return]
-    defined = [
-        node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-    ]
+    defined = [node.name for node in tree.body if isinstance(node, _FUNCTION_NODES)]
     if defined and callable(namespace.get(defined[-1])):
         return namespace[defined[-1]]  # type: ignore[no-any-return]
     raise TypeError(NO_FUNCTION)
@@ -128,7 +138,7 @@ def pick_work_function(tree: ast.Module, namespace: dict[str, Any]) -> Callable[
 
 def compile_work(source: str, progress: Progress) -> Callable[..., Any]:
     """Run the work function's source once in a fresh namespace; returns the work function."""
-    tree = ast.parse(source, WORK_FILENAME)
+    tree = _parse(source, WORK_FILENAME)
     # Tracebacks show the work function's lines, as if it were a file.
     linecache.cache[WORK_FILENAME] = (len(source), None, source.splitlines(True), WORK_FILENAME)
     namespace: dict[str, Any] = {"__name__": "__work__", "progress": progress}
@@ -148,7 +158,7 @@ def check_result(result: Any, slice_number: int | None) -> Any:
 def encode_result(result: Any, slice_number: int | None) -> str:
     """The JSON text of `result`; TypeError (the slice fails) when JSON cannot carry it."""
     try:
-        return json.dumps(result, allow_nan=False)
+        return _dumps(result, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
         raise TypeError(
             f"result of slice {slice_number} is not JSON-serialisable: {error}"
@@ -157,11 +167,11 @@ def encode_result(result: Any, slice_number: int | None) -> str:
 
 def error_reply(error: BaseException) -> Reply:
     """The error reply of a failure, its traceback without this runtime's frames."""
-    report: traceback.TracebackException | None = traceback.TracebackException.from_exception(error)
+    report: traceback.TracebackException | None = _TracebackException.from_exception(error)
     first = report
     while report is not None:  # chained exceptions included
         kept = [frame for frame in report.stack if frame.filename != RUNTIME_FILENAME]
-        report.stack = traceback.StackSummary.from_list(kept)
+        report.stack = _StackSummary.from_list(kept)
         report = report.__cause__ or report.__context__
     assert first is not None
     return _error(type(error).__name__, str(error), "".join(first.format()))
@@ -232,7 +242,7 @@ class SliceRuntime:
     @classmethod
     def from_json(cls, source: str, args_json: str, host: Host) -> SliceRuntime:
         """For hosts that pass JSON text rather than objects (the sandbox)."""
-        return cls(source, json.loads(args_json), host)
+        return cls(source, _loads(args_json), host)
 
     def progress(self, value: Any = None) -> None:
         """Report how far the slice has come: 0..1, a percentage such as '50%', or None."""
@@ -252,7 +262,7 @@ class SliceRuntime:
     def compile_json(self) -> str | None:
         """compile() for the sandbox: the error reply as JSON text."""
         failure = self.compile()
-        return None if failure is None else json.dumps(failure)
+        return None if failure is None else _dumps(failure)
 
     def run(self, slice_number: int, datum: Any) -> Reply | Awaitable[Reply]:
         """Compute one slice: its reply, or an awaitable of it for an async work function."""
@@ -264,7 +274,7 @@ class SliceRuntime:
             try:
                 assert self.work is not None
                 result = self.work(datum, *self.args)
-                if inspect.isawaitable(result):
+                if _isawaitable(result):
                     return self._settle(result)
                 return self._finish(_result(result, slice_number))
             except BaseException as error:  # the work function's failure, whatever it is
@@ -272,7 +282,7 @@ class SliceRuntime:
 
     def run_json(self, slice_number: int, datum_json: str) -> str | Awaitable[str]:
         """run() for the sandbox: datum and reply as JSON text (no proxies cross over)."""
-        reply = self.run(slice_number, json.loads(datum_json))
+        reply = self.run(slice_number, _loads(datum_json))
         if isinstance(reply, dict):
             return _reply_json(reply)
         return _dumped(reply)
@@ -343,7 +353,7 @@ def _result(value: Any, slice_number: int) -> Reply:
 def _reply_json(reply: Reply) -> str:
     if isinstance(reply, _ResultReply):
         return '{"type": "result", "value": ' + reply.text + "}"
-    return json.dumps(reply)
+    return _dumps(reply)
 
 
 async def _dumped(reply: Awaitable[Reply]) -> str:

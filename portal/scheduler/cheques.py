@@ -35,11 +35,14 @@ def batch_payer(request: AddSlices, frame: dict[str, Any]) -> str:
     return payer
 
 
-def require_covered(max_total: Decimal, offer: Decimal, slices: int) -> None:
-    """Refuse a cheque for less than `offer x slices`."""
-    if max_total < offer * slices:
+def require_covered(max_total: Decimal, offer: Decimal, slices: int, replicas: int = 1) -> None:
+    """Refuse a cheque for less than `offer x slices` (x `replicas`, the results a verified job
+    pays for each slice)."""
+    cost = offer * slices * replicas
+    if max_total < cost:
+        each = f" x {replicas} results each (verification)" if replicas > 1 else ""
         raise SchedulerError(
             "EBADPAYMENT",
-            f"the payment authorises {max_total} credits but {slices} slices at {offer} cost "
-            f"{offer * slices}",
+            f"the payment authorises {max_total} credits but {slices} slices{each} at {offer} "
+            f"cost {cost}",
         )

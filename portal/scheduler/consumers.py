@@ -18,15 +18,15 @@ from django.conf import settings
 
 from dcp.protocol import messages as wire
 from dcp.protocol.credits import format_credits
+from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
 
 from . import selectors, services, verification
 from .errors import SchedulerError
-from .notify import WORKERS_GROUP, job_group, relay
+from .notify import WORKERS_GROUP, job_group, relay, user_workers_group
 from .sizing import TaskSizer
 from .sockets import ProtocolConsumer
 
 log = logging.getLogger(__name__)
-CLOSE_UNAUTHENTICATED = 4401
 
 
 class ClientConsumer(ProtocolConsumer):
@@ -182,12 +182,14 @@ class WorkerConsumer(ProtocolConsumer):
         self.jobs_seen: set[str] = set()
         self.capabilities = services.Capabilities()
         await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
+        await self.channel_layer.group_add(user_workers_group(self.user.pk), self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "worker_id"):
             return
         idle_workers.discard(self)
         await self.channel_layer.group_discard(WORKERS_GROUP, self.channel_name)
+        await self.channel_layer.group_discard(user_workers_group(self.user.pk), self.channel_name)
         await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
 
     async def on_hello(self, request: wire.WorkerHello, frame: dict[str, Any]) -> None:
@@ -245,6 +247,10 @@ class WorkerConsumer(ProtocolConsumer):
         if self.capacity > 0:
             await self.offer_task()
 
+    async def worker_suspended(self, event: dict[str, Any]) -> None:
+        """This user's results lost too many votes: say so; no work comes until it ends."""
+        await self.send_error(None, "ESUSPENDED", event["reason"])
+
     async def job_abort(self, event: dict[str, Any]) -> None:
         await self.send_message(wire.Abort(job=event["job"]))
 
@@ -273,8 +279,6 @@ class WorkerConsumer(ProtocolConsumer):
         )
         ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)
-        if outcome.suspended:
-            await self.send_error(None, "ESUSPENDED", outcome.suspended)
 
     async def on_return(self, request: wire.Return, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.return_slices)(

@@ -4,7 +4,7 @@ Services call these functions; nothing goes out before the transaction that made
 commits, and one transaction's announcements go out together, in the order they were made, in
 one trip to the channel layer (so a batch of results costs one trip, not one per slice). The
 messages are the channel layer's: `job.event` to a job's group (clients watching it),
-`work.available` and `job.abort` to every worker.
+`work.available` and `job.abort` to every worker, `worker.suspended` to one user's workers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WORKERS_GROUP = "workers"
 WORK_AVAILABLE = {"type": "work.available"}
+
+
+def user_workers_group(user_id: int) -> str:
+    """The channel-layer group of one user's worker tabs."""
+    return f"workers.{user_id}"
 
 
 def job_group(job_id: str) -> str:
@@ -104,6 +109,11 @@ def event(job_id: str, name: str, data: Any) -> Send:
 def work_available() -> None:
     """Wake the workers: a job has slices to hand out."""
     announce(Send(WORKERS_GROUP, WORK_AVAILABLE))
+
+
+def workers_suspended(user_id: int, reason: str) -> None:
+    """Tell a user's worker tabs they get no work for a while (verification votes lost)."""
+    announce(Send(user_workers_group(user_id), {"type": "worker.suspended", "reason": reason}))
 
 
 def job_deployed(job: Job, status: dict[str, Any], subscriber: str | None) -> None:

@@ -93,7 +93,6 @@ class BatchOutcome:
     noprogress: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, Any] | None = None  # results refused: not leased to this worker
-    suspended: str = ""  # why the worker's user was suspended by this batch
     kept: int = 0  # results of slices the worker held
     earned: int = 0
     status: dict[str, Any] | None = None
@@ -169,7 +168,7 @@ def deploy_signed(
     payer = cheques.deploy_payer(request, frame)
     spec = job_spec(request)
     cheques.require_covered(
-        request.payment.max_total, request.slice_payment_offer, slice_count(spec) * spec.replicas
+        request.payment.max_total, request.slice_payment_offer, slice_count(spec), spec.replicas
     )
     job, _ = deploy_job(
         owner=owner, identity=identity, payer=payer, spec=spec, subscriber=subscriber
@@ -510,17 +509,22 @@ def record_results(
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None or job.status != JobStatus.RUNNING:
         return outcome
+    results, errors, repeated = _one_answer_each(results, errors)
     numbers = [n for n, _ in results] + [e["slice"] for e in errors]
     held = dict(
         Slice.objects.filter(
-            job=job, worker=worker, status=SliceStatus.LEASED, number__in=numbers
+            job=job,
+            worker=worker,
+            status=SliceStatus.LEASED,
+            lease_expires__gte=timezone.now(),
+            number__in=numbers,
         ).values_list("number", "id")
     )
     suspended = verification.suspension(payee) if job.verify else ""
     if suspended:  # a suspended user's results are not taken; their slices go to others
         return_slices(worker=worker, job_id=job.id)
         held = {}
-    _refuse(held, numbers, outcome, suspended or NOT_LEASED)
+    _refuse(held, numbers, repeated, outcome, suspended or NOT_LEASED)
     if job.verify:
         paid = _store_verified(job, held, results, worker, payee, payee_address, outcome)
     else:
@@ -537,9 +541,34 @@ def record_results(
 NOT_LEASED = "not leased to this worker (never handed to it, sent twice, or its lease lapsed)"
 
 
-def _refuse(held: dict[int, int], numbers: list[int], outcome: BatchOutcome, why: str) -> None:
-    """Results and errors of slices the worker does not hold are not taken: the owner is told."""
-    refused = sorted({n for n in numbers if n not in held})
+def _one_answer_each(
+    results: list[tuple[int, Any]], errors: list[dict[str, Any]]
+) -> tuple[list[tuple[int, Any]], list[dict[str, Any]], list[int]]:
+    """A batch answers each slice once: its first result, else its first error. Returns those
+    and the numbers of the repeats (refused like results of slices the worker does not hold)."""
+    seen: set[int] = set()
+    kept_results, kept_errors, repeated = [], [], []
+    for number, value in results:
+        if number in seen:
+            repeated.append(number)
+        else:
+            seen.add(number)
+            kept_results.append((number, value))
+    for error in errors:
+        if error["slice"] in seen:
+            repeated.append(error["slice"])
+        else:
+            seen.add(error["slice"])
+            kept_errors.append(error)
+    return kept_results, kept_errors, repeated
+
+
+def _refuse(
+    held: dict[int, int], numbers: list[int], repeated: list[int], outcome: BatchOutcome, why: str
+) -> None:
+    """Answers for slices the worker does not hold, and repeats of one in the same batch, are
+    not taken: the owner is told."""
+    refused = sorted({n for n in numbers if n not in held} | set(repeated))
     if refused:
         outcome.rejected = {"count": len(refused), "reason": why, "slices": refused[:20]}
 
@@ -566,7 +595,6 @@ def _store_verified(
         outcome.cancelled = (NO_QUORUM, reason)
     elif votes.requeued:
         notify.work_available()
-    outcome.suspended = verification.suspension(payee)
     return votes.paid
 
 

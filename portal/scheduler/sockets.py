@@ -16,13 +16,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from dcp.protocol.limits import CLOSE_FLOOD, CLOSE_TOO_BIG
 from dcp.protocol.messages import Error, describe
 
 from .errors import SchedulerError
 
 log = logging.getLogger(__name__)
-CLOSE_TOO_BIG = 1009
-CLOSE_POLICY = 1008
 
 
 class RateLimit:
@@ -65,7 +64,9 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             return
         raw = _parse(text_data)
         if raw is None:
-            await self.send_error(None, "EINVALID", "a frame must be one JSON object")
+            await self.send_error(
+                None, "EINVALID", "a frame must be one JSON object (NaN and Infinity are not JSON)"
+            )
             return
         request_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
         handler = (
@@ -94,7 +95,7 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         if self.rate_limit.refused == 1:
             await self.send_error(None, "ERATELIMIT", f"more than {limit} messages a second")
         elif self.rate_limit.refused > self.rate_limit.burst:
-            await self.close(code=CLOSE_POLICY)
+            await self.close(code=CLOSE_FLOOD)
 
     async def send_message(self, message: BaseModel) -> None:
         """Send one protocol message as one JSON text frame.
@@ -110,8 +111,14 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
 
 
 def _parse(text: str) -> dict[str, Any] | None:
+    """The frame's JSON object, or None: NaN and Infinity, which Python would read, are not
+    JSON and could not be stored or sent on."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

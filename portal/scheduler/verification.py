@@ -31,6 +31,7 @@ from dcp.protocol.messages import Verify
 from dcp.protocol.verify import NO_QUORUM_ERROR_NAME, Vote, no_quorum_reason, vote
 from portal.users.models import User
 
+from . import notify
 from .models import (
     Job,
     Replica,
@@ -162,6 +163,7 @@ def _strike(user_id: int) -> None:
         reputation.suspended_until = timezone.now() + timedelta(
             seconds=settings.VERIFY_SUSPENSION_SECONDS
         )
+        notify.workers_suspended(user_id, _suspension_reason(reputation))
     reputation.save()
 
 
@@ -177,9 +179,15 @@ def suspension(user: User) -> str:
         return ""
     if reputation.suspended_until <= timezone.now():
         return ""
+    return _suspension_reason(reputation)
+
+
+def _suspension_reason(reputation: WorkerReputation) -> str:
+    until = reputation.suspended_until
+    assert until is not None
     return (
         f"results of your workers lost {settings.VERIFY_MAX_STRIKES} verification votes: no work "
-        f"until {reputation.suspended_until.isoformat(timespec='seconds')}"
+        f"until {until.isoformat(timespec='seconds')}"
     )
 
 

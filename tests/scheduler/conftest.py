@@ -53,6 +53,7 @@ class Deployer:
         language: str = "python",
         args: list[Any] | None = None,
         ref: str | None = None,
+        verify: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body = {
             "ref": ref or uuid.uuid4().hex,
@@ -61,6 +62,8 @@ class Deployer:
             "input": input,
             "slice_payment_offer": offer,
         }
+        if verify is not None:
+            body["verify"] = verify
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         max_total = max_total or "1000"
@@ -88,9 +91,14 @@ def deployer(first_dev: Any) -> Deployer:
 @pytest.fixture
 def volunteer(django_user_model: Any) -> Any:
     """A second user whose worker tab computes slices."""
+    return make_volunteer(django_user_model, "grace@example.com")
+
+
+def make_volunteer(user_model: Any, email: str) -> Any:
+    """A signed-up user with a default account key, whose worker tabs compute slices."""
     from portal.wallet.services import ensure_default_account
 
-    person = django_user_model.objects.create_user("grace@example.com", "pw-123456789")
+    person = user_model.objects.create_user(email, "pw-123456789")
     ensure_default_account(user=person)
     return person
 
@@ -120,7 +128,7 @@ async def connect_worker(user: Any, cores: int = 2) -> WebsocketCommunicator:
 
 
 async def receive_until(
-    communicator: WebsocketCommunicator, kind: str, timeout: float = 5
+    communicator: WebsocketCommunicator, kind: str, timeout: float = 10
 ) -> dict[str, Any]:
     """The next frame of type `kind` (or event named `kind`), skipping others."""
     while True:

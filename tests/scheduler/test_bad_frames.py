@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dcp.protocol.limits import CLOSE_FLOOD
 from tests.scheduler.conftest import connect_client, connect_worker, receive_until
 
 json_values = st.recursive(
@@ -113,7 +114,7 @@ async def test_a_flood_is_told_once_then_closed_and_others_carry_on(volunteer, s
         else:
             told.append(json.loads(output["text"])["code"])
     assert told and set(told) == {"ERATELIMIT"}
-    assert closed == 1008
+    assert closed == CLOSE_FLOOD
     await bystander.send_json_to({"type": "ready", "capacity": 1})
     assert (await bystander.receive_json_from())["type"] == "waiting"
     await bystander.disconnect()

@@ -8,6 +8,7 @@ from channels.testing import WebsocketCommunicator
 from eth_account import Account
 
 from dcp.protocol.credits import to_units
+from dcp.protocol.limits import CLOSE_TOO_BIG
 from portal.asgi import application
 from portal.bank.selectors import balance_of
 from portal.scheduler.consumers import ClientConsumer
@@ -157,4 +158,4 @@ async def test_a_frame_over_the_size_limit_closes_the_socket(volunteer, settings
     await worker.send_to(
         text_data='{"type": "console", "job": "x", "message": "' + "a" * 2000 + '"}'
     )
-    assert await worker.receive_output() == {"type": "websocket.close", "code": 1009}
+    assert await worker.receive_output() == {"type": "websocket.close", "code": CLOSE_TOO_BIG}
