@@ -16,13 +16,14 @@ from pydantic import ValidationError
 
 from ..errors import DCPError
 from ..keys.keystore import address_of
-from ..protocol.messages import Deploy, Payment, Public, Requirements, Verify, Work, describe
+from ..protocol.messages import Deploy, Payment, Public, Requirements, Work, describe
+from ..protocol.verify import replicas
 from . import remote
 from .cheques import sign_deploy, total_credits
 from .connection import Frame, check_frame_size, frame_of
 from .inputs import InputSet, StreamInput
 
-__all__ = ["build_deploy", "first_input", "paid_replicas"]
+__all__ = ["build_deploy", "first_input"]
 
 
 def build_deploy(
@@ -40,7 +41,7 @@ def build_deploy(
     quorum of `verify`); `options` are `progress_timeout`, `open`, `public`, `requirements` and
     `verify` (a protocol `Verify`; the last four sent when set)."""
     slices = len(input_wire["values"]) if input_wire["kind"] == "values" else total
-    paid_results = slices * paid_replicas(options.get("verify"))
+    paid_results = slices * replicas(options.get("verify"))
     try:
         deploy = _deploy_model(
             ref, work, args, input_wire, offer, account_key, paid_results, options
@@ -92,11 +93,6 @@ def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("verify") is not None:
         parts["verify"] = options["verify"]
     return parts
-
-
-def paid_replicas(verify: Verify | None) -> int:
-    """How many results of each slice the escrow pays for: the quorum, else one."""
-    return verify.replicas if verify is not None else 1
 
 
 def first_input(input_set: InputSet, auto_close: bool) -> tuple[dict[str, Any], bool]:

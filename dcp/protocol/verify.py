@@ -12,6 +12,7 @@ and the job is told (ENOQUORUM).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,14 @@ from .signed import canonical_json
 
 NO_QUORUM = "ENOQUORUM"
 NO_QUORUM_ERROR_NAME = "NoQuorum"
+
+
+def replicas(verify: Verify | Mapping[str, Any] | None) -> int:
+    """Results of each slice a job's escrow pays for (its quorum when it asked for
+    verification, else one): what the cheque, the escrow and the batch cheques multiply by."""
+    if verify is None:
+        return 1
+    return (verify if isinstance(verify, Verify) else Verify.model_validate(verify)).replicas
 
 
 def agree(a: Any, b: Any, tolerance: float = 0.0) -> bool:

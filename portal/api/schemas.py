@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS
 from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
-from dcp.protocol.messages import Language, Public, Requirements
+from dcp.protocol.messages import Language, Public, Requirements, Verify
 
 Json = Any
 
@@ -68,6 +68,13 @@ class JobIn(ApiModel):
     args: list[Json] = Field(default_factory=list, max_length=1000)
     requirements: Requirements = Field(default_factory=Requirements)
     public: Public = Field(default_factory=lambda: Public())
+    verify: Verify | None = Field(
+        default=None,
+        description="Result verification: each slice is computed by workers of `quorum` "
+        "distinct users and accepted when their results agree; the escrow covers `quorum` "
+        "results a slice. Fields as the websocket protocol's (quorum, max_results, tolerance, "
+        "adaptive, spot_check).",
+    )
     slicePaymentOffer: Offer | Literal["MARKET_VALUE"] = Field(
         default="MARKET_VALUE",
         description="Credits paid per slice (a number or decimal string), or MARKET_VALUE.",
@@ -113,6 +120,11 @@ class JobStatusOut(BaseModel):
     activeSlices: int = Field(description="Slices a worker holds right now.")
     failedSlices: int
     waiting: str | None = Field(default=None, description="Why no worker can take the job.")
+    verification: dict[str, int] | None = Field(
+        default=None,
+        description="For a verified job: quorum, pending (slices with results waiting for "
+        "agreement), disputed (results disagree so far), rejected (results that lost a vote).",
+    )
 
 
 class JobOut(JobStatusOut):

@@ -49,6 +49,7 @@ def status_of(job: Job) -> dict[str, Any]:
         "activeSlices": scheduler.active_slice_count(job),
         "failedSlices": status["failed"],
         "waiting": status.get("waiting"),
+        "verification": status.get("verification"),
     }
 
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dcp.protocol.credits import to_units
+from dcp.protocol.verify import replicas
 from portal.scheduler import services as scheduler
 from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus
@@ -136,7 +137,8 @@ def deploy_job(
     """Deploy an open values job paid from the caller's account; (job, False) on a replay."""
     payer = paying_key(principal, body.account.address if body.account else None)
     offer = offer_units(body.slicePaymentOffer)
-    _require_escrow_fits(offer, len(body.slices))
+    verify = body.verify.model_dump() if body.verify is not None else None
+    _require_escrow_fits(offer, len(body.slices) * replicas(verify))
     spec = JobSpec(
         ref=_job_ref(principal, idempotency_key),
         language=body.work.language,
@@ -148,6 +150,7 @@ def deploy_job(
         offer=offer,
         public=body.public.model_dump(exclude_defaults=True),
         requirements=body.requirements.model_dump(exclude_defaults=True),
+        verify=verify,
     )
     return scheduler.deploy_job(
         owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec
@@ -160,14 +163,15 @@ def add_slices(
     """Append input to an open job, paid by the account that pays for the job."""
     job = own_job(principal, job_id)
     payer = paying_key(principal, job.payer)
-    _require_escrow_fits(job.offer, len(values))
+    cost = job.offer * len(values) * job.replicas
+    _require_escrow_fits(cost, 1)
     return scheduler.add_slices(
         job_id=job.id,
         identity=principal.identity,
         batch_ref=idempotency_key or uuid.uuid4().hex,
         values=values,
         payer=payer.address,
-        max_total=job.offer * len(values),
+        max_total=cost,
     )
 
 

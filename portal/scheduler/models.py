@@ -19,6 +19,7 @@ from django.db import models
 from django.db.models import Q
 
 from dcp.protocol.inputs import span_of
+from dcp.protocol.verify import replicas
 
 
 class JobStatus(models.TextChoices):
@@ -83,7 +84,7 @@ class Job(models.Model):
     @property
     def replicas(self) -> int:
         """Results of each slice the escrow pays for: the quorum when verified, else one."""
-        return int(self.verify["quorum"]) if self.verify else 1
+        return replicas(self.verify)
 
     def data_of(self, numbers: list[int]) -> list[Any]:
         """The inputs of slices `numbers`: computed for ranges, stored for values."""

@@ -28,7 +28,7 @@ from dcp.protocol.credits import to_units
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
 from dcp.protocol.signed import recover_signer, session_text
-from dcp.protocol.verify import NO_QUORUM
+from dcp.protocol.verify import NO_QUORUM, replicas
 from portal.bank import services as bank
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
@@ -72,7 +72,7 @@ class JobSpec:
     @property
     def replicas(self) -> int:
         """Results of each slice the escrow pays for: the quorum when verified, else one."""
-        return int(self.verify["quorum"]) if self.verify else 1
+        return replicas(self.verify)
 
 
 @dataclass

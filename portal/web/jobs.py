@@ -25,6 +25,7 @@ from dcp.protocol.credits import format_credits
 from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
 from portal.scheduler.services import cancel_job_of_owner
+from portal.scheduler.verification import verification_status
 
 from .views import AuthedRequest
 
@@ -48,6 +49,7 @@ class JobRow:
     paid: str
     escrow: str
     created_at: datetime
+    verification: str = ""  # a verified job's votes, in words
 
     @property
     def running(self) -> bool:
@@ -58,7 +60,7 @@ def escrow_held(job: Job) -> int:
     """Credits still held for a running job's unpaid slices; nothing once it has ended."""
     if job.status != JobStatus.RUNNING:
         return 0
-    return max(0, job.offer * job.total - job.paid)
+    return max(0, job.offer * job.total * job.replicas - job.paid)
 
 
 def _public_link(job: Job) -> str:
@@ -79,12 +81,23 @@ def _row(job: Job) -> JobRow:
         paid=format_credits(job.paid),
         escrow=format_credits(escrow_held(job)),
         created_at=job.created_at,
+        verification=verification_text(job),
     )
+
+
+def verification_text(job: Job) -> str:
+    """A verified job's votes so far, e.g. "verified by 2 users · 1 disputed · 3 rejected"."""
+    if not job.verify:
+        return ""
+    counts = verification_status(job)
+    parts = [f"verified by {counts['quorum']} users"]
+    parts += [f"{counts[name]} {name}" for name in ("pending", "disputed", "rejected")]
+    return " · ".join(parts)
 
 
 def _progress(job: Job) -> dict[str, Any]:
     """What jobs.js needs to redraw one row."""
-    return {
+    progress = {
         "id": job.id,
         "status": job.status,
         "total": job.total,
@@ -92,6 +105,9 @@ def _progress(job: Job) -> dict[str, Any]:
         "paid": format_credits(job.paid),
         "escrow": format_credits(escrow_held(job)),
     }
+    if job.verify:
+        progress["verification"] = verification_text(job)
+    return progress
 
 
 @login_required

@@ -277,6 +277,7 @@ def test_job_details_and_status(bearer, account):
         "activeSlices": 0,
         "failedSlices": 0,
         "waiting": None,
+        "verification": None,
     }
 
 
@@ -345,3 +346,19 @@ def test_a_revoked_key_can_no_longer_touch_its_jobs(bearer):
     ApiKey.objects.update(revoked_at=Job.objects.get(pk=job_id).created_at)
     assert bearer.delete(f"/api/v0/job/{job_id}").status_code == 401
     assert Job.objects.get(pk=job_id).status == JobStatus.RUNNING
+
+
+def test_a_verified_job_pays_its_quorum_into_escrow_and_reports_verification(bearer, account):
+    job_id = deploy(bearer, slices=[1, 2], slicePaymentOffer=0.01, verify={"quorum": 3})
+    assert balance_of(account.address) == to_units("9.94")  # 2 slices x 3 results x 0.01
+    added = bearer.post(f"/api/v0/job/{job_id}/slices", {"slices": [3]})
+    assert added.status_code == 200
+    assert balance_of(f"escrow:{job_id}") == to_units("0.09")
+    status = bearer.get(f"/api/v0/job/{job_id}/status").json()
+    assert status["verification"] == {"quorum": 3, "pending": 0, "disputed": 0, "rejected": 0}
+
+    plain = deploy(bearer, slices=[1])
+    assert bearer.get(f"/api/v0/job/{plain}/status").json()["verification"] is None
+    bad = bearer.post("/api/v0/job", {"work": DOUBLE, "slices": [1], "verify": {"quorum": 1}})
+    assert bad.status_code == 400 and "quorum" in error_of(bad)["message"]
+    assert balance_of(account.address) == to_units("9.909")  # the refused job took nothing

@@ -36,6 +36,7 @@ from dcp.protocol.signed import (
     recover_signer,
     session_text,
 )
+from dcp.protocol.verify import replicas
 
 Frame = dict[str, Any]
 batch_text = batch_cheque_text  # the name the tests use
@@ -391,8 +392,7 @@ def check_cheque(deploy: Frame) -> str | None:
 
 def replicas_of(deploy: Frame) -> int:
     """How many results of each slice a deploy pays for: its quorum, else one."""
-    verify = deploy.get("verify")
-    return int(verify["quorum"]) if verify else 1
+    return replicas(deploy.get("verify"))
 
 
 def check_batch_cheque(job: FakeJob, frame: Frame) -> str | None:

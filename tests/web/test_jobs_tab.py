@@ -52,7 +52,14 @@ def default_address(user) -> str:
     return Key.objects.get(user=user, is_default=True).address
 
 
-def deploy(owner, *, slices: int = 10, offer: str = "0.1", public: dict | None = None) -> Job:
+def deploy(
+    owner,
+    *,
+    slices: int = 10,
+    offer: str = "0.1",
+    public: dict | None = None,
+    verify: dict | None = None,
+) -> Job:
     spec = JobSpec(
         ref=uuid.uuid4().hex,
         language="python",
@@ -62,23 +69,25 @@ def deploy(owner, *, slices: int = 10, offer: str = "0.1", public: dict | None =
         input_spec={"start": 1, "end": slices, "step": 1},
         offer=to_units(offer),
         public=public or {},
+        verify=verify,
     )
     identity = Account.create().address
     job, _ = deploy_job(owner=owner, identity=identity, payer=default_address(owner), spec=spec)
     return job
 
 
-def compute(job: Job, volunteer, count: int) -> None:
-    """A worker of `volunteer` computes `count` slices of `job`: value = datum squared."""
+def compute(job: Job, volunteer, count: int, *, lie: bool = False) -> None:
+    """A worker of `volunteer` computes `count` slices of `job`: value = datum squared (plus
+    one when it lies)."""
     worker = f"worker-{uuid.uuid4().hex[:8]}"
-    task = claim_slices(worker=worker, limit=count)
+    task = claim_slices(worker=worker, limit=count, user=volunteer)
     assert task is not None and task.job.id == job.id, "the job must be the oldest with work"
     record_results(
         worker=worker,
         payee=volunteer,
         payee_address=default_address(volunteer),
         job_id=job.id,
-        results=[(number, datum * datum) for number, datum in task.slices],
+        results=[(number, datum * datum + lie) for number, datum in task.slices],
         errors=[],
         batch_key=uuid.uuid4().hex,
     )
@@ -132,6 +141,20 @@ def test_credits_spent_and_escrow_held_are_shown_for_a_running_job(
     assert re.search(r'data-testid="job-escrow">0.7<', row)
     assert ">Cancel</button>" in row
     assert f'href="/portal/jobs/{job.id}/results.json"' in row
+
+
+def test_a_verified_job_shows_its_votes_and_holds_escrow_for_its_quorum(
+    first_dev, volunteer, stranger, browser_client
+):
+    job = deploy(first_dev, slices=4, offer="0.1", verify={"quorum": 2})
+    compute(job, volunteer, 4)
+    compute(job, stranger, 2, lie=True)
+    row = rows_of(browser_client.get("/portal/jobs/").content.decode())[0]
+    verification = "verified by 2 users · 4 pending · 2 disputed · 0 rejected"
+    assert f'data-testid="job-verification">{verification}<' in row
+    assert re.search(r'data-testid="job-escrow">0.8<', row)  # 4 slices x 2 results x 0.1
+    progress = browser_client.get(f"/portal/jobs/status.json?job={job.id}").json()
+    assert progress["jobs"][0]["verification"] == verification
 
 
 def test_a_finished_job_has_no_cancel_button_and_holds_nothing(

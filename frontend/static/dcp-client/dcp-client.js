@@ -232,6 +232,9 @@
       this.args = args === undefined ? [] : Array.from(args);
       this.public = {};
       this.requirements = {};
+      // Result verification, e.g. {quorum: 2}: each slice is computed by workers of that many
+      // users and accepted when their results agree; the escrow covers quorum results a slice.
+      this.verify = null;
       this.readyState = "new";
     }
 
@@ -273,7 +276,8 @@
       if (!usesSession()) return null; // an API key pays from its own account
       this.#setState("preauth");
       const accounts = await call("GET", "/accounts");
-      const summary = { slices: this.#input.length, offer, name: this.public?.name };
+      const quorum = this.verify?.quorum ?? 1;
+      const summary = { slices: this.#input.length, offer, name: this.public?.name, quorum };
       const address = await askWhichAccountPays(accounts, summary);
       if (!address) throw new DCPError("ECANCELLED", "no account was chosen: nothing was deployed");
       return address;
@@ -290,6 +294,7 @@
         public: this.public,
         slicePaymentOffer: offer,
       };
+      if (this.verify) body.verify = this.verify;
       if (account) body.account = { address: account };
       const { jobId } = await call("POST", "/job", { body, idempotencyKey: newIdempotencyKey() });
       this.id = jobId;
@@ -414,11 +419,13 @@
     return node;
   }
 
-  function costLine({ slices, offer, name }) {
+  function costLine({ slices, offer, name, quorum = 1 }) {
     const job = name ? `Job “${name}”: ` : "This job: ";
-    const count = `${slices} slice${slices === 1 ? "" : "s"}`;
-    if (offer === "MARKET_VALUE") return `${job}${count} at the market value per slice.`;
-    const total = Number((Number(offer) * slices).toFixed(9));
+    const each = quorum > 1 ? `, each verified by ${quorum} users,` : "";
+    const count = `${slices} slice${slices === 1 ? "" : "s"}${each}`;
+    const per = quorum > 1 ? "result" : "slice";
+    if (offer === "MARKET_VALUE") return `${job}${count} at the market value per ${per}.`;
+    const total = Number((Number(offer) * slices * quorum).toFixed(9));
     return (
       `${job}${count} at ${offer} credits each: up to ${total} credits move into the job's ` +
       "escrow now, and what it does not spend comes back."

@@ -31,6 +31,8 @@ function redraw(row, job) {
   row.querySelector("[data-total]").textContent = job.total;
   row.querySelector('[data-testid="job-paid"]').textContent = job.paid;
   row.querySelector('[data-testid="job-escrow"]').textContent = job.escrow;
+  const verification = row.querySelector('[data-testid="job-verification"]');
+  if (verification) verification.textContent = job.verification;
   if (job.status === row.dataset.status) return;
   row.dataset.status = job.status;
   const badge = row.querySelector('[data-testid="job-status"]');
