@@ -87,6 +87,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: venv frontend chromium $(VENV)/.bench-installed
 	$(PY) -m bench.throughput
 	$(PY) -m bench.browser
+	$(PY) -m bench.switch
 
 clean:
 	rm -rf $(VENV) frontend/node_modules worker_static/vendor

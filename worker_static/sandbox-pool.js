@@ -10,7 +10,7 @@
  *   }
  *
  * `job` is {id, language: "python"|"js", source: "<source>", args: [...]}. run() resolves to
- * {result} and rejects with a SliceError whose `name` is the work function's exception class
+ * {value} and rejects with a SliceError whose `name` is the work function's exception class
  * (ZeroDivisionError, TypeError for a result that is not JSON-serialisable, ValueError for a bad
  * progress value, ...) or one of the pool's own:
  *
@@ -23,8 +23,18 @@
  *
  * onProgress(value) gets 0..1 or null (indeterminate); onConsole({level, message, slice})
  * gets print()/console output, with slice null for output of the work function's
- * module-level code. A slice prefers an idle sandbox that already has its job compiled, then one
- * with Pyodide loaded (for Python jobs), then any idle one; sandboxes start lazily, up to size.
+ * module-level code.
+ *
+ * One sandbox, one job. A sandbox that has been given a job computes that job's slices and no
+ * other job's, ever: a slice goes to an idle sandbox of its own job, else to a fresh sandbox.
+ * At most `size` sandboxes hold jobs; when they all do and another job needs one, the least
+ * recently used idle sandbox of another job is terminated to make room (its job has no slice
+ * waiting), and so is a sandbox whose job has had no slice for idleMs or was aborted. Beside
+ * them the pool keeps one fresh sandbox in reserve (so at most size + 1 Workers live): started
+ * ahead of need, connected, and, once the pool has run a Python job, with Pyodide and the
+ * runtime loaded, so that a job switch costs the compile of the work function, not a start.
+ * The first sandbox of the page that loads Pyodide takes a memory snapshot of it before any job
+ * code runs (see sandbox.js); every later sandbox of the page starts Pyodide from it.
  */
 
 import { callQuietly } from "./util.js";
@@ -32,11 +42,14 @@ import { callQuietly } from "./util.js";
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INIT_TIMEOUT_MS = 120_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
+const DEFAULT_IDLE_MS = 30_000;
+// Reserves that may fail to start in a row; then the pool keeps none until an init succeeds.
+const RESERVE_FAILURES_TOLERATED = 2;
 const SIGINT = 2;
 const FINAL_REPLIES = new Set(["ready", "result", "error"]);
 
 // What the pool needs to know of each work-function runtime; a job of another language is
-// treated as Python. Pyodide-backed runtimes prefer a sandbox with Pyodide already loaded, and
+// treated as Python. Pyodide-backed runtimes make the reserve load Pyodide ahead of need, and
 // can be interrupted (through the interrupt buffer) instead of losing their sandbox.
 const RUNTIMES = Object.freeze({
   python: Object.freeze({ usesPyodide: true, interruptible: true }),
@@ -76,7 +89,64 @@ function newInterruptBuffer() {
   return new Uint8Array(new SharedArrayBuffer(1));
 }
 
-/** One module Worker running sandbox.js, with its pending requests by id. */
+// ------------------------------------------------------------------------------ snapshots
+
+const MAKING = Symbol("a sandbox is taking the snapshot");
+const UNAVAILABLE = Symbol("no snapshot: taking or restoring one failed");
+
+/** Pyodide memory snapshots by sandbox and Pyodide URL, shared by every pool of the page: one
+ * sandbox takes it (before any job code runs in it), every later one starts from it. */
+class SnapshotStore {
+  #entries = new Map(); // key -> ArrayBuffer | MAKING | UNAVAILABLE
+  #waiters = new Map(); // key -> [resolve, ...] waiting while MAKING
+
+  /** Options for a sandbox about to load Pyodide: {snapshot}, {makeSnapshot: true} or {}. */
+  claim(key) {
+    const entry = this.#entries.get(key);
+    if (entry instanceof ArrayBuffer) return { snapshot: entry }; // postMessage copies it
+    if (entry !== undefined) return {};
+    this.#entries.set(key, MAKING);
+    return { makeSnapshot: true };
+  }
+
+  /** Resolves once no sandbox is taking the snapshot of `key`. */
+  settled(key) {
+    if (this.#entries.get(key) !== MAKING) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiters.set(key, [...(this.#waiters.get(key) ?? []), resolve]);
+    });
+  }
+
+  /** What the sandbox asked to take the snapshot gave: the snapshot, or null (it failed). */
+  offer(key, snapshot) {
+    if (this.#entries.get(key) !== MAKING) return;
+    this.#settle(key, snapshot instanceof ArrayBuffer ? snapshot : UNAVAILABLE);
+  }
+
+  /** The sandbox asked to take it stopped before it did: another may try. */
+  release(key) {
+    if (this.#entries.get(key) === MAKING) this.#settle(key, undefined);
+  }
+
+  /** A sandbox could not start from the snapshot: later ones start without it. */
+  refuse(key) {
+    this.#settle(key, UNAVAILABLE);
+  }
+
+  #settle(key, entry) {
+    if (entry === undefined) this.#entries.delete(key);
+    else this.#entries.set(key, entry);
+    const waiters = this.#waiters.get(key) ?? [];
+    this.#waiters.delete(key);
+    for (const resolve of waiters) resolve();
+  }
+}
+
+const snapshots = new SnapshotStore();
+
+// -------------------------------------------------------------------------------- sandbox
+
+/** One module Worker running sandbox.js, spoken to over a private MessagePort. */
 class Sandbox {
   static #count = 0;
 
@@ -85,27 +155,51 @@ class Sandbox {
     this.number = Sandbox.#count;
     this.worker = new Worker(sandboxURL, { type: "module", name: `dcp-sandbox-${this.number}` });
     this.interruptBuffer = newInterruptBuffer();
-    this.jobId = null; // the job whose work function is compiled in this sandbox
+    this.jobId = null; // the one job this sandbox serves; null while it is fresh (the reserve)
+    this.compiled = false; // the job's work function is compiled here
+    this.ready = false; // fresh: connected (and Pyodide loaded, if asked); bound: compiled
     this.hasPyodide = false;
+    this.warming = false; // a warm-up is under way (waiting for the page's snapshot, or loading)
+    this.pyodideRequested = false; // a warm or init that loads Pyodide was sent
+    this.snapshotDue = false; // this sandbox was asked for the page's snapshot and has not given it
     this.task = null; // the slice running here
+    this.lastUsed = 0; // performance.now() when its last slice ended
+    this.idleTimer = null;
     this.retiring = false; // terminate once the running slice ends (the pool shrank)
     this.dead = false;
     this.pending = new Map(); // request id -> {message(reply), crash(error)}
     this.nextId = 0;
-    this.worker.addEventListener("message", (event) => this.#receive(event.data));
     // sandbox.js handles work functions' own errors, so an error here means the sandbox died.
     this.worker.addEventListener("error", (event) => {
       onCrash(this, `sandbox ${this.number} failed: ${event.message || "the worker script did not load"}`);
     });
-    this.worker.addEventListener("messageerror", () => {
-      onCrash(this, `sandbox ${this.number} sent a message that could not be read`);
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    this.port.onmessage = (event) => this.#receive(event.data);
+    this.port.onmessageerror = () => onCrash(this, `sandbox ${this.number} sent a message that could not be read`);
+    this.#connect(channel.port2);
+  }
+
+  /** Hands the sandbox its end of the channel: the one message sent on the worker itself. */
+  #connect(port) {
+    const id = this.#register({
+      message: (reply) => {
+        if (this.jobId === null && !this.warming) this.ready = reply.type === "ready";
+      },
+      crash: () => {},
     });
+    this.worker.postMessage({ type: "connect", id, port, interruptBuffer: this.interruptBuffer }, [port]);
   }
 
   request(message, handler) {
+    const id = this.#register(handler);
+    this.port.postMessage({ ...message, id });
+  }
+
+  #register(handler) {
     this.nextId += 1;
     this.pending.set(this.nextId, handler);
-    this.worker.postMessage({ ...message, id: this.nextId });
+    return this.nextId;
   }
 
   interrupt() {
@@ -118,7 +212,9 @@ class Sandbox {
   kill(error) {
     if (this.dead) return;
     this.dead = true;
+    clearTimeout(this.idleTimer);
     this.worker.terminate();
+    this.port.close();
     const handlers = [...this.pending.values()];
     this.pending.clear();
     for (const handler of handlers) handler.crash(error);
@@ -132,20 +228,27 @@ class Sandbox {
   }
 }
 
+// ----------------------------------------------------------------------------------- pool
+
 export class SandboxPool {
   #sandboxes = [];
-  #queue = []; // tasks waiting for an idle sandbox
+  #queue = []; // tasks waiting for a sandbox
   #size;
   #closed = false;
+  #wantsPyodide = false; // a Python job ran here: the reserve loads Pyodide ahead of the next
+  #reserveFailures = 0;
+  #snapshotKey;
 
   /**
    * @param {object} options
-   * @param {number} [options.size] how many sandboxes may run at once (default: cores - 1)
+   * @param {number} [options.size] how many sandboxes may hold jobs at once (default: cores - 1);
+   *   one fresh sandbox is kept in reserve beside them
    * @param {string} options.sandboxURL absolute URL of sandbox.js
    * @param {string} options.pyodideURL absolute URL of the vendor/pyodide/ folder
    * @param {number} [options.timeoutMs] default no-progress limit of a slice (0: none)
    * @param {number} [options.initTimeoutMs] limit for loading Pyodide and compiling a job
    * @param {number} [options.interruptGraceMs] how long an interrupted Python slice may take to stop
+   * @param {number} [options.idleMs] how long a job's sandbox lives without a slice (0: until needed)
    */
   constructor({
     size = defaultSize(),
@@ -154,6 +257,7 @@ export class SandboxPool {
     timeoutMs = DEFAULT_TIMEOUT_MS,
     initTimeoutMs = DEFAULT_INIT_TIMEOUT_MS,
     interruptGraceMs = DEFAULT_INTERRUPT_GRACE_MS,
+    idleMs = DEFAULT_IDLE_MS,
   }) {
     if (!sandboxURL || !pyodideURL) throw new TypeError("SandboxPool needs sandboxURL and pyodideURL");
     this.sandboxURL = sandboxURL;
@@ -161,28 +265,32 @@ export class SandboxPool {
     this.timeoutMs = timeoutMs;
     this.initTimeoutMs = initTimeoutMs;
     this.interruptGraceMs = interruptGraceMs;
+    this.idleMs = idleMs;
     this.#size = Math.max(1, size);
+    this.#snapshotKey = `${sandboxURL}\n${pyodideURL}`;
   }
 
   get size() {
     return this.#size;
   }
 
-  /** What each live sandbox holds, for status displays and tests. */
+  /** What each live sandbox holds, for status displays and tests; `reserve` is the fresh one. */
   stats() {
     return this.#sandboxes.map((sandbox) => ({
       number: sandbox.number,
       jobId: sandbox.jobId,
+      reserve: sandbox.jobId === null,
+      ready: sandbox.ready,
       hasPyodide: sandbox.hasPyodide,
       busy: sandbox.task !== null,
       interruptible: sandbox.interruptBuffer !== null,
     }));
   }
 
-  /** Computes one slice; resolves to {result}, rejects with a SliceError. */
+  /** Computes one slice; resolves to {value}, rejects with a SliceError. */
   run(job, slice, datum, { onProgress, onConsole, timeoutMs } = {}) {
     return new Promise((resolve, reject) => {
-      if (!job || job.id === undefined || typeof job.source !== "string") {
+      if (!job || job.id === undefined || job.id === null || typeof job.source !== "string") {
         reject(new TypeError("a job needs an id and the work function's source in job.source"));
         return;
       }
@@ -194,27 +302,28 @@ export class SandboxPool {
       const task = { job, slice, datum, onProgress, onConsole, timeoutMs, settled: false };
       task.resolve = (value) => { if (!task.settled) { task.settled = true; resolve(value); } };
       task.reject = (error) => { if (!task.settled) { task.settled = true; reject(error); } };
+      if (runtimeOf(job).usesPyodide) this.#wantsPyodide = true;
       this.#queue.push(task);
       this.#dispatch();
     });
   }
 
-  /** Fails every slice of the job, queued or running; running ones lose their sandbox. */
+  /** Fails every slice of the job, queued or running, and terminates the job's sandboxes. */
   abortJob(jobId, message = `job ${jobId} was aborted`) {
     for (const task of this.#queue.filter((queued) => queued.job.id === jobId)) {
       task.reject(sliceError("Aborted", task, message));
     }
     this.#queue = this.#queue.filter((queued) => queued.job.id !== jobId);
-    for (const sandbox of this.#sandboxes.filter((live) => live.task?.job.id === jobId)) {
-      this.#discard(sandbox, sliceError("Aborted", sandbox.task, message));
+    for (const sandbox of this.#sandboxes.filter((live) => live.jobId === jobId)) {
+      this.#discard(sandbox, sandbox.task ? sliceError("Aborted", sandbox.task, message) : null);
     }
     this.#dispatch();
   }
 
-  /** Changes how many sandboxes may run; busy ones beyond the new size stop after their slice. */
+  /** Changes how many sandboxes may hold jobs; busy ones beyond the new size stop after their slice. */
   resize(size) {
     this.#size = Math.max(1, size);
-    const staying = this.#sandboxes.filter((sandbox) => !sandbox.retiring);
+    const staying = this.#sandboxes.filter((sandbox) => sandbox.jobId !== null && !sandbox.retiring);
     const excess = staying.length - this.#size;
     const idleFirst = staying.sort((a, b) => Number(a.task !== null) - Number(b.task !== null));
     for (const sandbox of idleFirst.slice(0, Math.max(0, excess))) {
@@ -235,29 +344,71 @@ export class SandboxPool {
     }
   }
 
+  // ------------------------------------------------------------------------- dispatch
+
   #dispatch() {
-    while (this.#queue.length > 0 && !this.#closed) {
+    if (this.#closed) return;
+    this.#runOnOwnSandboxes();
+    while (this.#queue.length > 0) {
       const task = this.#queue[0];
-      const sandbox = this.#idleSandboxFor(task.job) ?? this.#startSandbox();
-      if (!sandbox) return;
+      const sandbox = this.#freshSandboxFor(task.job);
+      if (!sandbox) break;
       this.#queue.shift();
       this.#runOn(sandbox, task);
     }
+    this.#keepReserve();
   }
 
-  #idleSandboxFor(job) {
-    const idle = this.#sandboxes.filter((sandbox) => !sandbox.task && !sandbox.retiring);
-    return (
-      idle.find((sandbox) => sandbox.jobId === job.id) ??
-      (runtimeOf(job).usesPyodide ? idle.find((sandbox) => sandbox.hasPyodide) : null) ??
-      idle[0] ??
-      null
-    );
+  /** Queued slices whose job has an idle sandbox go there first, wherever they are queued. */
+  #runOnOwnSandboxes() {
+    for (const task of [...this.#queue]) {
+      const own = this.#sandboxes.find((sandbox) => sandbox.jobId === task.job.id && this.#isIdle(sandbox));
+      if (!own) continue;
+      this.#queue.splice(this.#queue.indexOf(task), 1);
+      this.#runOn(own, task);
+    }
+  }
+
+  /** A sandbox no job has touched, bound to `job`: the reserve, else a new one. When `size`
+   * sandboxes hold jobs, the least recently used idle one (its job has nothing queued) is
+   * terminated first; null when every one is busy. */
+  #freshSandboxFor(job) {
+    if (this.#holdingJobs().length >= this.#size) {
+      const idle = this.#holdingJobs().filter((sandbox) => this.#isIdle(sandbox));
+      if (idle.length === 0) return null;
+      this.#discard(idle.reduce((oldest, sandbox) => (sandbox.lastUsed < oldest.lastUsed ? sandbox : oldest)), null);
+    }
+    const reserve = this.#reserve();
+    // A JS job does not wait for a reserve still loading Pyodide: a bare sandbox starts sooner.
+    const skip = reserve?.warming && !runtimeOf(job).usesPyodide;
+    const sandbox = reserve && !skip ? reserve : this.#startSandbox();
+    sandbox.jobId = job.id;
+    sandbox.ready = false;
+    return sandbox;
+  }
+
+  #holdingJobs() {
+    return this.#sandboxes.filter((sandbox) => sandbox.jobId !== null && !sandbox.retiring);
+  }
+
+  #isIdle(sandbox) {
+    return !sandbox.task && !sandbox.retiring;
+  }
+
+  #reserve() {
+    return this.#sandboxes.find((sandbox) => sandbox.jobId === null) ?? null;
+  }
+
+  /** One fresh sandbox beside the job's ones, with Pyodide loaded once Python jobs run here. */
+  #keepReserve() {
+    if (this.#closed || this.#reserveFailures >= RESERVE_FAILURES_TOLERATED) return;
+    const reserve = this.#reserve() ?? this.#startSandbox();
+    if (this.#wantsPyodide && !reserve.warming && !reserve.pyodideRequested) this.#warm(reserve);
   }
 
   #startSandbox() {
-    if (this.#sandboxes.filter((sandbox) => !sandbox.retiring).length >= this.#size) return null;
     const sandbox = new Sandbox(this.sandboxURL, (crashed, message) => {
+      if (crashed.jobId === null) this.#reserveFailures += 1;
       const task = crashed.task;
       this.#discard(crashed, new SliceError({ name: "SandboxCrashed", message,
                                                jobId: task?.job.id ?? null, slice: task?.slice ?? null }));
@@ -270,26 +421,110 @@ export class SandboxPool {
   /** Terminates and forgets a sandbox; its running slice, if any, fails with `error`. */
   #discard(sandbox, error) {
     this.#sandboxes = this.#sandboxes.filter((live) => live !== sandbox);
+    if (sandbox.snapshotDue) {
+      sandbox.snapshotDue = false;
+      snapshots.release(this.#snapshotKey);
+    }
     if (sandbox.task && error) sandbox.task.reject(error);
     sandbox.kill(error ?? new SliceError({ name: "Terminated", message: "sandbox stopped" }));
   }
 
+  /** A job's sandbox that stays idle for idleMs is terminated: its job's slices have stopped. */
+  #startIdleClock(sandbox) {
+    clearTimeout(sandbox.idleTimer);
+    if (sandbox.dead || sandbox.jobId === null || !(this.idleMs > 0)) return;
+    sandbox.idleTimer = setTimeout(() => {
+      if (sandbox.task || !this.#sandboxes.includes(sandbox)) return;
+      this.#discard(sandbox, null);
+      this.#dispatch();
+    }, this.idleMs);
+  }
+
+  // -------------------------------------------------------------------------- Pyodide
+
+  /** Snapshot options for a sandbox about to load Pyodide (see SnapshotStore.claim). */
+  #pyodideOptions(sandbox) {
+    sandbox.pyodideRequested = true;
+    const options = snapshots.claim(this.#snapshotKey);
+    sandbox.snapshotDue = Boolean(options.makeSnapshot);
+    return options;
+  }
+
+  /** Loads Pyodide into the reserve, from the page's snapshot once there is one. */
+  async #warm(sandbox) {
+    sandbox.warming = true;
+    sandbox.ready = false;
+    await snapshots.settled(this.#snapshotKey);
+    if (sandbox.dead || sandbox.jobId !== null) {
+      sandbox.warming = false; // taken by a job meanwhile: its init loads Pyodide
+      return;
+    }
+    const options = this.#pyodideOptions(sandbox);
+    sandbox.request({ type: "warm", pyodideURL: this.pyodideURL, ...options }, {
+      message: (reply) => {
+        this.#onPyodideReply(sandbox, reply, options);
+        if (reply.type === "ready") {
+          sandbox.warming = false;
+          sandbox.ready = sandbox.jobId === null || sandbox.compiled;
+          this.#reserveFailures = 0;
+        } else if (reply.type === "error") {
+          this.#onWarmFailed(sandbox);
+        }
+      },
+      crash: () => {},
+    });
+  }
+
+  #onWarmFailed(sandbox) {
+    sandbox.warming = false;
+    sandbox.pyodideRequested = false;
+    if (sandbox.jobId !== null) return; // taken by a job meanwhile: its init tries again
+    this.#reserveFailures += 1;
+    this.#discard(sandbox, null);
+    this.#dispatch();
+  }
+
+  /** Replies of a warm or init that loads Pyodide: the snapshot, and whether it restored. */
+  #onPyodideReply(sandbox, reply, options) {
+    if (reply.type === "snapshot" && sandbox.snapshotDue) {
+      sandbox.snapshotDue = false;
+      snapshots.offer(this.#snapshotKey, reply.snapshot);
+    }
+    if (!FINAL_REPLIES.has(reply.type)) return;
+    if (sandbox.snapshotDue) {
+      sandbox.snapshotDue = false;
+      snapshots.release(this.#snapshotKey);
+    }
+    if (reply.type === "ready") {
+      sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
+      if (options.snapshot && reply.pyodideLoaded && !reply.fromSnapshot) snapshots.refuse(this.#snapshotKey);
+    }
+  }
+
+  // --------------------------------------------------------------------------- slices
+
   async #runOn(sandbox, task) {
     sandbox.task = task;
+    clearTimeout(sandbox.idleTimer);
     try {
-      if (sandbox.jobId !== task.job.id) await this.#compile(sandbox, task);
+      if (!sandbox.compiled) await this.#compile(sandbox, task);
       task.resolve(await this.#computeSlice(sandbox, task));
     } catch (error) {
       task.reject(error);
     } finally {
       sandbox.task = null;
+      sandbox.lastUsed = performance.now();
       if (sandbox.retiring) this.#discard(sandbox, null);
+      else this.#startIdleClock(sandbox);
       this.#dispatch();
     }
   }
 
   #compile(sandbox, task) {
-    sandbox.jobId = null;
+    const { id, language = "python", source, args = [] } = task.job;
+    // Unless a warm-up already asked for it, a Python job's init loads Pyodide (from the snapshot).
+    const options = runtimeOf(task.job).usesPyodide && !sandbox.pyodideRequested
+      ? this.#pyodideOptions(sandbox) : {};
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#discard(sandbox, sliceError("InitTimeout", task,
@@ -302,19 +537,26 @@ export class SandboxPool {
       const replies = new Map([
         // Output of the work function's module-level code belongs to no slice.
         ["console", (reply) => forwardConsole(task, { ...reply, slice: null })],
-        ["ready", (reply) => settle(() => {
-          sandbox.jobId = task.job.id;
-          sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
+        ["snapshot", () => {}],
+        ["ready", () => settle(() => {
+          sandbox.compiled = true;
+          sandbox.ready = true;
+          this.#reserveFailures = 0;
           resolve();
         })],
-        ["error", (reply) => settle(() => reject(new SliceError({ ...reply, jobId: task.job.id, slice: task.slice })))],
+        ["error", (reply) => settle(() => {
+          // The sandbox stays bound to the job (its code may have run): a later slice retries.
+          if (reply.fatal) this.#discard(sandbox, null);
+          reject(new SliceError({ ...reply, jobId: task.job.id, slice: task.slice }));
+        })],
       ]);
-      const { id, language = "python", source, args = [] } = task.job;
       sandbox.request(
-        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL,
-          interruptBuffer: sandbox.interruptBuffer },
+        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL, ...options },
         {
-          message: (reply) => (replies.get(reply.type) ?? replies.get("error"))(reply),
+          message: (reply) => {
+            this.#onPyodideReply(sandbox, reply, options);
+            (replies.get(reply.type) ?? replies.get("error"))(reply);
+          },
           crash: (error) => settle(() => reject(error)),
         },
       );

@@ -1,24 +1,48 @@
 /*
- * DCP sandbox: a module Web Worker that computes the slices of one job at a time.
+ * DCP sandbox: a module Web Worker that computes the slices of one job, and of no other job.
  *
  *   new Worker(sandboxURL, { type: "module" })   // see sandbox-pool.js for the page side
  *
- * Protocol (postMessage objects; every request has an `id` and every reply echoes it):
+ * Lifecycle. A sandbox starts fresh: it may load Pyodide and the Python runtime ("warm"), but
+ * runs nothing of any job. The first init binds it to that job for the rest of its life: it
+ * keeps the job's work function compiled across the job's slices, refuses an init for any other
+ * job, and is terminated (worker.terminate()) when the pool no longer needs it for this job. So
+ * nothing a work function leaves behind (patched builtins or globals, modules, files, timers,
+ * event listeners) is ever seen by another job: the next job gets another fresh sandbox. The pool
+ * keeps one fresh sandbox warm in reserve, so a job switch does not wait for Pyodide.
+ *
+ * Protocol. The page's first message, posted on the worker itself, hands the sandbox a private
+ * MessagePort (of a MessageChannel):
+ *
+ *   {type: "connect", id, port, interruptBuffer?}            (port transferred)
+ *
+ * The sandbox stops listening on its global scope after it, and every later message in both
+ * directions travels over that port, which no work function can reach: a work function's own
+ * `self.addEventListener("message", ...)` hears nothing, and `postMessage` is a stub that throws.
+ * `interruptBuffer` (a SharedArrayBuffer-backed Uint8Array or Int32Array, optional) becomes
+ * Pyodide's interrupt buffer: the page writes 2 (SIGINT) to raise KeyboardInterrupt in a running
+ * Python slice. Over the port every request has an `id` and every reply echoes it:
  *
  *   page -> sandbox
+ *     {type: "warm", id, pyodideURL, snapshot?, makeSnapshot?}
+ *         Loads Pyodide from `pyodideURL` (the absolute URL of the vendor/pyodide/ folder) and the
+ *         Python runtime, and nothing of any job. `snapshot` (an ArrayBuffer) is a Pyodide memory
+ *         snapshot to start from instead of booting Python; `makeSnapshot: true` asks for one,
+ *         taken right after the runtime loaded (see "Snapshots" below).
  *     {type: "init", id, job: {id, language: "python"|"js", source, args}, pyodideURL,
- *      interruptBuffer?}
- *         Compiles the work function of `job` (once per job; slices reuse it). Python jobs load
- *         Pyodide from `pyodideURL` (the absolute URL of the vendor/pyodide/ folder) the first
- *         time; it then stays loaded for every later job. JS jobs never load Pyodide.
- *         `interruptBuffer` (a SharedArrayBuffer-backed Uint8Array or Int32Array, optional)
- *         becomes Pyodide's interrupt buffer: the page writes 2 (SIGINT) to raise
- *         KeyboardInterrupt in a running Python slice.
+ *      snapshot?, makeSnapshot?}
+ *         Binds the sandbox to `job` (an init for another job is refused, fatally) and compiles
+ *         its work function (again only after a failed init of the same job; slices reuse it).
+ *         Python jobs load Pyodide first unless a warm did; JS jobs never load Pyodide.
  *     {type: "slice", id, slice, datum}
  *         Calls work(datum, *job.args).
  *
  *   sandbox -> page
- *     {type: "ready", id, jobId, pyodideLoaded}                  init succeeded
+ *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
+ *                                                                (jobId null for connect, warm)
+ *     {type: "snapshot", id, snapshot, problem}            the memory snapshot a warm or init
+ *                                                          asked for (ArrayBuffer, transferred),
+ *                                                          or null and why not
  *     {type: "progress", id, slice, value}                 value: 0..1, or null (unknown)
  *     {type: "console", id, slice, level: "log"|"error", message}
  *                                                                slice is null during init
@@ -26,8 +50,17 @@
  *     {type: "error", id, slice?, name, message, traceback, fatal?}
  *         The work function failed (Python: exception class name and formatted traceback;
  *         JS: error.name and error.stack), its result was not JSON-serialisable, it reported an
- *         invalid progress value, or init failed. `fatal: true` means the sandbox is unusable and
- *         should be terminated.
+ *         invalid progress value, or warm/init failed. `fatal: true` means the sandbox is
+ *         unusable and should be terminated.
+ *
+ * Snapshots. Booting Python takes most of a Pyodide start. The first sandbox of a page that
+ * loads Pyodide is asked for a memory snapshot (loadPyodide's `_makeSnapshot` option, then
+ * `pyodide.makeMemorySnapshot()`), taken after Pyodide and the runtime module loaded and before
+ * any work function ran; later sandboxes start from it (`_loadSnapshot`), which skips the boot.
+ * A snapshot holds the wasm memory only: the file system starts empty again (the runtime file is
+ * written anew), and `random` is reseeded so that sandboxes do not repeat each other's numbers
+ * (the str hash seed is the snapshot's, shared by the sandboxes started from it). A snapshot
+ * that does not restore falls back to an ordinary start.
  *
  * Work functions. The rules live in the shared runtimes, not here: Python work functions run in
  * dcp/runtime/slice.py (the same file local_exec runs under CPython), JavaScript ones through
@@ -39,22 +72,29 @@
  *
  * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
  * dcp/runtime/runtimes.py): slice.mjs, imported below, and slice.py, fetched when Pyodide
- * first loads, written into Pyodide's file system and imported as the module `dcp_slice`. The
+ * loads, written into Pyodide's file system and imported as the module `dcp_slice`. The
  * portal also generates /worker/runtime/manifest.mjs, `export default {"slice.py":
  * "sha256-...", ...}`, from the files it serves; slice.py is fetched with that hash as its
  * Subresource Integrity, so a sandbox never runs a runtime other than the one the portal
- * describes (a stale cache or a half-finished deploy fails the init instead). The init message
- * stays as above: everything is found relative to this script's own URL.
+ * describes (a stale cache or a half-finished deploy fails the warm or init instead).
+ * Everything is found relative to this script's own URL.
  *
- * Security. Before any work function runs, every network and storage entry point of the worker
- * scope (fetch, XMLHttpRequest, WebSocket, EventSource, WebTransport, importScripts, nested
- * workers, BroadcastChannel, indexedDB, caches, postMessage to the page) is replaced by a stub
- * that throws "network access is not allowed in a sandbox"; that includes Python's `js.fetch`
- * and `pyodide.http`. The real fetch is kept privately and used only to load Pyodide's own
- * files and the runtime's slice.py. As the second layer the portal serves this file with a
- * Content-Security-Policy that limits script and connect sources to the Pyodide vendor folder
- * and the runtime folder. The exact header (portal/web/worker_files.py, which the tests use
- * too), with ORIGIN the portal origin (a CSP path needs a host, so the server writes in its own):
+ * Security. Before any work function runs, the sandbox keeps private copies of what it uses itself
+ * (its port, JSON, Function, console, performance.now, Atomics, the array methods of its request
+ * queue) and never lets a promise call a `then` a work function could have replaced, so a work
+ * function that replaces those globals changes nothing but its own view of them. Every network
+ * entry point of the worker scope (fetch, XMLHttpRequest, WebSocket, EventSource, WebTransport,
+ * importScripts, nested workers, BroadcastChannel, postMessage to the page) is replaced by a stub
+ * that throws "network access is not allowed in a sandbox"; that includes Python's `js.fetch` and
+ * `pyodide.http`. The portal origin's storage (indexedDB, caches, navigator.storage with the
+ * origin private file system, navigator.storageBuckets, navigator.locks, the old webkit file
+ * system calls) throws "storage access is not allowed in a sandbox", and devices (navigator.usb,
+ * .hid, .serial, .bluetooth) "device access is not allowed in a sandbox". The real fetch is kept
+ * privately and used only to load Pyodide's own files and the runtime's slice.py. As the second layer the portal
+ * serves this file with a Content-Security-Policy that limits script and connect sources to the
+ * Pyodide vendor folder and the runtime folder. The exact header (portal/web/worker_files.py,
+ * which the tests use too), with ORIGIN the portal origin (a CSP path needs a host, so the server
+ * writes in its own):
  *
  *   Content-Security-Policy: default-src 'none';
  *       script-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/ 'wasm-unsafe-eval'
@@ -66,9 +106,6 @@
  * (enough for Python jobs); 'unsafe-eval' is needed only to compile JS work functions (new
  * Function). default-src 'none' also forbids nested workers and every other load, and import()
  * of any other URL (blob: and data: included) is refused.
- *
- * Known limit: a sandbox stays warm across jobs, so code of one job can leave state (Python
- * modules, JS globals) that a later job in the same sandbox sees.
  */
 
 import {
@@ -76,7 +113,6 @@ import {
 } from "./runtime/slice.mjs";
 import RUNTIME_INTEGRITY from "./runtime/manifest.mjs";
 
-const NETWORK_BLOCKED_MESSAGE = "network access is not allowed in a sandbox";
 const PROGRESS_BURST = 20; // progress messages sent at once before throttling starts
 const PROGRESS_INTERVAL_MS = 50; // then at most one progress message per interval
 const MAX_CONSOLE_MESSAGES = 1000; // per slice (or per init)
@@ -85,38 +121,69 @@ const RUNTIME_URL = new URL("./runtime/", import.meta.url); // where the portal 
 const PYTHON_RUNTIME_FILE = "slice.py";
 const PYTHON_RUNTIME_MODULE = "dcp_slice"; // its name inside Pyodide
 const PYTHON_RUNTIME_DIR = "/dcp_runtime"; // in Pyodide's file system, on sys.path
+// Run in every sandbox once Pyodide is up, in a namespace of its own (a snapshot has done it
+// before, but its random state is the same in every sandbox started from it).
+const PYTHON_SETUP = `
+import random, sys
+if ${JSON.stringify(PYTHON_RUNTIME_DIR)} not in sys.path:
+    sys.path.append(${JSON.stringify(PYTHON_RUNTIME_DIR)})
+random.seed()
+`;
 
-// Captured before lockdown: only this module can reach them, work functions cannot.
+// ------------------------------------------------------------------------- private copies
+
+// Taken before lockdown and before any work function runs; only this module can reach them, so
+// a work function that replaces the globals (JSON.stringify, Function, console.log,
+// Promise.prototype.then, ...) changes what it sees itself, not what the sandbox does.
+const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
 const realFetch = globalThis.fetch.bind(globalThis);
-const postToPage = globalThis.postMessage.bind(globalThis);
 const { parse: parseJson, stringify: stringifyJson } = JSON;
+const FunctionConstructor = Function;
+const now = performance.now.bind(performance);
+const storeAtomic = Atomics.store;
+const hasOwn = Object.hasOwn;
+const arrayPush = uncurryThis(Array.prototype.push);
+const arrayShift = uncurryThis(Array.prototype.shift);
+const messageData = uncurryThis(Object.getOwnPropertyDescriptor(MessageEvent.prototype, "data").get);
+const stopListening = self.removeEventListener.bind(self);
 // The page's own console methods, kept before `console` is pointed at the slice's output.
 const realConsole = { log: console.log.bind(console), error: console.error.bind(console) };
 
 // ---------------------------------------------------------------------------------- lockdown
 
-class SandboxNetworkError extends Error {
-  constructor() {
-    super(NETWORK_BLOCKED_MESSAGE);
-    this.name = "SandboxNetworkError";
+// What each kind of blocked entry point throws: `${kind} access is not allowed in a sandbox`.
+const BLOCKED_KINDS = Object.freeze({
+  network: "SandboxNetworkError",
+  storage: "SandboxStorageError",
+  device: "SandboxDeviceError",
+});
+
+class SandboxAccessError extends Error {
+  constructor(kind) {
+    super(`${kind} access is not allowed in a sandbox`);
+    this.name = BLOCKED_KINDS[kind];
   }
 }
 
-function blockedFunction(name) {
+function blockedFunction(name, kind) {
   // A plain function, so `new WebSocket(...)` and `fetch(...)` both throw the same clear error.
   const blocked = function () {
-    throw new SandboxNetworkError();
+    throw new SandboxAccessError(kind);
   };
   Object.defineProperty(blocked, "name", { value: name });
   return blocked;
 }
 
-/** Removes `name` from the global object and its prototypes, then pins `descriptor` there. */
-function replaceGlobal(name, descriptor) {
-  for (let scope = globalThis; scope; scope = Object.getPrototypeOf(scope)) {
-    if (Object.prototype.hasOwnProperty.call(scope, name)) delete scope[name];
+/** Removes `name` from `target` and its prototypes, then pins `descriptor` on `target`. */
+function replaceProperty(target, name, descriptor) {
+  for (let scope = target; scope; scope = Object.getPrototypeOf(scope)) {
+    if (hasOwn(scope, name)) delete scope[name];
   }
-  Object.defineProperty(globalThis, name, { ...descriptor, configurable: false, enumerable: false });
+  Object.defineProperty(target, name, { ...descriptor, configurable: false, enumerable: false });
+}
+
+function replaceGlobal(name, descriptor) {
+  replaceProperty(globalThis, name, descriptor);
 }
 
 let pyodideLoading = null; // {indexURL} while loadPyodide() runs, else null
@@ -127,27 +194,92 @@ function guardedFetch(resource, options) {
   const allowed =
     pyodideLoading &&
     PYODIDE_FETCHED_FILES.some((name) => url.href === new URL(name, pyodideLoading.indexURL).href);
-  if (!allowed) throw new SandboxNetworkError();
+  if (!allowed) throw new SandboxAccessError("network");
   return realFetch(resource, options);
 }
 
+// Entry points by kind: functions of the worker scope, getters of the worker scope and of
+// navigator. A name this browser lacks is pinned all the same, so no later code can add it.
+const BLOCKED = Object.freeze({
+  network: {
+    functions: [
+      "XMLHttpRequest", "WebSocket", "WebSocketStream", "EventSource", "WebTransport",
+      "importScripts", "Worker", "SharedWorker", "BroadcastChannel", "postMessage", "fetchLater",
+    ],
+  },
+  storage: {
+    functions: [
+      "webkitRequestFileSystem", "webkitRequestFileSystemSync", "webkitResolveLocalFileSystemURL",
+      "webkitResolveLocalFileSystemSyncURL",
+    ],
+    getters: ["indexedDB", "caches"],
+    navigator: ["storage", "storageBuckets", "locks"],
+  },
+  device: { navigator: ["usb", "hid", "serial", "bluetooth"] },
+});
+
 function lockDownGlobals() {
-  const functions = [
-    "XMLHttpRequest", "WebSocket", "WebSocketStream", "EventSource", "WebTransport",
-    "importScripts", "Worker", "SharedWorker", "BroadcastChannel", "postMessage", "fetchLater",
-  ];
-  for (const name of functions) replaceGlobal(name, { value: blockedFunction(name), writable: false });
-  replaceGlobal("fetch", { value: guardedFetch, writable: false });
-  for (const name of ["indexedDB", "caches"]) {
-    replaceGlobal(name, { get: blockedFunction(name) });
+  for (const [kind, { functions = [], getters = [], navigator: fields = [] }] of Object.entries(BLOCKED)) {
+    for (const name of functions) replaceGlobal(name, { value: blockedFunction(name, kind), writable: false });
+    for (const name of getters) replaceGlobal(name, { get: blockedFunction(name, kind) });
+    for (const name of fields) replaceProperty(navigator, name, { get: blockedFunction(name, kind) });
   }
+  replaceGlobal("fetch", { value: guardedFetch, writable: false });
 }
 
 lockDownGlobals();
 
+// -------------------------------------------------------------------------- the page's port
+
+let postToPage = null; // the private port's postMessage, bound once the page connects
+let interruptBuffer = null;
+
+/** The page's first message hands over the port; the worker scope is never listened to again. */
+function connect(event) {
+  stopListening("message", connect);
+  const { type, id, port, interruptBuffer: buffer } = messageData(event) ?? {};
+  if (type !== "connect" || !(port instanceof MessagePort)) {
+    realConsole.error("sandbox: the page's first message must be connect with a MessagePort");
+    return;
+  }
+  postToPage = port.postMessage.bind(port);
+  port.onmessage = receive;
+  interruptBuffer = buffer ?? null;
+  post({ type: "ready", id, jobId: null, pyodideLoaded: false, fromSnapshot: false });
+}
+
+self.addEventListener("message", connect);
+
+function post(message, transfer = []) {
+  postToPage?.(message, transfer);
+}
+
+// One request at a time, in arrival order: a slice never overlaps the init before it. The loop
+// only awaits the sandbox's own promises: a promise resolved with another one would call its
+// `then`, which a work function may have replaced (Promise.prototype.then).
+const inbox = [];
+let draining = false;
+
+function receive(event) {
+  arrayPush(inbox, messageData(event));
+  if (!draining) drain();
+}
+
+async function drain() {
+  draining = true;
+  while (inbox.length > 0) {
+    try {
+      await handle(arrayShift(inbox));
+    } catch (error) {
+      realConsole.error("sandbox internal error", error);
+    }
+  }
+  draining = false;
+}
+
 // ---------------------------------------------------------------------------- reporting
 
-let activeRequest = null; // the init or slice being handled: {id, slice, ...counters}
+let activeRequest = null; // the warm, init or slice being handled: {id, slice, ...counters}
 
 function newRequestState(id, slice) {
   return {
@@ -155,14 +287,10 @@ function newRequestState(id, slice) {
     slice,
     consoleCount: 0,
     progressTokens: PROGRESS_BURST,
-    progressCheckedAt: performance.now(),
+    progressCheckedAt: now(),
     pendingProgress: undefined, // {value} held back by the throttle
     progressProblem: null, // the first invalid progress() of a JS work function
   };
-}
-
-function post(message) {
-  postToPage(message);
 }
 
 function sendConsole(level, message) {
@@ -186,7 +314,7 @@ function sendConsole(level, message) {
 Object.assign(console, consoleFor(sendConsole));
 
 // Errors thrown by work functions outside the slice's own call (timers, stray promises) must not
-// reach the page as worker errors: the pool reads those as "the sandbox script failed to load".
+// reach the page as worker errors: the pool reads those as "the sandbox died".
 self.addEventListener("error", (event) => {
   event.preventDefault();
   sendConsole("error", `uncaught ${describe(event.error ?? event.message)}`);
@@ -205,10 +333,10 @@ function sendProgress(state, value) {
 /** A valid progress() value of the running slice, throttled: a token bucket lets short bursts
  * through at once and thins a flood to one message per interval, keeping the last value. */
 function recordProgress(state, value) {
-  const now = performance.now();
+  const at = now();
   state.progressTokens = Math.min(
-    PROGRESS_BURST, state.progressTokens + (now - state.progressCheckedAt) / PROGRESS_INTERVAL_MS);
-  state.progressCheckedAt = now;
+    PROGRESS_BURST, state.progressTokens + (at - state.progressCheckedAt) / PROGRESS_INTERVAL_MS);
+  state.progressCheckedAt = at;
   if (state.progressTokens >= 1) {
     state.progressTokens -= 1;
     state.pendingProgress = undefined;
@@ -227,8 +355,9 @@ replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress
 // ---------------------------------------------------------------------------- JavaScript
 
 function startJsJob(job) {
+  userCodeRan = true;
   // new Function bodies run in the global scope: work code cannot see this module's variables.
-  const work = compileWorkFunction(job.source, (body) => new Function(body)());
+  const work = compileWorkFunction(job.source, (body) => new FunctionConstructor(body)());
   const args = job.args ?? [];
   return {
     run: (slice, datum) => runSlice(work, args, slice, datum, activeRequest),
@@ -238,8 +367,8 @@ function startJsJob(job) {
 
 // ------------------------------------------------------------------------------- Python
 
-let pyodidePromise = null; // resolves to {pyodide, SliceRuntime}
-let interruptBuffer = null;
+let pyodidePromise = null; // resolves to {pyodide, SliceRuntime, fromSnapshot}
+let userCodeRan = false; // a work function's source has run here: no snapshot may be taken now
 
 // What the Python runtime (slice.py) reports through: progress is already checked there.
 const pythonHost = {
@@ -250,19 +379,42 @@ const pythonHost = {
   console: (level, message) => sendConsole(level, message),
 };
 
-function loadPyodideOnce(pyodideURL) {
-  pyodidePromise ??= loadPythonRuntime(pyodideURL).catch((error) => {
-    pyodidePromise = null; // a later init may retry
+/** Loads Pyodide and the runtime once; `request` (a warm or init) says where from and whether
+ * to start from a snapshot or take one. */
+function loadPyodideOnce(request) {
+  pyodidePromise ??= loadPythonRuntime(request).catch((error) => {
+    pyodidePromise = null; // a later warm or init may retry
     throw error;
   });
   return pyodidePromise;
 }
 
-async function startPyodide(indexURL) {
+/** A snapshot for loadPyodide that it lets go of once read: the config keeps only this. */
+function snapshotOnce(snapshot) {
+  let held = snapshot;
+  return {
+    then(resolve) {
+      const taken = held;
+      held = null;
+      resolve(taken);
+    },
+  };
+}
+
+async function startPyodide(indexURL, { snapshot, makeSnapshot }) {
   pyodideLoading = { indexURL };
   try {
     const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL).href);
-    return await loadPyodide({ indexURL, checkAPIVersion: true });
+    const options = { indexURL, checkAPIVersion: true };
+    if (snapshot) {
+      try {
+        return { pyodide: await loadPyodide({ ...options, _loadSnapshot: snapshotOnce(snapshot) }), fromSnapshot: true };
+      } catch (error) {
+        realConsole.error("sandbox: the Pyodide snapshot did not restore; starting without it", error);
+      }
+    }
+    const pyodide = await loadPyodide(makeSnapshot ? { ...options, _makeSnapshot: true } : options);
+    return { pyodide, fromSnapshot: false };
   } finally {
     pyodideLoading = null;
   }
@@ -282,26 +434,49 @@ async function fetchRuntimeFile(name) {
   return response.text();
 }
 
-async function loadPythonRuntime(pyodideURL) {
+async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
+  if (typeof pyodideURL !== "string") throw new TypeError("loading Pyodide needs pyodideURL");
   const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, location.href).href;
-  const [pyodide, source] = await Promise.all([startPyodide(indexURL), fetchRuntimeFile(PYTHON_RUNTIME_FILE)]);
+  const [{ pyodide, fromSnapshot }, source] = await Promise.all([
+    startPyodide(indexURL, { snapshot, makeSnapshot }),
+    fetchRuntimeFile(PYTHON_RUNTIME_FILE),
+  ]);
   pyodide.setStdout({ batched: (line) => sendConsole("log", line) });
   pyodide.setStderr({ batched: (line) => sendConsole("error", line) });
   pyodide.setStdin({ error: true });
-  if (interruptBuffer) pyodide.setInterruptBuffer(interruptBuffer);
+  // Always set: a snapshot carries the interrupt flag of the sandbox that took it.
+  pyodide.setInterruptBuffer(interruptBuffer ?? undefined);
+  // A snapshot holds memory, not files: the runtime file is written in every sandbox.
   pyodide.FS.mkdirTree(PYTHON_RUNTIME_DIR);
   pyodide.FS.writeFile(`${PYTHON_RUNTIME_DIR}/${PYTHON_RUNTIME_MODULE}.py`, source);
-  const sys = pyodide.pyimport("sys");
-  const path = sys.path;
-  try {
-    path.append(PYTHON_RUNTIME_DIR);
-  } finally {
-    path.destroy();
-    sys.destroy();
-  }
+  runPythonPrivately(pyodide, PYTHON_SETUP);
   // The module stays for the sandbox's lifetime: SliceRuntime is an attribute borrowed from it.
   const module = pyodide.pyimport(PYTHON_RUNTIME_MODULE);
-  return { pyodide, SliceRuntime: module.SliceRuntime };
+  if (makeSnapshot && !fromSnapshot) sendSnapshot(pyodide, id);
+  return { pyodide, SliceRuntime: module.SliceRuntime, fromSnapshot };
+}
+
+function runPythonPrivately(pyodide, code) {
+  const namespace = pyodide.toPy({});
+  try {
+    pyodide.runPython(code, { globals: namespace });
+  } finally {
+    namespace.destroy();
+  }
+}
+
+/** Sends the page a memory snapshot of Pyodide with the runtime loaded and no job's code run. */
+function sendSnapshot(pyodide, id) {
+  if (userCodeRan) return; // never: Pyodide loads before a job's code runs
+  let snapshot = null;
+  let problem = null;
+  try {
+    snapshot = pyodide.makeMemorySnapshot();
+  } catch (error) {
+    problem = String(error?.message ?? error);
+  }
+  const buffer = snapshot ? snapshot.buffer : null;
+  post({ type: "snapshot", id, snapshot: buffer, problem }, buffer ? [buffer] : []);
 }
 
 /** Reply for a JS-level failure of the Python runtime itself: the sandbox is then unusable. */
@@ -309,8 +484,9 @@ function fatalPythonReply(error) {
   return { ...errorReply(error), name: error?.type ?? error?.name ?? "Error", fatal: true };
 }
 
-async function startPythonJob(job, { pyodideURL }) {
-  const { SliceRuntime } = await loadPyodideOnce(pyodideURL);
+async function startPythonJob(job, init) {
+  const { SliceRuntime } = await loadPyodideOnce(init);
+  userCodeRan = true;
   const runtime = SliceRuntime.from_json(job.source, encodeJson(job.args ?? [], "the job's arguments"), pythonHost);
   const compile = runtime.compile_json;
   const run = runtime.run_json;
@@ -373,33 +549,62 @@ const RUNTIMES = Object.freeze({
 
 // ------------------------------------------------------------------------------ requests
 
+let boundJobId = null; // the one job this sandbox serves, from its first init on
 let currentJob = null; // {id, run(slice, datum) -> reply, dispose()}
+
+class ProtocolError extends Error {
+  constructor(message, { fatal = false } = {}) {
+    super(message);
+    this.name = "ProtocolError";
+    this.fatal = fatal;
+  }
+}
 
 function runtimeOf(job) {
   if (!job || typeof job !== "object") throw new TypeError("init needs a job object");
   if (typeof job.source !== "string") throw new TypeError("job.source must be source text");
   if (job.args !== undefined && !Array.isArray(job.args)) throw new TypeError("job.args must be a list");
   const language = job.language ?? "python";
-  if (!Object.hasOwn(RUNTIMES, language)) {
+  if (!hasOwn(RUNTIMES, language)) {
     const known = Object.keys(RUNTIMES).map((name) => `"${name}"`).join(" or ");
     throw new TypeError(`job.language must be ${known}, not ${stringifyJson(job.language)}`);
   }
   return RUNTIMES[language];
 }
 
+/** One sandbox, one job: the first init binds it, an init for any other job is refused. */
+function bindTo(jobId) {
+  if (boundJobId === null) boundJobId = jobId;
+  if (boundJobId !== jobId) {
+    throw new ProtocolError(`this sandbox serves job ${boundJobId} only, not job ${jobId}`, { fatal: true });
+  }
+}
+
+async function handleWarm(request) {
+  const { id } = request;
+  activeRequest = newRequestState(id, null);
+  try {
+    if (boundJobId !== null) throw new ProtocolError("a sandbox is warmed before its job, not after");
+    const { fromSnapshot } = await loadPyodideOnce(request);
+    post({ type: "ready", id, jobId: null, pyodideLoaded: true, fromSnapshot });
+  } catch (error) {
+    post({ type: "error", id, ...describeInitError(error) });
+  } finally {
+    activeRequest = null;
+  }
+}
+
 async function handleInit(init) {
-  const { id, job, interruptBuffer: buffer } = init;
+  const { id, job } = init;
   activeRequest = newRequestState(id, null);
   try {
     const runtime = runtimeOf(job);
-    if (buffer && buffer !== interruptBuffer) {
-      interruptBuffer = buffer;
-      if (pyodidePromise) (await pyodidePromise).pyodide.setInterruptBuffer(buffer);
-    }
+    bindTo(job.id);
     currentJob?.dispose();
     currentJob = null;
     currentJob = { id: job.id, ...(await runtime.start(job, init)) };
-    post({ type: "ready", id, jobId: job.id, pyodideLoaded: pyodidePromise !== null });
+    const fromSnapshot = pyodidePromise ? (await pyodidePromise).fromSnapshot : false;
+    post({ type: "ready", id, jobId: job.id, pyodideLoaded: pyodidePromise !== null, fromSnapshot });
   } catch (error) {
     post({ type: "error", id, ...describeInitError(error) });
   } finally {
@@ -412,6 +617,7 @@ function describeInitError(error) {
     name: String(error?.name ?? "Error"),
     message: String(error?.message ?? error),
     traceback: String(error?.traceback ?? error?.stack ?? ""),
+    ...(error?.fatal === true ? { fatal: true } : {}),
   };
 }
 
@@ -423,7 +629,7 @@ async function handleSlice({ id, slice, datum }) {
   }
   const state = newRequestState(id, slice);
   activeRequest = state;
-  if (interruptBuffer) Atomics.store(interruptBuffer, 0, 0); // forget a late interrupt
+  if (interruptBuffer) storeAtomic(interruptBuffer, 0, 0); // forget a late interrupt
   let reply;
   try {
     reply = await currentJob.run(slice, datum);
@@ -441,19 +647,14 @@ async function handleSlice({ id, slice, datum }) {
   }
 }
 
-const HANDLERS = { init: handleInit, slice: handleSlice };
+const HANDLERS = Object.freeze({ warm: handleWarm, init: handleInit, slice: handleSlice });
 
 async function handle(message) {
-  const handler = Object.hasOwn(HANDLERS, message?.type) ? HANDLERS[message.type] : null;
-  if (handler) return handler(message);
+  const handler = hasOwn(HANDLERS, message?.type) ? HANDLERS[message.type] : null;
+  if (handler) {
+    await handler(message);
+    return;
+  }
   post({ type: "error", id: message?.id ?? null, name: "ProtocolError",
          message: `unknown message type ${stringifyJson(message?.type)}`, traceback: "" });
 }
-
-// One request at a time, in arrival order: a slice never overlaps the init before it.
-let queue = Promise.resolve();
-self.addEventListener("message", (event) => {
-  queue = queue.then(() => handle(event.data)).catch((error) => {
-    realConsole.error("sandbox internal error", error);
-  });
-});

@@ -389,6 +389,7 @@ def test_a_runtime_that_fails_its_integrity_check_is_never_run(
     sandbox_page: Any, server: SandboxTestServer
 ) -> None:
     sandbox_page.evaluate("newPool('tampered', {size: 1})")
+    sandbox_page.evaluate("reserveReady('main')")  # so that main's reserve loads the true runtime
     server.tampered_runtime = True
     try:
         outcome = Harness(sandbox_page, "tampered").run(
@@ -422,9 +423,193 @@ def test_a_js_work_function_runs_without_loading_pyodide(sandbox_page: Any) -> N
     assert outcome.get("error") is None, outcome
     assert outcome["value"]["sum"] == 42
     assert not [name for name in outcome["value"]["files"] if "pyodide" in name]
-    [sandbox] = harness.stats()
-    assert sandbox["jobId"] == job["id"]
-    assert sandbox["hasPyodide"] is False
+    # The job's sandbox, and a fresh one in reserve: bare too, as this pool never ran Python.
+    sandboxes = harness.stats()
+    assert sorted((sandbox["jobId"] is None, sandbox["hasPyodide"]) for sandbox in sandboxes) == [
+        (False, False),
+        (True, False),
+    ]
+    assert [sandbox["jobId"] for sandbox in sandboxes if not sandbox["reserve"]] == [job["id"]]
+
+
+# ------------------------------------------------------------------------- one job each
+
+# Run by two jobs: "patch" changes everything a work function can reach in its interpreter,
+# "look" reports what it finds. Only the sandbox differs between the jobs.
+PYTHON_PATCHER = """
+import asyncio, builtins, json, math, os, sys, types
+import js
+from pyodide.ffi import create_proxy
+
+def tick():
+    js.leakTicks = js.leakTicks + 1
+
+async def work(step):
+    if step == "patch":
+        builtins.leak = 1
+        builtins.sorted = lambda *args, **kwargs: ["patched"]
+        math.sqrt = lambda value: -1.0
+        sys.modules["evil"] = types.ModuleType("evil")
+        with open("/tmp/leak.txt", "w") as file:
+            file.write("a secret of job A")
+        js.leakTicks = 0
+        js.setInterval(create_proxy(tick), 5)
+        json.dumps = lambda *args, **kwargs: "not JSON"  # the runtime encodes results all the same
+    await asyncio.sleep(0.05)
+    return {
+        "builtin": getattr(builtins, "leak", None),
+        "sorted": sorted([3, 1, 2]),
+        "sqrt": math.sqrt(16),
+        "module": "evil" in sys.modules,
+        "file": os.path.exists("/tmp/leak.txt"),
+        "timer": getattr(js, "leakTicks", 0) > 0,
+    }
+"""
+PATCHED = {
+    "builtin": 1,
+    "sorted": ["patched"],
+    "sqrt": -1.0,
+    "module": True,
+    "file": True,
+    "timer": True,
+}
+UNTOUCHED = {
+    "builtin": None,
+    "sorted": [1, 2, 3],
+    "sqrt": 4.0,
+    "module": False,
+    "file": False,
+    "timer": False,
+}
+
+
+def test_a_python_job_leaves_nothing_behind_for_the_next_job(sandbox_page: Any) -> None:
+    sandbox_page.evaluate("newPool('python-jobs', {size: 1})")
+    harness = Harness(sandbox_page, "python-jobs")
+    job_a, job_b = python_job(PYTHON_PATCHER), python_job(PYTHON_PATCHER)
+
+    patched = harness.run(job_a, 1, "patch")
+    again = harness.run(job_a, 2, "look")
+    [sandbox_a] = [sandbox for sandbox in harness.stats() if sandbox["jobId"] == job_a["id"]]
+    seen_by_b = harness.run(job_b, 1, "look")
+    sandboxes = harness.stats()
+
+    assert patched.get("value") == PATCHED, patched
+    assert again.get("value") == PATCHED, again  # one job's slices share its warm sandbox
+    assert seen_by_b.get("value") == UNTOUCHED, seen_by_b
+    # Job B needed the pool's only place: job A's sandbox was terminated, not handed over.
+    assert sandbox_a["number"] not in [sandbox["number"] for sandbox in sandboxes]
+    assert [sandbox["jobId"] for sandbox in sandboxes if not sandbox["reserve"]] == [job_b["id"]]
+    assert len(sandboxes) <= 2  # size + the reserve
+    sandbox_page.evaluate("poolTerminate('python-jobs')")
+
+
+JS_TAMPERER = """async function (step) {
+  if (step === "tamper") {
+    // Another port, offered as if the page connected again: nobody listens any more.
+    const port = new MessageChannel().port1;
+    self.dispatchEvent(new MessageEvent("message", { data: { type: "connect", id: 1, port } }));
+    self.heard = [];
+    self.addEventListener("message", (event) => {
+      self.heard.push(event.data);
+      event.stopImmediatePropagation();
+      postMessage({ type: "result", id: event.data?.id, slice: 1, value: "forged" });
+    });
+    const attempts = {};
+    try {
+      postMessage({ type: "result", id: 2, slice: 2, value: "forged" });
+      attempts.postMessage = "allowed";
+    } catch (error) {
+      attempts.postMessage = `${error.name}: ${error.message}`;
+    }
+    JSON.stringify = () => '"forged"';
+    globalThis.Function = function () { return () => "forged"; };
+    console.log = () => {};
+    Promise.prototype.then = function () { return this; };
+    return attempts;
+  }
+  return { heard: self.heard.map((data) => data.type ?? "?"), stringify: JSON.stringify({}) };
+}"""
+
+
+def test_a_js_job_cannot_hear_or_forge_the_messages_of_its_own_or_a_later_job(
+    sandbox_page: Any,
+) -> None:
+    sandbox_page.evaluate("newPool('js-jobs', {size: 2})")
+    harness = Harness(sandbox_page, "js-jobs")
+    job_a = js_job(JS_TAMPERER)
+    job_b = js_job(
+        "(x) => { console.log('b got', x);"
+        "  return {doubled: new Function('x', 'return 2 * x')(x), text: JSON.stringify({x})}; }"
+    )
+
+    tampered = harness.run(job_a, 1, "tamper")
+    own_later_slice = harness.run(job_a, 2, "look")
+    b_outcome = harness.run(job_b, 1, 21)
+    after_b = harness.run(job_a, 3, "look")
+
+    assert "network access is not allowed in a sandbox" in tampered["value"]["postMessage"]
+    # Job A's later slices still come back, encoded with the sandbox's own JSON, and the
+    # listener it added to the worker scope heard none of them: they travel on a private port.
+    assert own_later_slice.get("value") == {"heard": [], "stringify": '"forged"'}, own_later_slice
+    assert b_outcome.get("value") == {"doubled": 42, "text": '{"x":21}'}, b_outcome
+    assert b_outcome["console"] == [{"level": "log", "message": "b got 21", "slice": 1}]
+    assert after_b.get("value") == {"heard": [], "stringify": '"forged"'}, after_b
+    jobs = sorted(str(sandbox["jobId"]) for sandbox in harness.stats())
+    assert jobs == sorted([job_a["id"], job_b["id"], "None"])  # two jobs, two sandboxes; a reserve
+    sandbox_page.evaluate("poolTerminate('js-jobs')")
+
+
+def test_the_portal_origins_storage_is_refused_to_work_functions(harness: Harness) -> None:
+    js = js_job(
+        "async function () {"
+        "  const attempts = {"
+        "    opfs: () => navigator.storage.getDirectory(),"
+        "    estimate: () => navigator.storage.estimate(),"
+        "    buckets: () => navigator.storageBuckets.open('b'),"
+        "    locks: () => navigator.locks.request('dcp-worker', () => {}),"
+        "    indexedDB: () => indexedDB.open('db'),"
+        "    caches: () => caches.open('c'),"
+        "    fileSystem: () => webkitRequestFileSystemSync(0, 1),"
+        "    fromPrototype: () => Object.getOwnPropertyDescriptor("
+        "      Object.getPrototypeOf(navigator), 'storage').get.call(navigator),"
+        "    redefined: () => Object.defineProperty(navigator, 'storage', {value: 1}),"
+        "  };"
+        "  const outcomes = {};"
+        "  for (const [name, attempt] of Object.entries(attempts)) {"
+        "    try { await attempt(); outcomes[name] = 'allowed'; }"
+        "    catch (error) { outcomes[name] = `${error.name}: ${error.message}`; }"
+        "  }"
+        "  return outcomes;"
+        "}"
+    )
+    python = python_job(
+        "import js\n\n"
+        "async def work(x):\n"
+        "    outcomes = {}\n"
+        "    for name, attempt in {\n"
+        "        'opfs': lambda: js.navigator.storage.getDirectory(),\n"
+        "        'locks': lambda: js.navigator.locks.query(),\n"
+        "        'indexedDB': lambda: js.indexedDB.open('db'),\n"
+        "        'caches': lambda: js.caches.open('c'),\n"
+        "    }.items():\n"
+        "        try:\n"
+        "            await attempt()\n"
+        "            outcomes[name] = 'allowed'\n"
+        "        except Exception as error:\n"
+        "            outcomes[name] = str(error)\n"
+        "    return outcomes\n"
+    )
+
+    from_js = harness.run(js, 1, None)["value"]
+    from_python = harness.run(python, 1, None)["value"]
+
+    refused = "SandboxStorageError: storage access is not allowed in a sandbox"
+    for name in ("opfs", "estimate", "buckets", "locks", "indexedDB", "caches", "fileSystem"):
+        assert from_js[name] == refused, from_js
+    assert from_js["fromPrototype"].startswith("TypeError"), from_js  # nothing left to borrow
+    assert from_js["redefined"].startswith("TypeError"), from_js  # and nothing to redefine
+    assert all(refused in outcome for outcome in from_python.values()), from_python
 
 
 # ----------------------------------------------------------------------------- network
