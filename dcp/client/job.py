@@ -17,8 +17,9 @@ from typing import Any
 from ..config import client_socket_url
 from ..errors import DCPError
 from ..keys import KeySpec, signing_key
+from ..protocol.verify import replicas
 from .attach import attached_info
-from .cheques import parse_offer
+from .cheques import parse_offer, total_credits
 from .control import JobRequests, results_input
 from .deploy import build_deploy, first_input
 from .events import EVENTS, ProgressBarOption
@@ -227,6 +228,14 @@ class Job:
         """Follow a deployed (or attached) job to its end and return its results."""
         return _blocking(lambda: self._exec(None, None, identity, progress_bar))
 
+    def cost(self, slice_payment_offer: str | Decimal | int | float) -> Decimal:
+        """The credits exec() moves into the job's escrow at this offer before any slice runs:
+        offer x slices, x the quorum when `verify` is set (each slice is paid to that many
+        agreeing workers); what the job does not spend comes back when it ends. Slices added
+        later to an open job are paid for the same way, batch by batch."""
+        offer = parse_offer(slice_payment_offer)
+        return Decimal(total_credits(offer, self.total * replicas(self.verify)))
+
     def local_exec(self, cores: int = 1, *, progress_bar: ProgressBarOption = None) -> ResultHandle:
         """Run the job on this machine, without the scheduler and without credits.
 
@@ -320,7 +329,7 @@ class Job:
             offer, account_key = state.credentials.offer, state.credentials.account_key
             assert offer is not None and account_key is not None
             state.deploy = self.deploy_frame(offer, account_key)
-            state.credentials.replicas = self.verify.replicas if self.verify is not None else 1
+            state.credentials.replicas = replicas(self.verify)
         return state.deploy
 
     def deploy_frame(self, offer: Decimal, account_key: bytes) -> Frame:

@@ -23,12 +23,16 @@ NO_QUORUM = "ENOQUORUM"
 NO_QUORUM_ERROR_NAME = "NoQuorum"
 
 
-def replicas(verify: Verify | Mapping[str, Any] | None) -> int:
+def replicas(verify: Any) -> int:
     """Results of each slice a job's escrow pays for (its quorum when it asked for
-    verification, else one): what the cheque, the escrow and the batch cheques multiply by."""
+    verification, else one): what the cheque, the escrow and the batch cheques multiply by.
+    `verify` is a Verify, its fields as a dict, anything with a `replicas` (the client's
+    Quorum), or None."""
     if verify is None:
         return 1
-    return (verify if isinstance(verify, Verify) else Verify.model_validate(verify)).replicas
+    if isinstance(verify, Mapping):
+        verify = Verify.model_validate(verify)
+    return int(verify.replicas)
 
 
 def agree(a: Any, b: Any, tolerance: float = 0.0) -> bool:

@@ -24,7 +24,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from dcp.protocol import policy
-from dcp.protocol.credits import to_units
+from dcp.protocol.credits import format_credits, to_units
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
 from dcp.protocol.signed import recover_signer, session_text
@@ -263,8 +263,11 @@ def _fund(job: Job, payer: str, amount: int, idempotency_key: str) -> None:
             idempotency_key=idempotency_key,
         )
     except bank.InsufficientFunds:
+        each = f" ({job.replicas} verifying results a slice)" if job.replicas > 1 else ""
         raise SchedulerError(
-            "ENOFUNDS", f"account {payer} holds too few credits to pay for these slices"
+            "ENOFUNDS",
+            f"account {payer} holds too few credits to pay for these slices: they need "
+            f"{format_credits(amount)} credits{each}",
         ) from None
 
 

@@ -91,3 +91,10 @@ def test_local_exec_votes_like_the_scheduler():
         random_job.local_exec(cores=2)
     assert failed.value.code == "ENOQUORUM" and "did not agree" in str(failed.value)
     assert errors[-1]["name"] == "NoQuorum"
+
+
+def test_the_cost_before_exec_counts_every_verifying_result():
+    job = dcp.compute_for(1, 10, square)
+    assert job.cost("0.01") == Decimal("0.1")
+    job.verify = dcp.Quorum(3)
+    assert job.cost("0.01") == Decimal("0.3")

@@ -141,6 +141,11 @@ async def test_a_cheque_must_cover_every_verifying_result(deployer):
     await client.send_json_to(bad)
     invalid = await receive_until(client, "error")
     assert invalid["code"] == "EINVALID" and "quorum" in invalid["message"]
+    poor = deployer.deploy(input=SIX, verify={"quorum": 2}, offer="1", max_total="12")
+    await client.send_json_to(poor)
+    refused = await receive_until(client, "error")
+    assert refused["code"] == "ENOFUNDS"
+    assert "need 12 credits (2 verifying results a slice)" in refused["message"]
     assert await sync_to_async(balance_of)(deployer.account) == to_units(10)
 
 
