@@ -343,6 +343,7 @@
         active: status.activeSlices,
         failed: status.failedSlices,
       };
+      if (status.verification) event.verification = status.verification;
       const text = JSON.stringify(event);
       if (text === this.#lastStatus) return;
       this.#lastStatus = text;
