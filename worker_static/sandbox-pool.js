@@ -159,6 +159,7 @@ class Sandbox {
     this.compiled = false; // the job's work function is compiled here
     this.ready = false; // fresh: connected (and Pyodide loaded, if asked); bound: compiled
     this.hasPyodide = false;
+    this.fromSnapshot = false; // Pyodide started from the page's memory snapshot
     this.warming = false; // a warm-up is under way (waiting for the page's snapshot, or loading)
     this.pyodideRequested = false; // a warm or init that loads Pyodide was sent
     this.snapshotDue = false; // this sandbox was asked for the page's snapshot and has not given it
@@ -282,6 +283,7 @@ export class SandboxPool {
       reserve: sandbox.jobId === null,
       ready: sandbox.ready,
       hasPyodide: sandbox.hasPyodide,
+      fromSnapshot: sandbox.fromSnapshot,
       busy: sandbox.task !== null,
       interruptible: sandbox.interruptBuffer !== null,
     }));
@@ -497,6 +499,7 @@ export class SandboxPool {
     }
     if (reply.type === "ready") {
       sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
+      sandbox.fromSnapshot = Boolean(reply.fromSnapshot);
       if (options.snapshot && reply.pyodideLoaded && !reply.fromSnapshot) snapshots.refuse(this.#snapshotKey);
     }
   }

@@ -501,6 +501,10 @@ def test_a_python_job_leaves_nothing_behind_for_the_next_job(sandbox_page: Any) 
     assert sandbox_a["number"] not in [sandbox["number"] for sandbox in sandboxes]
     assert [sandbox["jobId"] for sandbox in sandboxes if not sandbox["reserve"]] == [job_b["id"]]
     assert len(sandboxes) <= 2  # size + the reserve
+    # Job A's sandbox booted Python and took the page's memory snapshot before any job code
+    # ran; job B's started from that snapshot, and saw nothing of job A all the same.
+    assert not sandbox_a["fromSnapshot"]
+    assert [s["fromSnapshot"] for s in sandboxes if s["jobId"] == job_b["id"]] == [True]
     sandbox_page.evaluate("poolTerminate('python-jobs')")
 
 
