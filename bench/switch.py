@@ -7,25 +7,21 @@ and takes the warm reserve. A switch is timed in the page, from the pool's run()
 job's first slice to its result. "warm" switches wait until the reserve is ready (the usual
 case: a job's slices last longer than a reserve takes to start); "back to back" switches start
 the next job at once, so the reserve may still be starting (from the page's Pyodide snapshot).
-No portal: a small server serves the worker files as the portal does (tests/worker_files.py)
-and the sandbox tests' harness page.
+No portal: testkit.worker_site serves the worker files as the portal does, and the sandbox
+tests' harness page.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import math
 import os
 import statistics
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from itertools import count
 from typing import Any
 
 from testkit.livesite import CHROMIUM, CHROMIUM_ARGS, REPO
-from tests.worker_files import CONTENT_TYPES, require_vendored_pyodide, worker_file
+from testkit.worker_site import PYODIDE_MODULE, WorkerSite
 
 SWITCHES = int(os.environ.get("BENCH_SWITCHES", "10"))
 HARNESS = REPO / "tests" / "sandbox" / "harness.html"
@@ -36,58 +32,6 @@ SOURCES = {
 }
 
 _job_numbers = count(1)
-
-
-class WorkerFileServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), WorkerFileHandler)
-        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class WorkerFileHandler(http.server.BaseHTTPRequestHandler):
-    server: WorkerFileServer
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        served: tuple[bytes, dict[str, str]] | None
-        if path == "/harness.html":
-            served = HARNESS.read_bytes(), {"Content-Type": CONTENT_TYPES[".html"]}
-        else:
-            served = worker_file(path, self.server.origin)
-        if served is None:
-            self.send_error(404)
-            return
-        body, headers = served
-        self.send_response(200)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        # As the portal serves them: cacheable Pyodide files, a cross-origin isolated page.
-        cache = "public, max-age=86400" if path.startswith("/worker/vendor/") else "no-cache"
-        self.send_header("Cache-Control", cache)
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.end_headers()
-        # A sandbox may be terminated, or the page closed, while it loads a file.
-        with suppress(ConnectionError):
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def serving() -> Iterator[WorkerFileServer]:
-    server = WorkerFileServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class PoolPage:
@@ -166,9 +110,11 @@ def measure(browser: Any, origin: str, language: str) -> dict[str, Any]:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    require_vendored_pyodide()
+    if not PYODIDE_MODULE.exists():
+        raise SystemExit("Pyodide is not vendored: run `make frontend` first")
     figures: dict[str, Any] = {"benchmark": "switch", "pool_size": POOL_SIZE, "switches": SWITCHES}
-    with serving() as server, sync_playwright() as playwright:
+    site = WorkerSite({"/harness.html": HARNESS}, cache_pyodide=True)
+    with site as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for language in ("python", "js"):

@@ -1,7 +1,7 @@
 """The browser sandbox (worker_static/sandbox.js) and its page-side pool, in headless Chromium.
 
-No Django server here: a tiny threaded HTTP server serves the worker files as the portal does
-(tests/worker_files.py: worker_static/, the runtime files at /worker/runtime/ and the sandbox's
+No Django server here: testkit.worker_site serves the worker files as the portal does
+(worker_static/, the runtime files at /worker/runtime/ and the sandbox's
 Content-Security-Policy) and tests/sandbox/harness.html, and records every request so the
 tests can show that a work function's network calls never reach it. Needs the vendored
 Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
@@ -10,8 +10,6 @@ Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,62 +17,17 @@ from typing import Any
 import pytest
 
 from dcp.runtime.runtimes import RUNTIME_DIR
-from tests.worker_files import CONTENT_TYPES, require_vendored_pyodide, worker_file
+from testkit.worker_site import RUNTIME_MODULE_PATH, WorkerSite
+from tests.worker_files import require_vendored_pyodide
 
 pytestmark = pytest.mark.e2e
 
 HARNESS = Path(__file__).with_name("harness.html")
-RUNTIME_URL_PATH = "/worker/runtime/slice.py"
 RUNTIME_FILE = RUNTIME_DIR / "slice.py"
 SLICE_TIMEOUT_MS = 90_000  # a Python slice on a cold sandbox includes loading Pyodide
 
 
 require_vendored_pyodide()
-
-
-class SandboxTestServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), SandboxRequestHandler)
-        self.requested_paths: list[str] = []
-        self.tampered_runtime = False  # serve a slice.py that does not match the manifest
-        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class SandboxRequestHandler(http.server.BaseHTTPRequestHandler):
-    server: SandboxTestServer
-
-    def do_GET(self) -> None:
-        self.server.requested_paths.append(self.path)
-        served = self._served(self.path.split("?", 1)[0])
-        if served is None:
-            self.send_error(404)
-            return
-        body, headers = served
-        self.send_response(200)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        # Cross-origin isolation gives the page SharedArrayBuffer, hence Python interrupts.
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _served(self, path: str) -> tuple[bytes, dict[str, str]] | None:
-        if path == "/harness.html":
-            return HARNESS.read_bytes(), {"Content-Type": CONTENT_TYPES[".html"]}
-        # The portal's own files, headers and sandbox Content-Security-Policy.
-        served = worker_file(path, self.server.origin)
-        if served is not None and path == RUNTIME_URL_PATH and self.server.tampered_runtime:
-            body, headers = served
-            return body + b"\nprint('not the runtime the manifest describes')\n", headers
-        return served
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -83,17 +36,13 @@ def _fast_keystores() -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxTestServer]:
-    httpd = SandboxTestServer()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[WorkerSite]:
+    with WorkerSite({"/harness.html": HARNESS}) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
-def sandbox_page(browser: Any, server: SandboxTestServer) -> Iterator[Any]:
+def sandbox_page(browser: Any, server: WorkerSite) -> Iterator[Any]:
     """One harness page for the whole module, so Pyodide loads once (the cold start is slow)."""
     context = browser.new_context()
     context.set_default_timeout(SLICE_TIMEOUT_MS)
@@ -351,7 +300,7 @@ def test_an_invalid_progress_fails_the_slice_even_when_the_work_function_catches
 
 
 def test_pyodide_runs_the_runtime_module_served_beside_it(
-    harness: Harness, server: SandboxTestServer
+    harness: Harness, server: WorkerSite
 ) -> None:
     job = python_job(
         "import hashlib, sys\n\n"
@@ -365,7 +314,7 @@ def test_pyodide_runs_the_runtime_module_served_beside_it(
 
     assert outcome.get("error") is None, outcome
     assert outcome["value"] == hashlib.sha256(RUNTIME_FILE.read_bytes()).hexdigest()
-    assert RUNTIME_URL_PATH in server.requested_paths
+    assert RUNTIME_MODULE_PATH in server.requested_paths
     assert "/worker/runtime/manifest.mjs" in server.requested_paths
     assert "/worker/runtime/slice.mjs" in server.requested_paths
 
@@ -386,7 +335,7 @@ def test_a_traceback_names_no_frame_of_the_runtime(harness: Harness) -> None:
 
 
 def test_a_runtime_that_fails_its_integrity_check_is_never_run(
-    sandbox_page: Any, server: SandboxTestServer
+    sandbox_page: Any, server: WorkerSite
 ) -> None:
     sandbox_page.evaluate("newPool('tampered', {size: 1})")
     sandbox_page.evaluate("reserveReady('main')")  # so that main's reserve loads the true runtime
@@ -501,9 +450,8 @@ def test_a_python_job_leaves_nothing_behind_for_the_next_job(sandbox_page: Any) 
     assert sandbox_a["number"] not in [sandbox["number"] for sandbox in sandboxes]
     assert [sandbox["jobId"] for sandbox in sandboxes if not sandbox["reserve"]] == [job_b["id"]]
     assert len(sandboxes) <= 2  # size + the reserve
-    # Job A's sandbox booted Python and took the page's memory snapshot before any job code
-    # ran; job B's started from that snapshot, and saw nothing of job A all the same.
-    assert not sandbox_a["fromSnapshot"]
+    # The page's first Python sandbox took a memory snapshot before any job code ran; job B's
+    # sandbox started from it, and saw nothing of job A all the same.
     assert [s["fromSnapshot"] for s in sandboxes if s["jobId"] == job_b["id"]] == [True]
     sandbox_page.evaluate("poolTerminate('python-jobs')")
 
@@ -620,7 +568,7 @@ def test_the_portal_origins_storage_is_refused_to_work_functions(harness: Harnes
 
 
 def test_js_fetch_from_a_python_work_function_never_reaches_the_server(
-    harness: Harness, server: SandboxTestServer
+    harness: Harness, server: WorkerSite
 ) -> None:
     url = f"{server.origin}/anything-from-python"
     job = python_job(
@@ -641,7 +589,7 @@ def test_js_fetch_from_a_python_work_function_never_reaches_the_server(
 
 
 def test_pyfetch_from_a_python_work_function_never_reaches_the_server(
-    harness: Harness, server: SandboxTestServer
+    harness: Harness, server: WorkerSite
 ) -> None:
     url = f"{server.origin}/anything-from-pyfetch"
     job = python_job(
@@ -658,7 +606,7 @@ def test_pyfetch_from_a_python_work_function_never_reaches_the_server(
 
 
 def test_network_calls_from_a_js_work_function_never_reach_the_server(
-    harness: Harness, server: SandboxTestServer
+    harness: Harness, server: WorkerSite
 ) -> None:
     job = js_job(
         "async function (origin) {"

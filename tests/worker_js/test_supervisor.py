@@ -2,7 +2,7 @@
 
 No portal server here: a fake scheduler (a `websockets` server in a thread) speaks the worker
 side of docs/protocol.md on /ws/worker/ and, on the same port, serves the worker files as the
-portal does (tests/worker_files.py), the portal's page scripts and the test pages. Each test
+portal does (testkit/worker_site.py), the portal's page scripts and the test pages. Each test
 queues tasks, drives the supervisor in the page, and reads back what the supervisor sent.
 Needs the vendored Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 """
@@ -25,7 +25,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from tests.worker_files import CONTENT_TYPES, require_vendored_pyodide, worker_file
+from testkit.worker_site import CONTENT_TYPES, worker_file
+from tests.worker_files import require_vendored_pyodide
 
 pytestmark = pytest.mark.e2e
 
