@@ -4,9 +4,10 @@ owner is told.
 Results for slices it was not given, results sent twice, results after its lease lapsed,
 results for work it cannot do and frames the protocol refuses are driven over the worker
 socket the way Channels' own tests do (each test on its own database, PostgreSQL included);
-floods and frames over the size limit go over a real socket to a live daphne server. Each
-time an honest worker of another user still completes the job, and the misbehaving worker's
-account is not credited for anything it did not compute.
+floods and frames over the size limit go over a real socket to a live daphne server in
+test_verified_live.py (and over the communicator in test_bad_frames.py). Each time an honest
+worker of another user still completes the job, and the misbehaving worker's account is not
+credited for anything it did not compute.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from portal.bank.selectors import balance_of, sum_of_balances, total_supply
 from portal.scheduler import services
 from portal.scheduler.consumers import WorkerConsumer
 from portal.scheduler.models import Job, JobStatus, Slice
-from tests.scheduler.conftest import Deployer, connect_client, connect_worker, receive_until
+from tests.scheduler.conftest import (
+    Deployer,
+    connect_client,
+    connect_worker,
+    make_volunteer,
+    receive_until,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 OFFER = "0.01"
 
@@ -39,11 +48,7 @@ def double(x: Any) -> Any:
 @pytest.fixture
 def rogue(django_user_model: Any) -> Any:
     """A volunteer whose worker tab misbehaves."""
-    from portal.wallet.services import ensure_default_account
-
-    person = django_user_model.objects.create_user("rogue@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    return person
+    return make_volunteer(django_user_model, "rogue@example.com")
 
 
 async def address_of(user: Any) -> str:
@@ -142,8 +147,6 @@ async def disconnect(*communicators: WebsocketCommunicator) -> None:
         await communicator.disconnect()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_results_for_slices_never_leased_to_the_worker_are_refused_and_reported(
     deployer, volunteer, rogue
 ):
@@ -169,8 +172,6 @@ async def test_results_for_slices_never_leased_to_the_worker_are_refused_and_rep
     await disconnect(client, honest, liar)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_result_sent_twice_is_paid_once_and_the_repeat_is_reported(
     deployer, volunteer, rogue
 ):
@@ -204,8 +205,6 @@ async def test_a_result_sent_twice_is_paid_once_and_the_repeat_is_reported(
     await disconnect(client, worker)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_result_and_an_error_for_one_slice_in_one_batch_count_once(
     deployer, volunteer, rogue
 ):
@@ -228,8 +227,6 @@ async def test_a_result_and_an_error_for_one_slice_in_one_batch_count_once(
     await disconnect(client, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_the_same_error_twice_in_one_batch_is_one_failure_not_two(deployer, volunteer, rogue):
     client = await connect_client(deployer)
     job_id = await deploy_range(client, deployer, end=1)
@@ -250,8 +247,6 @@ async def test_the_same_error_twice_in_one_batch_is_one_failure_not_two(deployer
     await disconnect(client, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_result_after_the_lease_lapsed_and_the_slice_moved_on_is_refused(
     deployer, volunteer, rogue
 ):
@@ -277,8 +272,6 @@ async def test_a_result_after_the_lease_lapsed_and_the_slice_moved_on_is_refused
     await disconnect(client, slow, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_result_after_the_lease_lapsed_is_refused_before_the_slice_is_requeued(
     deployer, volunteer, rogue
 ):
@@ -299,8 +292,6 @@ async def test_a_result_after_the_lease_lapsed_is_refused_before_the_slice_is_re
     await disconnect(client, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_worker_without_webgpu_gets_no_webgpu_work_and_cannot_claim_it(
     deployer, volunteer, rogue
 ):
@@ -324,8 +315,6 @@ async def test_a_worker_without_webgpu_gets_no_webgpu_work_and_cannot_claim_it(
     await disconnect(client, liar, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_an_absurd_capacity_is_refused_and_a_large_one_hoards_nothing(deployer, rogue):
     client = await connect_client(deployer)
     await deploy_range(client, deployer, end=50)
@@ -339,8 +328,6 @@ async def test_an_absurd_capacity_is_refused_and_a_large_one_hoards_nothing(depl
     await disconnect(client, worker)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_results_for_a_missing_finished_or_cancelled_job_are_not_paid(
     deployer, volunteer, rogue
 ):
@@ -369,8 +356,6 @@ async def test_results_for_a_missing_finished_or_cancelled_job_are_not_paid(
     await disconnect(client, liar)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 async def test_a_number_json_cannot_carry_is_refused_not_stored(deployer, volunteer, rogue, number):
     client = await connect_client(deployer)
@@ -392,8 +377,6 @@ async def test_a_number_json_cannot_carry_is_refused_not_stored(deployer, volunt
     await disconnect(client, honest)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
 async def test_a_nul_character_in_a_result_is_stored_as_sent(deployer, volunteer):
     # JSON carries any string; an honest work function may return one with a NUL in it.
     client = await connect_client(deployer)
