@@ -7,7 +7,6 @@ its `on_<type>(request, frame)` method, `frame` being the JSON object as it came
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from dcp.protocol import storable
 from dcp.protocol.limits import CLOSE_FLOOD, CLOSE_TOO_BIG
 from dcp.protocol.messages import Error, describe
 
@@ -62,11 +62,9 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         if len(text_data) > settings.MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        raw = _parse(text_data)
+        raw, problem = _parse(text_data)
         if raw is None:
-            await self.send_error(
-                None, "EINVALID", "a frame must be one JSON object (NaN and Infinity are not JSON)"
-            )
+            await self.send_error(None, "EINVALID", f"a frame must be one JSON object: {problem}")
             return
         request_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
         handler = (
@@ -110,15 +108,15 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         await self.send_message(Error.model_construct(id=request_id, code=code, message=message))
 
 
-def _parse(text: str) -> dict[str, Any] | None:
-    """The frame's JSON object, or None: NaN and Infinity, which Python would read, are not
-    JSON and could not be stored or sent on."""
+def _parse(text: str) -> tuple[dict[str, Any] | None, str]:
+    """The frame's JSON object, or None and why not: NaN, Infinity, NUL characters, lone
+    surrogates and deep nesting are refused (dcp.protocol.storable), as no database stores them."""
     try:
-        value = json.loads(text, parse_constant=_not_json)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+        value = storable.loads(text)
+    except RecursionError:
+        return None, f"values are nested more than {storable.MAX_DEPTH} deep"
+    except ValueError as error:
+        return None, str(error)
+    if not isinstance(value, dict):
+        return None, "a frame must be one JSON object"
+    return value, ""

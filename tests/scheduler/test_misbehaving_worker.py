@@ -377,14 +377,23 @@ async def test_a_number_json_cannot_carry_is_refused_not_stored(deployer, volunt
     await disconnect(client, honest)
 
 
-async def test_a_nul_character_in_a_result_is_stored_as_sent(deployer, volunteer):
-    # JSON carries any string; an honest work function may return one with a NUL in it.
+async def test_text_no_database_stores_is_refused_not_stored(deployer, volunteer, rogue):
+    # PostgreSQL's jsonb holds no NUL character and no lone surrogate: refused on every backend.
     client = await connect_client(deployer)
     job_id = await deploy_range(client, deployer, end=1)
-    worker = await connect_worker(volunteer, cores=1)
-    await take_task(worker)
-    ack = await send_results(worker, job_id, [(1, "a\x00b")])
-    assert ack["accepted"] == 1
-    await receive_until(client, "complete")
-    assert await stored_results(client, job_id) == [[1, "a\x00b"]]
-    await disconnect(client, worker)
+    liar = await connect_worker(rogue, cores=1)
+    await take_task(liar)
+    for value in ('"a\\u0000b"', '"\\ud800"'):
+        results = f'[{{"slice": 1, "value": {value}}}]'
+        await liar.send_to(
+            text_data=f'{{"type": "result", "id": "odd", "job": "{job_id}", "results": {results}}}'
+        )
+        refused = await receive_until(liar, "error")
+        assert refused["code"] == "EINVALID" and "text" in refused["message"]
+    await liar.disconnect()
+
+    honest = await connect_worker(volunteer, cores=1)
+    await complete_honestly(client, honest, remaining=1)
+    assert await stored_results(client, job_id) == [[1, 2]]
+    await assert_paid(rogue, 0)
+    await disconnect(client, honest)
