@@ -289,6 +289,10 @@ export class Supervisor {
   }
 
   #onError(message) {
+    if (message.code === "ESUSPENDED") {
+      this.#logLine(`No work for a while: ${message.message}`, "warn");
+      return;
+    }
     const what = `${message.code ?? "error"} ${message.message ?? ""}`.trim();
     this.#logLine(`The scheduler refused a message: ${what}`, "warn");
   }

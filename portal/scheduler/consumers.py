@@ -210,10 +210,12 @@ class WorkerConsumer(ProtocolConsumer):
     async def on_ready(self, request: wire.Ready, frame: dict[str, Any]) -> None:
         if not self.payee_address:
             raise SchedulerError("ENOTAUTHENTICATED", "say hello first")
-        suspended = await database_sync_to_async(verification.suspension)(self.user)
-        if suspended:
-            raise SchedulerError("ESUSPENDED", suspended)
         self.capacity = request.capacity
+        suspended = await database_sync_to_async(verification.suspension)(self.user)
+        if suspended:  # said now; the poller hands out work again once the suspension ends
+            await self.send_error(request.id, "ESUSPENDED", suspended)
+            await self.wait_for_work()
+            return
         await self.offer_task()
 
     async def offer_task(self) -> None:
@@ -313,7 +315,16 @@ class IdleWorkers:
             await database_sync_to_async(services.requeue_lapsed_leases)()
             if await database_sync_to_async(services.any_work)():
                 for worker in list(self.waiting):
-                    await worker.offer_task()
+                    await self.offer(worker)
+
+    async def offer(self, worker: WorkerConsumer) -> None:
+        """Offer one waiting worker work; one that cannot take it (its connection broke) is
+        dropped, and the others are still served."""
+        try:
+            await worker.offer_task()
+        except Exception:
+            log.exception("dropping a waiting worker that could not be offered work")
+            self.waiting.discard(worker)
 
 
 idle_workers = IdleWorkers()

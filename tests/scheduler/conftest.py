@@ -146,3 +146,14 @@ def fresh_channel_layer():
     channel_layers.backends = {}
     yield
     channel_layers.backends = {}
+
+
+@pytest.fixture(autouse=True)
+def no_idle_workers_of_other_tests():
+    """The idle-worker poller is one per process; a test that leaves a worker socket open
+    leaves its consumer waiting in a loop that is gone: forget those between tests."""
+    from portal.scheduler.consumers import idle_workers
+
+    yield
+    idle_workers.waiting.clear()
+    idle_workers.poller = None

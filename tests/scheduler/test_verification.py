@@ -5,10 +5,12 @@ client and worker sockets, on SQLite and (with DATABASE_URL) PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from dcp.protocol.credits import to_units
 from portal.bank.selectors import balance_of, sum_of_balances, total_supply
@@ -178,3 +180,21 @@ async def test_a_trusted_worker_is_accepted_alone_under_adaptive_verification(
     assert job.status == JobStatus.FINISHED and job_id != second_id
     # Accepted alone: one result paid per slice, the rest of the escrow refunded.
     assert await sync_to_async(balance_of)(deployer.account) == to_units("9.82")
+
+
+async def test_a_suspended_worker_gets_work_again_when_the_suspension_ends(
+    deployer, volunteer, settings
+):
+    settings.DISPATCH_POLL_SECONDS = 0.1
+    await sync_to_async(WorkerReputation.objects.create)(
+        user=volunteer, suspended_until=timezone.now() + timedelta(seconds=1)
+    )
+    client = await connect_client(deployer)
+    await client.send_json_to(deployer.deploy(input=SIX, verify={"quorum": 2}))
+    await receive_until(client, "accepted")
+    worker = await connect_worker(volunteer, cores=6)
+    await worker.send_json_to({"type": "ready", "id": "r", "capacity": 6})
+    refused = await receive_until(worker, "error")
+    assert refused["code"] == "ESUSPENDED" and refused["id"] == "r"
+    task = await receive_until(worker, "task")  # once the second has passed, unasked
+    assert len(task["slices"]) == 6
