@@ -149,6 +149,11 @@ class ClientConsumer(ProtocolConsumer):
             raise SchedulerError("ENOJOB", f"no job {job_id} for this identity")
         return job
 
+    async def job_events(self, message: dict[str, Any]) -> None:
+        """Several `job.event`s of notify sent as one: pass them on in order."""
+        for event in message["events"]:
+            await self.job_event(event)
+
     async def job_event(self, event: dict[str, Any]) -> None:
         """A `job.event` of notify: pass it on to this client."""
         message = wire.Event.model_construct(

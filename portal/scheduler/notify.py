@@ -3,7 +3,8 @@
 Services call these functions; nothing goes out before the transaction that made the change
 commits, and one transaction's announcements go out together, in the order they were made, in
 one trip to the channel layer (so a batch of results costs one trip, not one per slice). The
-messages are the channel layer's: `job.event` to a job's group (clients watching it),
+messages are the channel layer's: `job.event` to a job's group (clients watching it; several
+in a row travel as one `job.events`),
 `work.available` and `job.abort` to every worker, `worker.suspended` to one user's workers.
 """
 
@@ -67,11 +68,32 @@ class Outbox:
 async def deliver(items: list[Announcement]) -> None:
     """Hand announcements to the channel layer, in order."""
     layer = get_channel_layer()
-    for item in items:
+    for item in merged(items):
         if isinstance(item, Join):
             await layer.group_add(item.group, item.channel)
         else:
             await layer.group_send(item.group, item.message)
+
+
+def merged(items: list[Announcement]) -> list[Announcement]:
+    """Consecutive events for one job's clients travel as one `job.events` message: one trip,
+    and their order cannot change on the way (the Redis layer orders a channel's messages by
+    the time each was sent, so two sent in the same instant may swap)."""
+    out: list[Announcement] = []
+    for item in items:
+        last = out[-1] if out else None
+        if (
+            isinstance(item, Send)
+            and isinstance(last, Send)
+            and item.message["type"] == "job.event"
+            and last.group == item.group
+            and last.message["type"] in ("job.event", "job.events")
+        ):
+            earlier = last.message.get("events") or [last.message]
+            out[-1] = Send(item.group, {"type": "job.events", "events": [*earlier, item.message]})
+        else:
+            out.append(item)
+    return out
 
 
 def announce(*items: Announcement) -> None:
