@@ -77,6 +77,14 @@ class Harness:
     def stats(self) -> list[dict[str, Any]]:
         return self.page.evaluate("(pool) => poolStats(pool)", self.pool)
 
+    def wait_until_idle(self, job: dict[str, Any]) -> None:
+        """Until the job's sandboxes have finished what they were doing (a slice is settled for
+        the page as soon as it is stopped; its sandbox may take a moment more to come back)."""
+        self.page.wait_for_function(
+            "([pool, id]) => poolStats(pool).every((s) => s.jobId !== id || !s.busy)",
+            arg=[self.pool, job["id"]],
+        )
+
 
 @pytest.fixture
 def harness(sandbox_page: Any) -> Harness:
@@ -667,6 +675,7 @@ def test_a_python_slice_that_loops_forever_is_interrupted_and_stays_warm(
     assert harness.run(job, 1, False)["value"] == 1
 
     error = harness.run(job, 2, True, timeout_ms=1_500)["error"]
+    harness.wait_until_idle(job)
     after = harness.run(job, 3, False)
 
     assert error["name"] == "NoProgress"
