@@ -56,7 +56,7 @@ migrate: venv
 
 run: venv frontend migrate
 	@echo "DCP Portal at http://$(HOST):$(PORT)/ (verification emails are printed here)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) portal.asgi:application
+	$(PY) -m portal.serve -b $(HOST) -p $(PORT)
 
 # The whole suite on the embedded defaults (SQLite, in-memory channel layer), then the
 # database and channel-layer tests again on PostgreSQL and Redis when those services answer

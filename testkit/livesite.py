@@ -95,12 +95,11 @@ class LiveSite:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "portal.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "portal.asgi:application",
             ],
             cwd=REPO,
             env=self.env,
