@@ -7,11 +7,14 @@ the client alike (worker_static/protocol.js carries the same numbers for the bro
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation, localcontext
 
 CREDIT_DECIMALS = 9
 UNITS_PER_CREDIT = 10**CREDIT_DECIMALS
 MAX_CREDITS = Decimal(10**9)
+# A number as people and JSON write it: Decimal() also reads "1_0" as 10, which nobody means.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class AmountError(ValueError):
@@ -22,8 +25,11 @@ def parse_credits(credits: str | int | float | Decimal) -> Decimal:
     """A decimal number of credits, exact: finite, at most nine decimals, within the ledger."""
     if isinstance(credits, bool):
         raise AmountError(f"{credits!r} is not a number of credits")
+    text = str(credits).strip()
+    if not _special(text):  # NaN and infinities get their own message below
+        written_as_number(credits)
     try:
-        value = Decimal(str(credits).strip())
+        value = Decimal(text)
     except InvalidOperation:
         raise AmountError(f"{credits!r} is not a number of credits") from None
     if not value.is_finite():
@@ -35,6 +41,19 @@ def parse_credits(credits: str | int | float | Decimal) -> Decimal:
             f"{credits} has more than {CREDIT_DECIMALS} decimals "
             "(credits have nine decimal places at most)"
         )
+    return value
+
+
+def _special(text: str) -> bool:
+    """NaN and infinities, refused further on with their own message."""
+    return text.lstrip("+-").lower() in ("nan", "snan", "inf", "infinity")
+
+
+def written_as_number(value: object) -> object:
+    """Refuse a string that is not a plain decimal number ("1_0", "1 0", "0x10"), leaving the
+    rest to the caller's own checks: pydantic's Decimal, like Python's, reads "1_0" as 10."""
+    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+        raise AmountError(f"{value!r} is not a number of credits")
     return value
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from .credits import credits_text
+from .credits import credits_text, parse_credits, written_as_number
 from .limits import (
     MAX_CONSOLE_CHARS,
     MAX_SLICES_PER_BATCH,
@@ -77,7 +78,11 @@ def _finite(value: float) -> float:
 FiniteNumber = Annotated[int | float, AfterValidator(_finite)]
 # Credits go over the wire as plain decimal text ("0.000000001", never "1E-9"): the cheque
 # texts quote them as sent.
-Credits = Annotated[Decimal, PlainSerializer(credits_text, return_type=str, when_used="json")]
+Credits = Annotated[
+    Decimal,
+    BeforeValidator(written_as_number),
+    PlainSerializer(credits_text, return_type=str, when_used="json"),
+]
 
 
 class Work(Shape):
@@ -241,7 +246,10 @@ class Deploy(Request):
     work: Work
     args: list[Json] = Field(default_factory=list)
     input: InputForm
-    slice_payment_offer: Credits = Field(ge=0, max_digits=20, decimal_places=9)
+    # Within what the ledger holds (a cheque's max_total may say more: offer x slices).
+    slice_payment_offer: Annotated[Credits, AfterValidator(parse_credits)] = Field(
+        ge=0, max_digits=20, decimal_places=9
+    )
     payment: Payment
     public: Public = Field(default_factory=lambda: Public())
     open: bool = False

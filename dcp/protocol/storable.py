@@ -1,15 +1,16 @@
 """JSON as the portal takes it: what every database it runs on can store, the same everywhere.
 
-Python's json module accepts NaN and Infinity, strings with NUL characters and lone
-surrogates, and any depth; PostgreSQL's jsonb stores none of them (SQLite would, and the two
-backends must not differ). `loads()` reads a frame or a request body and refuses them with a
-ValueError that says which rule was broken; the websockets answer it with EINVALID, the REST
-API with 400.
+Python's json module accepts NaN and Infinity (and reads 1e400 as infinity), strings with NUL
+characters and lone surrogates, and any depth; PostgreSQL's jsonb stores none of them (SQLite
+would, and the two backends must not differ). `loads()` reads a frame or a request body and
+refuses them with a ValueError that says which rule was broken; the websockets answer it with
+EINVALID, the REST API with 400.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_DEPTH = 64  # lists and objects nested deeper than this are refused
@@ -35,6 +36,8 @@ def check_storable(value: Any) -> None:
             raise ValueError(f"values are nested more than {MAX_DEPTH} deep")
         if isinstance(item, str):
             _check_text(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite: 1e400 and the like are not")
         elif isinstance(item, dict):
             for key, child in item.items():
                 _check_text(key)

@@ -12,9 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS
+from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS, written_as_number
 from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
 from dcp.protocol.messages import Language, Public, Requirements, Verify
 
@@ -26,6 +26,7 @@ MAX_SLICES_PER_REQUEST = MAX_SLICES_PER_BATCH
 JobId = Annotated[str, Field(description="The job's id, as POST /job returned it.")]
 Offer = Annotated[
     Decimal,
+    BeforeValidator(written_as_number),
     Field(
         ge=0,
         le=int(MAX_CREDITS),

@@ -24,7 +24,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from dcp.protocol import policy
-from dcp.protocol.credits import format_credits, to_units
+from dcp.protocol.credits import MAX_CREDITS, format_credits, to_units
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
 from dcp.protocol.signed import recover_signer, session_text
@@ -279,7 +279,8 @@ def add_slices_signed(*, identity: str, request: AddSlices, frame: dict[str, Any
         batch_ref=request.ref,
         values=request.values,
         payer=cheques.batch_payer(request, frame),
-        max_total=to_units(request.payment.max_total),
+        # More than the ledger holds covers any batch: compared as the most it can hold.
+        max_total=to_units(min(request.payment.max_total, MAX_CREDITS)),
     )
     return job
 

@@ -98,6 +98,15 @@ async def test_unknown_requirements_are_an_error_not_dropped(deployer):
     await client.disconnect()
 
 
+@pytest.mark.parametrize("offer", ["1_0", "99999999999.999999999", "0x10"])
+async def test_an_offer_that_is_not_a_plain_amount_is_refused(deployer, offer):
+    client = await connect_client(deployer)
+    await client.send_json_to(deployer.deploy(input={"kind": "values", "values": [1]}, offer=offer))
+    error = await receive_until(client, "error")
+    assert error["code"] == "EINVALID" and "slice_payment_offer" in error["message"]
+    await client.disconnect()
+
+
 async def test_a_webgpu_job_waits_for_a_webgpu_worker_and_says_why(deployer, volunteer):
     client = await connect_client(deployer)
     frame = deployer.deploy(input={"kind": "range", "start": 1, "end": 2})

@@ -356,7 +356,7 @@ async def test_results_for_a_missing_finished_or_cancelled_job_are_not_paid(
     await disconnect(client, liar)
 
 
-@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
 async def test_a_number_json_cannot_carry_is_refused_not_stored(deployer, volunteer, rogue, number):
     client = await connect_client(deployer)
     job_id = await deploy_range(client, deployer, end=1)

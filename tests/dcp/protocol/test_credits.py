@@ -71,7 +71,8 @@ def test_not_a_number_and_infinity_are_refused(credits: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "credits", ["", "   ", "ten", "1.2.3", "1,5", "0x10", "$5", "5 credits", "1e", "--1", True]
+    "credits",
+    ["", "   ", "ten", "1.2.3", "1,5", "0x10", "$5", "5 credits", "1e", "--1", True, "1_0", "1 0"],
 )
 def test_garbage_is_refused(credits: str | bool) -> None:
     with pytest.raises(AmountError, match="not a number of credits"):
