@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -142,12 +143,22 @@ def _merged(ranges: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
 
 
 def results_page(job: Job, ranges: list[tuple[int, int]] | None) -> ResultsPage:
-    """Stored results within `ranges` (all slices when None), at most a page's worth."""
+    """Stored results within `ranges` (all slices when None), at most a page's worth: at most
+    MAX_RESULTS_PER_FETCH results and about MAX_RESULTS_PAGE_BYTES of JSON (always one result,
+    however large), so a page of large results stays small."""
     wanted = _merged(ranges if ranges else [(1, job.total)], job.total)
-    limit = settings.MAX_RESULTS_PER_FETCH
-    rows = scheduler.results_in_ranges(job, wanted, limit + 1)
-    if len(rows) <= limit:
-        return ResultsPage(results=rows, next_ranges=[])
-    last = rows[limit - 1][0]
-    rest = [(max(start, last + 1), end) for start, end in wanted if end > last]
-    return ResultsPage(results=rows[:limit], next_ranges=rest)
+    limit, budget = settings.MAX_RESULTS_PER_FETCH, settings.MAX_RESULTS_PAGE_BYTES
+    page: list[tuple[int, Any]] = []
+    size = 0
+    for number, value in scheduler.results_in_ranges(job, wanted, limit + 1):
+        cost = len(json.dumps(value, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
+        if page and (len(page) == limit or size + cost > budget):
+            last = page[-1][0]
+            rest = [(max(start, last + 1), end) for start, end in wanted if end > last]
+            return ResultsPage(results=page, next_ranges=rest)
+        page.append((number, value))
+        size += cost
+    return ResultsPage(results=page, next_ranges=[])
+
+
+RESULT_OVERHEAD_BYTES = 32  # {"sliceNumber": n, "value": ...} around each value

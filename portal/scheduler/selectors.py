@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Q
@@ -68,10 +69,14 @@ def jobs_of_identity(identity: str, limit: int = 200) -> list[dict[str, Any]]:
     ]
 
 
-def results_in_ranges(job: Job, ranges: list[tuple[int, int]], limit: int) -> list[tuple[int, Any]]:
-    """Stored results of the job's slices within `ranges` (inclusive), in slice order."""
+def results_in_ranges(
+    job: Job, ranges: list[tuple[int, int]], limit: int
+) -> Iterator[tuple[int, Any]]:
+    """Stored results of the job's slices within `ranges` (inclusive), in slice order, read
+    from the database a hundred rows at a time: a caller that stops early (a page full of
+    large results) never holds the rest in memory."""
     if not ranges:
-        return []
+        return iter(())
     within = Q()
     for start, end in ranges:
         within |= Q(number__gte=start, number__lte=end)
@@ -81,7 +86,7 @@ def results_in_ranges(job: Job, ranges: list[tuple[int, int]], limit: int) -> li
         .order_by("number")
         .values_list("number", "result")[:limit]
     )
-    return list(rows)
+    return rows.iterator(chunk_size=100)
 
 
 def active_slice_count(job: Job) -> int:

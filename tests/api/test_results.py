@@ -94,3 +94,24 @@ def test_results_of_any_json_value_come_back_as_stored(bearer, volunteer):
     job_id = response.json()["jobId"]
     compute(job_id, volunteer, double=False)
     assert [v for _, v in values(bearer.get(f"/api/v0/job/{job_id}/result"))] == slices
+
+
+def test_a_page_of_large_results_stops_at_its_byte_budget(bearer, volunteer, settings):
+    settings.MAX_RESULTS_PAGE_BYTES = 2_500
+    text = {"language": "js", "function": "function (x) { return x }"}
+    response = bearer.post("/api/v0/job", {"work": text, "slices": ["x" * 1000] * 5 + ["y"]})
+    job_id = response.json()["jobId"]
+    compute(job_id, volunteer, double=False)
+    seen, query, pages = [], "", 0
+    while True:
+        page = bearer.get(f"/api/v0/job/{job_id}/result{query}").json()
+        pages += 1
+        assert len(page["results"]) <= 2  # two 1 kB results fit in 2.5 kB, three do not
+        seen += [r["sliceNumber"] for r in page["results"]]
+        if not page["nextRanges"]:
+            break
+        query = "?" + "&".join(f"range={r}" for r in page["nextRanges"])
+    assert seen == [1, 2, 3, 4, 5, 6] and pages == 3
+
+    settings.MAX_RESULTS_PAGE_BYTES = 10  # one result always comes, however large
+    assert len(bearer.get(f"/api/v0/job/{job_id}/result").json()["results"]) == 1
