@@ -233,6 +233,7 @@ class WorkerConsumer(ProtocolConsumer):
                 limit=self.sizer.task_size(),
                 capabilities=self.capabilities,
                 user=self.user,
+                most_held=self.sizer.most_held(),
             )
             if task is None:
                 await self.wait_for_work()

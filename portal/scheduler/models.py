@@ -130,6 +130,7 @@ class Slice(models.Model):
         indexes = [
             models.Index(fields=["job", "status", "number"]),
             models.Index(fields=["status", "lease_expires"]),
+            models.Index(fields=["worker", "status"]),  # what one worker holds
         ]
 
     def __str__(self) -> str:

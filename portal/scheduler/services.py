@@ -398,13 +398,20 @@ def claim_slices(
     limit: int,
     capabilities: Capabilities | None = None,
     user: User | None = None,
+    most_held: int | None = None,
 ) -> Task | None:
-    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically.
+    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically, and no
+    more than leave it holding `most_held` slices in all.
 
     A slice of a verified job is never handed to a worker of a `user` who already gave a result
     for it, and a suspended user's workers get nothing."""
     if user is not None and verification.suspension(user):
         return None
+    if most_held is not None:
+        held = Slice.objects.filter(worker=worker, status=SliceStatus.LEASED).count()
+        limit = min(limit, most_held - held)
+        if limit <= 0:
+            return None
     for job_id in jobs_with_work(capabilities or Capabilities()):
         task = _claim_from_job(job_id=job_id, worker=worker, limit=limit, user=user)
         if task is not None:

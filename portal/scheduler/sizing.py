@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+HELD_TASKS = 2  # a worker holds at most this many tasks' worth of slices at once
 FASTEST_SLICE_MS = 0.05  # a slice reported faster than this is taken as this fast
 NEW_WEIGHT = 0.3  # the share of the latest batch in the moving average of slice times
 OLD_WEIGHT = 0.7
@@ -35,3 +36,9 @@ class TaskSizer:
             return self.cores
         per_second = self.cores * 1000 / max(self.slice_ms, FASTEST_SLICE_MS)
         return max(1, min(int(per_second), settings.MAX_TASK_SLICES))
+
+    def most_held(self) -> int:
+        """How many slices the worker may hold at once: what it can compute in about
+        HELD_TASKS seconds at its measured speed, so that claiming many cores, or asking
+        again and again, cannot lease a whole job to one connection."""
+        return HELD_TASKS * self.task_size()

@@ -328,6 +328,23 @@ async def test_an_absurd_capacity_is_refused_and_a_large_one_hoards_nothing(depl
     await disconnect(client, worker)
 
 
+async def test_a_worker_claiming_many_cores_cannot_lease_a_whole_job(deployer, volunteer, rogue):
+    client = await connect_client(deployer)
+    job_id = await deploy_range(client, deployer, end=600)
+    hoarder = await connect_worker(rogue, cores=256)
+    leased = []
+    for _ in range(2):  # asking again and again, keeping every lease alive with progress
+        leased += [s["slice"] for s in (await take_task(hoarder, capacity=10_000))["slices"]]
+        await hoarder.send_json_to({"type": "progress", "job": job_id, "slices": leased})
+    await hoarder.send_json_to({"type": "ready", "capacity": 10_000})
+    assert (await hoarder.receive_json_from(timeout=10))["type"] == "waiting"
+    # Two tasks of its claimed cores (256 each, until its speed is measured), no more.
+    assert len(leased) == 512
+    honest = await connect_worker(volunteer, cores=1)
+    assert len((await take_task(honest))["slices"]) == 1  # the rest of the job is still there
+    await disconnect(client, hoarder, honest)
+
+
 async def test_results_for_a_missing_finished_or_cancelled_job_are_not_paid(
     deployer, volunteer, rogue
 ):
