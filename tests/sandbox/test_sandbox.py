@@ -25,6 +25,16 @@ pytestmark = pytest.mark.e2e
 HARNESS = Path(__file__).with_name("harness.html")
 RUNTIME_FILE = RUNTIME_DIR / "slice.py"
 SLICE_TIMEOUT_MS = 90_000  # a Python slice on a cold sandbox includes loading Pyodide
+# The end of a JS work function that tries each of its `attempts` and returns what happened.
+TRY_EACH_ATTEMPT = (
+    "  const outcomes = {};"
+    "  for (const [name, attempt] of Object.entries(attempts)) {"
+    "    try { await attempt(); outcomes[name] = 'allowed'; }"
+    "    catch (error) { outcomes[name] = `${error.name}: ${error.message}`; }"
+    "  }"
+    "  return outcomes;"
+    "}"
+)
 
 
 require_vendored_pyodide()
@@ -534,14 +544,7 @@ def test_the_portal_origins_storage_is_refused_to_work_functions(harness: Harnes
         "    fromPrototype: () => Object.getOwnPropertyDescriptor("
         "      Object.getPrototypeOf(navigator), 'storage').get.call(navigator),"
         "    redefined: () => Object.defineProperty(navigator, 'storage', {value: 1}),"
-        "  };"
-        "  const outcomes = {};"
-        "  for (const [name, attempt] of Object.entries(attempts)) {"
-        "    try { await attempt(); outcomes[name] = 'allowed'; }"
-        "    catch (error) { outcomes[name] = `${error.name}: ${error.message}`; }"
-        "  }"
-        "  return outcomes;"
-        "}"
+        "  };" + TRY_EACH_ATTEMPT
     )
     python = python_job(
         "import js\n\n"
@@ -628,14 +631,7 @@ def test_network_calls_from_a_js_work_function_never_reach_the_server(
         "    prototypeFetch: () => Object.getPrototypeOf(self).fetch(origin + '/anything-proto'),"
         "    dynamicImport: () => import(origin + '/anything-import.js'),"
         "    nestedWorker: () => new Worker(origin + '/anything-worker.js'),"
-        "  };"
-        "  const outcomes = {};"
-        "  for (const [name, attempt] of Object.entries(attempts)) {"
-        "    try { await attempt(); outcomes[name] = 'allowed'; }"
-        "    catch (error) { outcomes[name] = `${error.name}: ${error.message}`; }"
-        "  }"
-        "  return outcomes;"
-        "}"
+        "  };" + TRY_EACH_ATTEMPT
     )
 
     outcomes = harness.run(job, 1, server.origin)["value"]
