@@ -212,6 +212,8 @@ if KEYSTORE_SCRYPT_N < 2 or KEYSTORE_SCRYPT_N & (KEYSTORE_SCRYPT_N - 1):
 
 # A leased slice with no result and no progress for this long goes back to the queue.
 SLICE_LEASE_SECONDS = env_int("SLICE_LEASE_SECONDS", 60)
+# Progress renews a slice's lease only this long after it was handed out (then it lapses).
+MAX_SLICE_SECONDS = env_int("MAX_SLICE_SECONDS", 3600)
 # Idle workers look for work this often when no wake-up reaches them.
 DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
 # A slice that failed on one worker is kept from that worker this long, for a retry elsewhere.

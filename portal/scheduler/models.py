@@ -112,6 +112,7 @@ class Slice(models.Model):
     status = models.CharField(max_length=8, choices=SliceStatus.choices, default=SliceStatus.NEW)
     worker = models.CharField(max_length=40, blank=True)
     lease_expires = models.DateTimeField(null=True)
+    leased_at = models.DateTimeField(null=True, help_text="When its current lease began.")
     attempts = models.PositiveSmallIntegerField(default=0)
     errors = models.PositiveSmallIntegerField(default=0)
     noprogress = models.PositiveSmallIntegerField(default=0)

@@ -359,10 +359,17 @@ def return_slices(
 
 
 def extend_leases(*, worker: str, job_id: str, numbers: list[int]) -> int:
-    """A worker says its slices make progress: their leases run on."""
-    deadline = timezone.now() + timedelta(seconds=settings.SLICE_LEASE_SECONDS)
+    """A worker says its slices make progress: their leases run on, but not past
+    MAX_SLICE_SECONDS from when each was handed out (progress alone cannot hold a slice
+    forever; then its lease lapses and it goes back to the queue)."""
+    now = timezone.now()
+    deadline = now + timedelta(seconds=settings.SLICE_LEASE_SECONDS)
     return Slice.objects.filter(
-        worker=worker, job_id=job_id, number__in=numbers, status=SliceStatus.LEASED
+        worker=worker,
+        job_id=job_id,
+        number__in=numbers,
+        status=SliceStatus.LEASED,
+        leased_at__gt=now - timedelta(seconds=settings.MAX_SLICE_SECONDS),
     ).update(lease_expires=deadline)
 
 
@@ -450,12 +457,13 @@ def _insert_leased(job_id: str, numbers: range, worker: str, deadline: datetime)
     """Slice rows for numbers handed out the first time, in one prepared statement."""
     table = Slice._meta.db_table
     sql = (
-        f"INSERT INTO {table} (job_id, number, status, worker, lease_expires, attempts, "  # noqa: S608
-        "errors, noprogress, last_failed_worker, disputed) "
-        "VALUES (%s, %s, %s, %s, %s, 1, 0, 0, '', FALSE)"
+        f"INSERT INTO {table} (job_id, number, status, worker, lease_expires, leased_at, "  # noqa: S608
+        "attempts, errors, noprogress, last_failed_worker, disputed) "
+        "VALUES (%s, %s, %s, %s, %s, %s, 1, 0, 0, '', FALSE)"
     )
-    expires = connection.ops.adapt_datetimefield_value(deadline)
-    rows = [(job_id, n, SliceStatus.LEASED, worker, expires) for n in numbers]
+    adapt = connection.ops.adapt_datetimefield_value
+    expires, now = adapt(deadline), adapt(timezone.now())
+    rows = [(job_id, n, SliceStatus.LEASED, worker, expires, now) for n in numbers]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -482,14 +490,15 @@ def _claim_returned(
         )
     sql = (
         f"UPDATE {table} SET status = %s, worker = %s, lease_expires = %s, "  # noqa: S608
-        f"attempts = attempts + 1 WHERE id IN (SELECT id FROM {table} "
+        f"leased_at = %s, attempts = attempts + 1 WHERE id IN (SELECT id FROM {table} "
         "WHERE job_id = %s AND status = %s "
         "AND (retry_after IS NULL OR retry_after < %s OR last_failed_worker <> %s) "
         f"{others_only}ORDER BY number LIMIT %s{skip_locked}) RETURNING number"
     )
     adapt = connection.ops.adapt_datetimefield_value
-    params: list[Any] = [SliceStatus.LEASED, worker, adapt(deadline), job_id, SliceStatus.NEW]
-    params += [adapt(timezone.now()), worker]
+    now = adapt(timezone.now())
+    params: list[Any] = [SliceStatus.LEASED, worker, adapt(deadline), now, job_id, SliceStatus.NEW]
+    params += [now, worker]
     if not_of is not None:
         params.append(not_of.pk)
     with connection.cursor() as cursor:

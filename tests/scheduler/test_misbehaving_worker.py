@@ -414,3 +414,30 @@ async def test_text_no_database_stores_is_refused_not_stored(deployer, volunteer
     assert await stored_results(client, job_id) == [[1, 2]]
     await assert_paid(rogue, 0)
     await disconnect(client, honest)
+
+
+async def test_progress_alone_cannot_hold_a_slice_past_the_longest_a_slice_may_run(
+    deployer, volunteer, rogue, settings
+):
+    client = await connect_client(deployer)
+    job_id = await deploy_range(client, deployer, end=1)
+    stalling = await connect_worker(rogue, cores=1)
+    await take_task(stalling)
+    progress = {"type": "progress", "job": job_id, "slices": [1]}
+    await lapse_leases(job_id)
+    await stalling.send_json_to(progress)  # within MAX_SLICE_SECONDS: the lease runs on
+    await send_results(stalling, job_id, [])  # answered once the progress was taken
+    renewed = await sync_to_async(lambda: Slice.objects.get(job_id=job_id).lease_expires)()
+
+    settings.MAX_SLICE_SECONDS = 0  # as if the slice had run that long already
+    await lapse_leases(job_id)
+    await stalling.send_json_to(progress)  # no longer renews anything
+    await send_results(stalling, job_id, [])
+    lapsed = await sync_to_async(lambda: Slice.objects.get(job_id=job_id).lease_expires)()
+    assert renewed.year > 2000 and lapsed.year == 2000
+    await sync_to_async(services.requeue_lapsed_leases)()  # what the dispatch poller does
+
+    honest = await connect_worker(volunteer, cores=1)
+    await complete_honestly(client, honest, remaining=1)
+    await assert_paid(rogue, 0)
+    await disconnect(client, stalling, honest)
