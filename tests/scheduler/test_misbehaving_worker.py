@@ -100,6 +100,23 @@ async def complete_honestly(
     await receive_until(client, "complete")
 
 
+async def honest_finish(
+    client: WebsocketCommunicator,
+    honest: WebsocketCommunicator,
+    job_id: str,
+    *,
+    remaining: int,
+    total: int,
+    rogue: Any,
+) -> None:
+    """The honest worker computes what is left: every result of the job is right, the rogue
+    was paid nothing, and the ledger is whole."""
+    await complete_honestly(client, honest, remaining=remaining)
+    assert await stored_results(client, job_id) == [[n, n * 2] for n in range(1, total + 1)]
+    await assert_paid(rogue, 0)
+    await assert_ledger_whole()
+
+
 async def stored_results(client: WebsocketCommunicator, job_id: str) -> list[list[Any]]:
     await client.send_json_to(
         {"type": "results", "id": "fetch", "job": job_id, "start": 1, "end": 99}
@@ -164,11 +181,8 @@ async def test_results_for_slices_never_leased_to_the_worker_are_refused_and_rep
     assert_rejected(await receive_until(client, "rejected"), forged)
 
     assert (await answer(honest, task))["accepted"] == 2  # the forgery took nothing from it
-    await complete_honestly(client, honest, remaining=2)
-    assert await stored_results(client, job_id) == [[n, n * 2] for n in range(1, 5)]
-    await assert_paid(rogue, 0)
+    await honest_finish(client, honest, job_id, remaining=2, total=4, rogue=rogue)
     await assert_paid(volunteer, 4)
-    await assert_ledger_whole()
     await disconnect(client, honest, liar)
 
 
@@ -264,11 +278,8 @@ async def test_a_result_after_the_lease_lapsed_and_the_slice_moved_on_is_refused
     assert (late["accepted"], late["earned"]) == (0, "0")
     assert_rejected(await receive_until(client, "rejected"), [1, 2])
 
-    await complete_honestly(client, honest, remaining=1)
-    assert await stored_results(client, job_id) == [[1, 2], [2, 4]]
-    await assert_paid(rogue, 0)
+    await honest_finish(client, honest, job_id, remaining=1, total=2, rogue=rogue)
     await assert_paid(volunteer, 2)
-    await assert_ledger_whole()
     await disconnect(client, slow, honest)
 
 
