@@ -73,6 +73,7 @@ def record(
 ) -> Votes:
     """Keep each held slice's result as a replica and vote on it."""
     verify = Verify.model_validate(job.verify)
+    trusted = verify.adaptive and _trusted(user)  # once a batch: one user sent it all
     votes = Votes()
     for number, value in results:
         if number not in held:
@@ -81,7 +82,7 @@ def record(
             slice_id=held[number], user=user, worker=worker, payee=address, value=value
         )
         replicas = list(Replica.objects.filter(slice_id=held[number]).order_by("id"))
-        outcome = _decide(verify, replicas, user)
+        outcome = _decide(verify, replicas, trusted)
         _apply(number, held[number], replicas, outcome, votes)
         if outcome.exhausted:
             votes.no_quorum = (number, no_quorum_reason(number, len(replicas), verify))
@@ -89,10 +90,10 @@ def record(
     return votes
 
 
-def _decide(verify: Verify, replicas: list[Replica], user: User) -> Vote:
+def _decide(verify: Verify, replicas: list[Replica], trusted: bool) -> Vote:
     """The vote, or a trusted user's lone result accepted under adaptive verification."""
     outcome = vote([replica.value for replica in replicas], verify)
-    alone = len(replicas) == 1 and verify.adaptive and _trusted(user)
+    alone = len(replicas) == 1 and verify.adaptive and trusted
     if alone and random.random() >= verify.spot_check:  # noqa: S311 (a sample, not a secret)
         return Vote(groups=[[0]], winners=[0])
     return outcome
@@ -189,11 +190,6 @@ def _suspension_reason(reputation: WorkerReputation) -> str:
         f"results of your workers lost {settings.VERIFY_MAX_STRIKES} verification votes: no work "
         f"until {until.isoformat(timespec='seconds')}"
     )
-
-
-def reputation_of(user: User) -> WorkerReputation | None:
-    """The user's standing in votes, if their workers ever took part in one."""
-    return WorkerReputation.objects.filter(user=user).first()
 
 
 # --- reads ------------------------------------------------------------------------------------

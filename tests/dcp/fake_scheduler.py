@@ -82,7 +82,7 @@ class FakeJob:
     @property
     def replicas(self) -> int:
         """The results of each slice the escrow pays for: the quorum, when verified."""
-        return replicas_of(self.deploy)
+        return replicas(self.deploy.get("verify"))
 
     def compute(self, datum: Any) -> Any:
         if self.evaluate:
@@ -384,15 +384,10 @@ def check_cheque(deploy: Frame) -> str | None:
     text = cheque_text(deploy_hash(deploy), payment["max_total"])
     if recover(text, payment["signature"]) != payment["account"]:
         return "the cheque does not verify"
-    total = len(slice_data(deploy["input"])) * replicas_of(deploy)
+    total = len(slice_data(deploy["input"])) * replicas(deploy.get("verify"))
     if Decimal(payment["max_total"]) < Decimal(deploy["slice_payment_offer"]) * total:
         return "max_total does not cover the job"
     return None
-
-
-def replicas_of(deploy: Frame) -> int:
-    """How many results of each slice a deploy pays for: its quorum, else one."""
-    return replicas(deploy.get("verify"))
 
 
 def check_batch_cheque(job: FakeJob, frame: Frame) -> str | None:
