@@ -153,7 +153,8 @@ def parse_slice_numbers(slices: Any) -> list[int]:
 
 
 def fetch_pages(request: Request, job_id: str, first: int, last: int) -> Entries:
-    """Every stored result of slices first..last, asked for in pages of RESULTS_PAGE."""
+    """Every stored result of slices first..last, asked for in pages of RESULTS_PAGE slices
+    (a page of large results stops early, at the frame limit, and says where to go on)."""
     entries: Entries = []
     start = first
     while start <= last:
@@ -161,7 +162,7 @@ def fetch_pages(request: Request, job_id: str, first: int, last: int) -> Entries
         page = FetchResults(type="results", job=job_id, start=start, end=end)
         reply: ResultsReply = request(page.model_dump(exclude_unset=True), ResultsReply)
         entries.extend(map(_entry, reply.results))  # slices without a result yet are absent
-        start = end + 1
+        start = reply.next if reply.next is not None and start < reply.next <= end else end + 1
     return entries
 
 

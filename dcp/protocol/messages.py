@@ -392,6 +392,9 @@ class ResultsReply(Request):
     type: Literal["results"] = "results"
     job: str
     results: list[ResultRow | SliceValue]
+    # The first slice of the asked range this page did not reach (a page stops before the
+    # frame limit); ask again from there. Absent when the page covers the whole range.
+    next: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class InputsReply(Request):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -105,12 +103,6 @@ def accounts_of(user: User) -> list[dict[str, str]]:
 # --- results ------------------------------------------------------------------------------
 
 
-@dataclass
-class ResultsPage:
-    results: list[tuple[int, Any]]
-    next_ranges: list[tuple[int, int]]
-
-
 def parse_ranges(texts: list[str]) -> list[tuple[int, int]]:
     """`["1-10", "33"]` as inclusive (start, end) pairs; EINVALID for anything else."""
     if len(texts) > MAX_RANGES:
@@ -142,23 +134,10 @@ def _merged(ranges: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
     return merged
 
 
-def results_page(job: Job, ranges: list[tuple[int, int]] | None) -> ResultsPage:
-    """Stored results within `ranges` (all slices when None), at most a page's worth: at most
-    MAX_RESULTS_PER_FETCH results and about MAX_RESULTS_PAGE_BYTES of JSON (always one result,
-    however large), so a page of large results stays small."""
+def results_page(job: Job, ranges: list[tuple[int, int]] | None) -> scheduler.ResultsPage:
+    """Stored results within `ranges` (all slices when None): a page of at most
+    MAX_RESULTS_PER_FETCH results and about MAX_RESULTS_PAGE_BYTES of JSON."""
     wanted = _merged(ranges if ranges else [(1, job.total)], job.total)
-    limit, budget = settings.MAX_RESULTS_PER_FETCH, settings.MAX_RESULTS_PAGE_BYTES
-    page: list[tuple[int, Any]] = []
-    size = 0
-    for number, value in scheduler.results_in_ranges(job, wanted, limit + 1):
-        cost = len(json.dumps(value, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
-        if page and (len(page) == limit or size + cost > budget):
-            last = page[-1][0]
-            rest = [(max(start, last + 1), end) for start, end in wanted if end > last]
-            return ResultsPage(results=page, next_ranges=rest)
-        page.append((number, value))
-        size += cost
-    return ResultsPage(results=page, next_ranges=[])
-
-
-RESULT_OVERHEAD_BYTES = 32  # {"sliceNumber": n, "value": ...} around each value
+    return scheduler.results_page(
+        job, wanted, limit=settings.MAX_RESULTS_PER_FETCH, budget=settings.MAX_RESULTS_PAGE_BYTES
+    )

@@ -23,7 +23,7 @@ from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
 from . import selectors, services, verification
 from .errors import SchedulerError
 from .notify import WORKERS_GROUP, job_group, relay, user_workers_group
-from .sizing import TaskSizer
+from .sizing import TaskSizer, frame_budget
 from .sockets import ProtocolConsumer
 
 log = logging.getLogger(__name__)
@@ -121,15 +121,22 @@ class ClientConsumer(ProtocolConsumer):
     async def on_results(self, request: wire.FetchResults, frame: dict[str, Any]) -> None:
         job = await self.own_job(request.job)
         end = min(request.end, request.start + settings.MAX_RESULTS_PER_FETCH - 1)
-        rows = await database_sync_to_async(selectors.results_between)(job, request.start, end)
+        page = await database_sync_to_async(selectors.results_page)(
+            job, [(request.start, end)], limit=settings.MAX_RESULTS_PER_FETCH, budget=frame_budget()
+        )
+        following = page.next_ranges[0][0] if page.next_ranges else None
         # Rows straight from the database: [slice, value] pairs, trusted as they are.
-        reply = wire.ResultsReply.model_construct(id=request.id, job=job.id, results=rows)
+        reply = wire.ResultsReply.model_construct(
+            id=request.id, job=job.id, results=page.results, next=following
+        )
         await self.send_message(reply)
 
     async def on_inputs(self, request: wire.FetchInputs, frame: dict[str, Any]) -> None:
         job = await self.own_job(request.job)
         end = min(request.end, request.start + settings.MAX_RESULTS_PER_FETCH - 1)
-        values = await database_sync_to_async(selectors.inputs_between)(job, request.start, end)
+        values = await database_sync_to_async(selectors.inputs_between)(
+            job, request.start, end, budget=frame_budget()
+        )
         reply = wire.InputsReply.model_construct(
             id=request.id, job=job.id, start=request.start, values=values
         )

@@ -47,6 +47,9 @@ class Job(models.Model):
     needs_offscreen_canvas = models.BooleanField(default=False)
     discrete = models.BooleanField(default=False, help_text="One slice per task.")
     progress_timeout = models.PositiveIntegerField(default=60)
+    frame_slices = models.PositiveIntegerField(
+        default=0, help_text="The most slices one task frame can carry (0: no bound of its own)."
+    )
     total = models.PositiveIntegerField()
     offer = models.BigIntegerField(help_text="Payment per slice in base units.")
     public = models.JSONField(default=dict)
@@ -116,6 +119,9 @@ class Slice(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     errors = models.PositiveSmallIntegerField(default=0)
     noprogress = models.PositiveSmallIntegerField(default=0)
+    lost = models.PositiveSmallIntegerField(
+        default=0, help_text="Leases that ended unanswered: the worker left or went silent."
+    )
     last_failed_worker = models.CharField(max_length=40, blank=True)
     retry_after = models.DateTimeField(
         null=True, help_text="Until then, not for the failed worker."

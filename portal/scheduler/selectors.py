@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
@@ -26,16 +28,6 @@ def identity_owner(address: str) -> User | None:
 def job_of_identity(job_id: str, identity: str) -> Job | None:
     """The job, if this identity deployed it."""
     return Job.objects.filter(pk=job_id, identity=identity).first()
-
-
-def results_between(job: Job, start: int, end: int) -> list[tuple[int, Any]]:
-    """The stored results of slices start..end as (slice, value) rows, in slice order."""
-    rows = (
-        Slice.objects.filter(job=job, status=SliceStatus.DONE, number__gte=start, number__lte=end)
-        .order_by("number")
-        .values_list("number", "result")
-    )
-    return list(rows)
 
 
 def final_events(job: Job) -> list[tuple[EventName, dict[str, Any]]]:
@@ -69,12 +61,40 @@ def jobs_of_identity(identity: str, limit: int = 200) -> list[dict[str, Any]]:
     ]
 
 
-def results_in_ranges(
+@dataclass
+class ResultsPage:
+    """Stored results in slice order, and the ranges still to ask for (none: that was all)."""
+
+    results: list[tuple[int, Any]]
+    next_ranges: list[tuple[int, int]]
+
+
+def results_page(
+    job: Job, ranges: list[tuple[int, int]], *, limit: int, budget: int
+) -> ResultsPage:
+    """Stored results of the job's slices within `ranges` (sorted, not overlapping, inclusive):
+    at most `limit` of them and about `budget` bytes of JSON, always at least one however
+    large. Rows are read a hundred at a time, so a page that fills early never holds the rest
+    in memory. The socket's `results` reply and the REST results page are both cut here."""
+    page: list[tuple[int, Any]] = []
+    size = 0
+    for number, value in _results_in_ranges(job, ranges, limit + 1):
+        cost = len(json.dumps(value, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
+        if page and (len(page) == limit or size + cost > budget):
+            last = page[-1][0]
+            rest = [(max(start, last + 1), end) for start, end in ranges if end > last]
+            return ResultsPage(results=page, next_ranges=rest)
+        page.append((number, value))
+        size += cost
+    return ResultsPage(results=page, next_ranges=[])
+
+
+RESULT_OVERHEAD_BYTES = 32  # what a row adds around its value: [n, ...] or {"sliceNumber": n, ...}
+
+
+def _results_in_ranges(
     job: Job, ranges: list[tuple[int, int]], limit: int
 ) -> Iterator[tuple[int, Any]]:
-    """Stored results of the job's slices within `ranges` (inclusive), in slice order, read
-    from the database a hundred rows at a time: a caller that stops early (a page full of
-    large results) never holds the rest in memory."""
     if not ranges:
         return iter(())
     within = Q()
@@ -160,10 +180,18 @@ def job_info(job: Job) -> JobInfo:
     )
 
 
-def inputs_between(job: Job, start: int, end: int) -> list[Any]:
-    """The input values of slices start..end (cut at the job's last slice), in slice order."""
+def inputs_between(job: Job, start: int, end: int, *, budget: int) -> list[Any]:
+    """The input values of slices start..end (cut at the job's last slice), in slice order:
+    about `budget` bytes of JSON at most, always at least one value."""
     numbers = list(range(start, min(end, job.total) + 1))
     if job.input_kind != "values" or not numbers:
         return job.data_of(numbers)
     rows = SliceInput.objects.filter(job=job, number__gte=numbers[0], number__lte=numbers[-1])
-    return [datum for _, datum in rows.order_by("number").values_list("number", "datum")]
+    values: list[Any] = []
+    size = 0
+    for datum in rows.order_by("number").values_list("datum", flat=True).iterator(100):
+        size += len(json.dumps(datum, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
+        if values and size > budget:
+            break
+        values.append(datum)
+    return values

@@ -33,7 +33,7 @@ from portal.bank import services as bank
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
-from . import cheques, notify, verification
+from . import cheques, notify, sizing, verification
 from .errors import SchedulerError
 from .models import (
     InputBatch,
@@ -223,6 +223,8 @@ def _create_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> Job
     )
     if spec.input_kind == "values":
         _store_values(job, 1, spec.values or [])
+    elif sizing.frame_slices(job.source, job.args, 0) < 1:
+        raise SchedulerError("EINVALID", _too_big_for_a_task(job))
     _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
     return job
 
@@ -246,9 +248,39 @@ def _checked_total(owner: User, spec: JobSpec) -> int:
 
 
 def _store_values(job: Job, first: int, values: list[Any]) -> None:
-    SliceInput.objects.bulk_create(
-        (SliceInput(job=job, number=n, datum=v) for n, v in enumerate(values, first)),
-        batch_size=2000,
+    """Store a values job's inputs from slice `first` on, in one prepared statement, and keep
+    how many of its slices one task frame can carry; EINVALID (nothing stored) for a value
+    that cannot travel in a task with the work function."""
+    texts = [None if value is None else json.dumps(value, ensure_ascii=False) for value in values]
+    if not texts:
+        return
+    largest = max((len(text.encode()) for text in texts if text is not None), default=4)
+    fitting = sizing.frame_slices(job.source, job.args, largest)
+    if fitting < 1:
+        raise SchedulerError("EINVALID", _too_big_for_a_task(job, largest))
+    job.frame_slices = min(job.frame_slices or fitting, fitting)
+    Job.objects.filter(pk=job.pk).update(frame_slices=job.frame_slices)
+    table = SliceInput._meta.db_table
+    datum = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    sql = f"INSERT INTO {table} (job_id, number, datum) VALUES (%s, %s, {datum})"  # noqa: S608
+    with connection.cursor() as cursor:
+        for start in range(0, len(texts), STORE_BATCH):
+            rows = texts[start : start + STORE_BATCH]
+            number = first + start
+            cursor.executemany(sql, [(job.id, number + i, text) for i, text in enumerate(rows)])
+
+
+STORE_BATCH = 5000  # rows per statement when storing input values
+
+
+def _too_big_for_a_task(job: Job, largest: int = 0) -> str:
+    mib = 1024 * 1024
+    what = f"an input value of {largest / mib:.1f} MiB with " if largest else ""
+    work = (sizing.json_bytes(job.source) + sizing.json_bytes(job.args)) / mib
+    return (
+        f"{what}the work function and its arguments ({work:.1f} MiB) would not fit in one "
+        f"task frame of {settings.MAX_FRAME_BYTES / mib:.0f} MiB: send large data in smaller "
+        "values"
     )
 
 
@@ -337,25 +369,54 @@ def _locked_job_of_identity(job_id: str, identity: str) -> Job:
 
 
 def requeue_lapsed_leases(*, now: datetime | None = None) -> int:
-    """Slices whose lease ran out go back to the queue; returns how many."""
-    return Slice.objects.filter(
-        status=SliceStatus.LEASED, lease_expires__lt=now or timezone.now()
-    ).update(status=SliceStatus.NEW, worker="", lease_expires=None)
+    """Slices whose lease ran out go back to the queue, each a lease lost; returns how many."""
+    lapsed = "lease_expires < %s"
+    return _requeue(lapsed, [connection.ops.adapt_datetimefield_value(now or timezone.now())])
 
 
 def return_slices(
     *, worker: str, job_id: str | None = None, numbers: list[int] | None = None
 ) -> int:
-    """Give a worker's leased slices back to the queue (Stop, disconnect)."""
-    rows = Slice.objects.filter(worker=worker, status=SliceStatus.LEASED)
+    """Give a worker's leased slices back to the queue (Stop; or the suspension of its user)."""
+    where = "worker = %s"
+    params: list[Any] = [worker]
     if job_id is not None:
-        rows = rows.filter(job_id=job_id)
+        where, params = where + " AND job_id = %s", [*params, job_id]
     if numbers is not None:
-        rows = rows.filter(number__in=numbers)
-    returned = rows.update(status=SliceStatus.NEW, worker="", lease_expires=None)
-    if returned:
-        notify.work_available()
-    return returned
+        if not numbers:
+            return 0
+        where += f" AND number IN ({', '.join(['%s'] * len(numbers))})"
+        params += numbers
+    return _requeue(where, params, lost=False)
+
+
+def _requeue(where: str, params: list[Any], *, lost: bool = True) -> int:
+    """Leased slices matching `where` go back to the queue, in one statement, and the workers
+    are woken. When they went unanswered (`lost`), a slice lost MAX_LOST_LEASES times then
+    cancels its job (in a transaction of its own, which holds no slice while it waits for the
+    job's row)."""
+    table = Slice._meta.db_table
+    sql = (
+        f"UPDATE {table} SET status = %s, worker = '', lease_expires = NULL, "  # noqa: S608
+        f"lost = lost + %s WHERE status = %s AND {where} RETURNING job_id, number, lost"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [SliceStatus.NEW, int(lost), SliceStatus.LEASED, *params])
+        rows = cursor.fetchall()
+        if rows:
+            notify.work_available()
+    doomed = {job: (n, times) for job, n, times in rows if lost and times >= policy.MAX_LOST_LEASES}
+    for job_id, (number, times) in doomed.items():
+        _cancel_for_lost_slice(job_id, number, times)
+    return len(rows)
+
+
+@transaction.atomic
+def _cancel_for_lost_slice(job_id: str, number: int, times: int) -> None:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is not None and job.status == JobStatus.RUNNING:
+        job.failed += 1
+        _cancel(job, code=policy.LOST_SLICE, reason=policy.lost_slice_reason(number, times))
 
 
 def extend_leases(*, worker: str, job_id: str, numbers: list[int]) -> int:
@@ -433,6 +494,8 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) 
         return None
     if job.discrete:
         limit = 1
+    if job.frame_slices:
+        limit = min(limit, job.frame_slices)
     deadline = timezone.now() + timedelta(seconds=lease_seconds(job))
     numbers = _claim_returned(
         job_id=job_id,
@@ -458,8 +521,8 @@ def _insert_leased(job_id: str, numbers: range, worker: str, deadline: datetime)
     table = Slice._meta.db_table
     sql = (
         f"INSERT INTO {table} (job_id, number, status, worker, lease_expires, leased_at, "  # noqa: S608
-        "attempts, errors, noprogress, last_failed_worker, disputed) "
-        "VALUES (%s, %s, %s, %s, %s, %s, 1, 0, 0, '', FALSE)"
+        "attempts, errors, noprogress, lost, last_failed_worker, disputed) "
+        "VALUES (%s, %s, %s, %s, %s, %s, 1, 0, 0, 0, '', FALSE)"
     )
     adapt = connection.ops.adapt_datetimefield_value
     expires, now = adapt(deadline), adapt(timezone.now())
@@ -823,6 +886,7 @@ def connect_worker(*, worker: str, user: User, cores: int, capabilities: Capabil
 
 
 def worker_disconnected(*, worker: str) -> int:
-    """Forget the worker and give its slices back; returns how many went back to the queue."""
+    """Forget the worker; the slices it still held go back to the queue, each a lease lost
+    (a worker that stops hands its slices back first). Returns how many went back."""
     WorkerConnection.objects.filter(id=worker).delete()
-    return return_slices(worker=worker)
+    return _requeue("worker = %s", [worker])

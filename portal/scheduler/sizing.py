@@ -1,9 +1,12 @@
-"""Task sizing: hand a worker about a second of work for its cores at a time."""
+"""Task sizing: hand a worker about a second of work for its cores at a time, and never more
+than one frame holds (tasks, pages of results and inputs all stop at the frame limit)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -11,6 +14,25 @@ HELD_TASKS = 2  # a worker holds at most this many tasks' worth of slices at onc
 FASTEST_SLICE_MS = 0.05  # a slice reported faster than this is taken as this fast
 NEW_WEIGHT = 0.3  # the share of the latest batch in the moving average of slice times
 OLD_WEIGHT = 0.7
+# What a frame's envelope (type, ids, lease times...) may add to the values it carries.
+ENVELOPE_BYTES = 4096
+SLICE_OVERHEAD_BYTES = 32  # what a slice adds around its value: {"slice": n, "datum": ...}
+
+
+def frame_budget() -> int:
+    """The bytes of values one frame the scheduler sends may carry."""
+    return settings.MAX_FRAME_BYTES - ENVELOPE_BYTES
+
+
+def json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def frame_slices(source: str, args: Any, largest_datum: int) -> int:
+    """How many slices with inputs of up to `largest_datum` bytes one task frame carries
+    beside the work function and its arguments (0: not even one)."""
+    room = frame_budget() - json_bytes(source) - json_bytes(args)
+    return max(room, 0) // (largest_datum + SLICE_OVERHEAD_BYTES)
 
 
 @dataclass

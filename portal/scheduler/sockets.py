@@ -20,6 +20,7 @@ from dcp.protocol.limits import CLOSE_FLOOD, CLOSE_TOO_BIG
 from dcp.protocol.messages import Error, describe
 
 from .errors import SchedulerError
+from .sizing import ENVELOPE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,16 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         `model_construct` from trusted rows may hold plain dicts and tuples where its model
         names a part, which saves a model object per slice on the hot path.
         """
-        await self.send(text_data=message.model_dump_json(serialize_as_any=True))
+        text = message.model_dump_json(serialize_as_any=True)
+        if len(text) > settings.MAX_FRAME_BYTES + ENVELOPE_BYTES:
+            # Pages and tasks are cut to fit (sizing.frame_budget), so this is a bug: say so
+            # rather than send a frame the other end would close the socket over.
+            kind = getattr(message, "type", "?")
+            log.error("a %s frame of %d bytes was not sent", kind, len(text))
+            why = f"the {kind} reply was too large to send"
+            refusal = Error(id=getattr(message, "id", None), code="ETOOBIG", message=why)
+            text = refusal.model_dump_json()
+        await self.send(text_data=text)
 
     async def send_error(self, request_id: Any, code: str, message: str) -> None:
         await self.send_message(Error.model_construct(id=request_id, code=code, message=message))

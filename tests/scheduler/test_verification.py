@@ -51,7 +51,7 @@ async def address_of(user: Any) -> str:
 async def events_until(client: Any, last: str) -> list[dict[str, Any]]:
     events = []
     while True:
-        frame = await client.receive_json_from(timeout=5)
+        frame = await client.receive_json_from(timeout=10)
         if frame["type"] == "event":
             events.append(frame)
             if frame["event"] == last:
