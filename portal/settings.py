@@ -9,6 +9,7 @@ cookie and HTTPS settings that `manage.py check --deploy` asks for.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -138,6 +139,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # Tests use a file too (not SQLite's shared in-memory database, whose table locks
+            # fail at once where a file's wait): the same locking as `make run`. One file per
+            # test process, so that two runs side by side do not share it.
+            "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"dcp-test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -29,6 +29,14 @@ from .sockets import ProtocolConsumer
 log = logging.getLogger(__name__)
 
 
+def off_the_shared_thread(work: Any) -> Any:
+    """Database work that may take long (storing a large deploy, reading a page of big
+    results) runs in a thread of its own, not the one thread all sockets share for their
+    short queries: one user's 300,000-value deploy does not hold up everyone's claims, acks
+    and replies behind it."""
+    return database_sync_to_async(work, thread_sensitive=False)
+
+
 class ClientConsumer(ProtocolConsumer):
     """`/ws/client/`: authenticate an identity once, then deploy, watch, fetch and cancel."""
 
@@ -68,7 +76,7 @@ class ClientConsumer(ProtocolConsumer):
         identity = self.require_identity()
         # The service makes this connection watch the job before the workers are woken, and
         # its status event follows this reply: `accepted` comes first.
-        job = await database_sync_to_async(services.deploy_signed)(
+        job = await off_the_shared_thread(services.deploy_signed)(
             owner=self.user,
             identity=identity,
             request=request,
@@ -80,7 +88,7 @@ class ClientConsumer(ProtocolConsumer):
 
     async def on_add_slices(self, request: wire.AddSlices, frame: dict[str, Any]) -> None:
         identity = self.require_identity()
-        job = await database_sync_to_async(services.add_slices_signed)(
+        job = await off_the_shared_thread(services.add_slices_signed)(
             identity=identity, request=request, frame=frame
         )
         await self.send_message(wire.Added(id=request.id, job=job.id, total=job.total))
@@ -121,7 +129,7 @@ class ClientConsumer(ProtocolConsumer):
     async def on_results(self, request: wire.FetchResults, frame: dict[str, Any]) -> None:
         job = await self.own_job(request.job)
         end = min(request.end, request.start + settings.MAX_RESULTS_PER_FETCH - 1)
-        page = await database_sync_to_async(selectors.results_page)(
+        page = await off_the_shared_thread(selectors.results_page)(
             job, [(request.start, end)], limit=settings.MAX_RESULTS_PER_FETCH, budget=frame_budget()
         )
         following = page.next_ranges[0][0] if page.next_ranges else None
@@ -134,7 +142,7 @@ class ClientConsumer(ProtocolConsumer):
     async def on_inputs(self, request: wire.FetchInputs, frame: dict[str, Any]) -> None:
         job = await self.own_job(request.job)
         end = min(request.end, request.start + settings.MAX_RESULTS_PER_FETCH - 1)
-        values = await database_sync_to_async(selectors.inputs_between)(
+        values = await off_the_shared_thread(selectors.inputs_between)(
             job, request.start, end, budget=frame_budget()
         )
         reply = wire.InputsReply.model_construct(

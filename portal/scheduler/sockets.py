@@ -7,6 +7,7 @@ its `on_<type>(request, frame)` method, `frame` being the JSON object as it came
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from .errors import SchedulerError
 from .sizing import ENVELOPE_BYTES
 
 log = logging.getLogger(__name__)
+PARSE_ASIDE_CHARS = 256 * 1024  # larger frames are parsed and checked in a worker thread
 
 
 class RateLimit:
@@ -63,7 +65,10 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         if len(text_data) > settings.MAX_FRAME_BYTES:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        raw, problem = _parse(text_data)
+        if len(text_data) > PARSE_ASIDE_CHARS:  # the event loop serves the others meanwhile
+            raw, problem = await asyncio.to_thread(_parse, text_data)
+        else:
+            raw, problem = _parse(text_data)
         if raw is None:
             await self.send_error(None, "EINVALID", f"a frame must be one JSON object: {problem}")
             return
@@ -79,7 +84,10 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             )
             return
         try:
-            message = self.requests.validate_python(raw)
+            if len(text_data) > PARSE_ASIDE_CHARS:
+                message = await asyncio.to_thread(self.requests.validate_python, raw)
+            else:
+                message = self.requests.validate_python(raw)
         except ValidationError as error:
             await self.send_error(request_id, "EINVALID", f"{raw['type']}.{describe(error)}")
             return
