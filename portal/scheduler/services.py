@@ -251,10 +251,12 @@ def _store_values(job: Job, first: int, values: list[Any]) -> None:
     """Store a values job's inputs from slice `first` on, in one prepared statement, and keep
     how many of its slices one task frame can carry; EINVALID (nothing stored) for a value
     that cannot travel in a task with the work function."""
-    texts = [None if value is None else json.dumps(value, ensure_ascii=False) for value in values]
+    texts = [None if value is None else _to_json(value) for value in values]
     if not texts:
         return
-    largest = max((len(text.encode()) for text in texts if text is not None), default=4)
+    longest = max(map(len, filter(None, texts)), default=4)  # characters; bytes: at most 4x
+    candidates = (text for text in texts if text is not None and len(text) * 4 >= longest)
+    largest = max(len(text.encode()) for text in candidates) if longest else 4
     fitting = sizing.frame_slices(job.source, job.args, largest)
     if fitting < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(job, largest))
@@ -271,6 +273,7 @@ def _store_values(job: Job, first: int, values: list[Any]) -> None:
 
 
 STORE_BATCH = 5000  # rows per statement when storing input values
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for many values
 
 
 def _too_big_for_a_task(job: Job, largest: int = 0) -> str:
