@@ -193,7 +193,8 @@ class Job:
         again with `Job.attach(job_id).wait()`; either way one line on stderr says which, and
         KeyboardInterrupt is raised again. Raises DCPError when the scheduler refuses the job,
         when the job is cancelled (`ECANCELLED`, `ETOOMANYERRORS`, `ENOPROGRESS`, `ENOQUORUM`
-        when the results of a slice never agreed), or when the scheduler stays unreachable
+        when the results of a slice never agreed, `ELOSTSLICE` when a slice's workers kept
+        vanishing while they held it), or when the scheduler stays unreachable
         (`ENOCONNECTION`). With `job.verify` set, the cheque covers `offer x slices x quorum`.
         """
         try:
