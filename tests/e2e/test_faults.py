@@ -160,3 +160,50 @@ def test_a_server_killed_mid_job_restarts_and_everyone_reconnects(site: LiveSite
     assert outcome["ok"]
     assert outcome["distinct"] == 3_000
     assert_ledger_whole(site, outcome["job"], 3_000)
+
+
+BIG_VALUES_PROGRAM = """
+import json, dcp
+
+def work(x):
+    return x[::-1]
+
+values = [str(n) * 1_300_000 for n in range(1, 6)]  # five values of 1.3 MB: 6.5 MB in all
+job = dcp.compute_for(values, work)
+results = job.exec(slice_payment_offer="0.001").values()
+print(json.dumps({"job": job.id, "ok": results == [v[::-1] for v in values]}))
+"""
+
+
+def test_values_and_results_of_megabytes_travel_whole(site: LiveSite) -> None:
+    """More than one frame's worth of inputs and results: the client deploys them in batches,
+    tasks carry what fits, results come back in pages, over the real server's sockets."""
+    worker = start_worker(site, delay=0)
+    try:
+        env = {**os.environ, "DCP_HOMEDIR": str(site.home), "DCP_SCHEDULER_URL": site.url}  # type: ignore[attr-defined]
+        env.pop("DATABASE_URL", None)
+        client = subprocess.Popen(
+            [sys.executable, "-c", BIG_VALUES_PROGRAM],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        outcome = finish(client)
+        assert outcome["ok"]
+        shown = subprocess.run(
+            [sys.executable, "-m", "dcp.cli", "results", outcome["job"]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        printed = json.loads(shown.stdout)
+        assert len(json.dumps(printed)) > 6_000_000  # all five, in more than one page
+    finally:
+        worker.kill()
+        worker.wait()
+    assert_ledger_whole(site, outcome["job"], 5)
