@@ -8,6 +8,7 @@ watchers through notify, which the services call.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import uuid
@@ -303,6 +304,16 @@ class WorkerConsumer(ProtocolConsumer):
         ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)
 
+    async def refuse(self, text: str, request_id: Any, why: str) -> None:
+        """A refused `result` frame stores nothing: the slices it answered, when they can be
+        read from it, go back to the queue at once for another worker (not after the lease)."""
+        await super().refuse(text, request_id, why)
+        job_id, numbers = _answered_slices(text)
+        if job_id and numbers and hasattr(self, "worker_id"):
+            await database_sync_to_async(services.return_slices)(
+                worker=self.worker_id, job_id=job_id, numbers=numbers
+            )
+
     async def on_return(self, request: wire.Return, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.return_slices)(
             worker=self.worker_id, job_id=request.job, numbers=request.slices
@@ -349,6 +360,25 @@ class IdleWorkers:
 
 
 idle_workers = IdleWorkers()
+
+
+def _answered_slices(text: str) -> tuple[str | None, list[int]]:
+    """The job and slice numbers a `result` frame answers, read leniently (NaN and the like
+    are fine here: nothing of it is stored); (None, []) for anything else."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, []
+    if not isinstance(frame, dict) or frame.get("type") != "result":
+        return None, []
+    job_id = frame.get("job")
+    answers = [*_list(frame.get("results")), *_list(frame.get("errors"))]
+    numbers = [a["slice"] for a in answers if isinstance(a, dict) and type(a.get("slice")) is int]
+    return (job_id if isinstance(job_id, str) else None), numbers[:10_000]  # as `return` takes
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def task_message(task: services.Task) -> wire.Task:

@@ -70,7 +70,7 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
         else:
             raw, problem = _parse(text_data)
         if raw is None:
-            await self.send_error(None, "EINVALID", f"a frame must be one JSON object: {problem}")
+            await self.refuse(text_data, None, f"a frame must be one JSON object: {problem}")
             return
         request_id = raw.get("id") if isinstance(raw.get("id"), int | str) else None
         handler = (
@@ -89,12 +89,17 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             else:
                 message = self.requests.validate_python(raw)
         except ValidationError as error:
-            await self.send_error(request_id, "EINVALID", f"{raw['type']}.{describe(error)}")
+            await self.refuse(text_data, request_id, f"{raw['type']}.{describe(error)}")
             return
         try:
             await handler(message, raw)
         except SchedulerError as error:
             await self.send_error(request_id, error.code, error.message)
+
+    async def refuse(self, text: str, request_id: Any, why: str) -> None:
+        """Answer a frame that breaks the protocol with EINVALID, and log one line."""
+        log.warning("%s refused a frame: %s", type(self).__name__, why[:300])
+        await self.send_error(request_id, "EINVALID", why)
 
     async def refuse_flood(self) -> None:
         """Say so once; a sender that keeps flooding is disconnected."""

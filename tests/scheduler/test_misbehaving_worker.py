@@ -395,6 +395,9 @@ async def test_a_number_json_cannot_carry_is_refused_not_stored(deployer, volunt
         text_data=f'{{"type": "result", "id": "odd", "job": "{job_id}", "results": {results}}}'
     )
     assert (await receive_until(liar, "error"))["code"] == "EINVALID"
+    # The slice is back in the queue at once, for another worker, not after the lease.
+    row = await sync_to_async(Slice.objects.get)(job_id=job_id, number=1)
+    assert (row.status, row.worker, row.lost) == ("new", "", 0)
     await liar.disconnect()
 
     honest = await connect_worker(volunteer, cores=1)
