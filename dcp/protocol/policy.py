@@ -2,10 +2,10 @@
 
 A slice that raises is retried once (preferably on another worker); a second failure cancels the
 job with ETOOMANYERRORS. A slice stopped for making no progress is retried once; a second stall
-cancels the job with ENOPROGRESS. A slice whose lease ends unanswered MAX_LOST_LEASES times
-(its worker's connection died, or it went silent past its lease, however long progress kept it)
-cancels the job with ELOSTSLICE: a slice that crashes every tab it reaches, or never ends,
-is not handed out forever.
+cancels the job with ENOPROGRESS. A slice whose lease ends unanswered for workers of
+MAX_LOST_LEASES distinct users (the worker's connection died, or it went silent past its lease,
+however long progress kept it) cancels the job with ELOSTSLICE: a slice that crashes every tab
+it reaches, or never ends, is not handed out forever.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def no_progress_reason(slice_number: int, seconds: float) -> str:
     return f"slice {slice_number} made no progress for {seconds} s twice"
 
 
-def lost_slice_reason(slice_number: int, times: int) -> str:
+def lost_slice_reason(slice_number: int, users: int) -> str:
     """The cancel reason of a job whose slice kept losing its workers."""
     return (
-        f"slice {slice_number} was handed out {times} times and never answered: each time its "
-        "worker's connection died or its lease ran out (does it crash the tab, or never end?)"
+        f"slice {slice_number} was handed out to workers of {users} users and never answered: "
+        "each time the worker's connection died or its lease ran out (does it crash the tab, "
+        "or never end?)"
     )

@@ -120,7 +120,8 @@ class Slice(models.Model):
     errors = models.PositiveSmallIntegerField(default=0)
     noprogress = models.PositiveSmallIntegerField(default=0)
     lost = models.PositiveSmallIntegerField(
-        default=0, help_text="Leases that ended unanswered: the worker left or went silent."
+        default=0,
+        help_text="Users whose worker's lease of it ended unanswered (left or went silent).",
     )
     last_failed_worker = models.CharField(max_length=40, blank=True)
     retry_after = models.DateTimeField(
@@ -211,6 +212,22 @@ class WorkerReputation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: streak {self.streak}, {self.rejected} rejected"
+
+
+class LostLease(models.Model):
+    """A user whose worker held the slice and vanished (or went silent): counted once per
+    user, so that one volunteer dropping a slice again and again cannot fail the job."""
+
+    slice = models.ForeignKey(Slice, on_delete=models.CASCADE, related_name="lost_leases")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["slice", "user"], name="lost_lease_user_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slice} lost by {self.user}"
 
 
 class WorkerConnection(models.Model):

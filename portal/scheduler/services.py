@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from dcp.protocol import policy
@@ -39,6 +39,7 @@ from .models import (
     InputBatch,
     Job,
     JobStatus,
+    LostLease,
     Replica,
     Slice,
     SliceInput,
@@ -394,24 +395,51 @@ def return_slices(
 
 
 def _requeue(where: str, params: list[Any], *, lost: bool = True) -> int:
-    """Leased slices matching `where` go back to the queue, in one statement, and the workers
-    are woken. When they went unanswered (`lost`), a slice lost MAX_LOST_LEASES times then
-    cancels its job (in a transaction of its own, which holds no slice while it waits for the
-    job's row)."""
+    """Leased slices matching `where` go back to the queue and the workers are woken. When
+    they went unanswered (`lost`), the users whose workers held them are counted against
+    each slice, once per user; a slice lost by MAX_LOST_LEASES users then cancels its job (in
+    a transaction of its own, which holds no slice while it waits for the job's row)."""
     table = Slice._meta.db_table
-    sql = (
-        f"UPDATE {table} SET status = %s, worker = '', lease_expires = NULL, "  # noqa: S608
-        f"lost = lost + %s WHERE status = %s AND {where} RETURNING job_id, number, lost"
-    )
+    leased = [SliceStatus.LEASED, *params]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [SliceStatus.NEW, int(lost), SliceStatus.LEASED, *params])
-        rows = cursor.fetchall()
-        if rows:
+        holders: list[tuple[int, str]] = []
+        if lost:
+            cursor.execute(f"SELECT id, worker FROM {table} WHERE status = %s AND {where}", leased)  # noqa: S608
+            holders = cursor.fetchall()
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, worker = '', lease_expires = NULL "  # noqa: S608
+            f"WHERE status = %s AND {where} RETURNING id",
+            [SliceStatus.NEW, *leased],
+        )
+        returned = {row[0] for row in cursor.fetchall()}
+        if returned:
             notify.work_available()
-    doomed = {job: (n, times) for job, n, times in rows if lost and times >= policy.MAX_LOST_LEASES}
-    for job_id, (number, times) in doomed.items():
+        doomed = _count_lost([(i, w) for i, w in holders if i in returned])
+    for job_id, number, times in doomed:
         _cancel_for_lost_slice(job_id, number, times)
-    return len(rows)
+    return len(returned)
+
+
+def _count_lost(holders: list[tuple[int, str]]) -> list[tuple[str, int, int]]:
+    """Record which users lost these slices (id, worker); returns (job, slice, users) of each
+    slice that has now been lost by MAX_LOST_LEASES users, one a job."""
+    users = dict(
+        WorkerConnection.objects.filter(id__in={w for _, w in holders}).values_list("id", "user_id")
+    )
+    losses = [LostLease(slice_id=i, user_id=users[w]) for i, w in holders if w in users]
+    if not losses:
+        return []
+    LostLease.objects.bulk_create(losses, ignore_conflicts=True, batch_size=1000)
+    ids = [loss.slice_id for loss in losses]
+    counted = LostLease.objects.filter(slice=OuterRef("pk")).values("slice")
+    doomed: dict[str, tuple[str, int, int]] = {}
+    for start in range(0, len(ids), 1000):
+        chunk = Slice.objects.filter(id__in=ids[start : start + 1000])
+        chunk.update(lost=Subquery(counted.annotate(n=Count("*")).values("n")))
+        worst = chunk.filter(lost__gte=policy.MAX_LOST_LEASES)
+        for job_id, number, times in worst.values_list("job_id", "number", "lost"):
+            doomed.setdefault(job_id, (job_id, number, times))
+    return list(doomed.values())
 
 
 @transaction.atomic
@@ -891,5 +919,6 @@ def connect_worker(*, worker: str, user: User, cores: int, capabilities: Capabil
 def worker_disconnected(*, worker: str) -> int:
     """Forget the worker; the slices it still held go back to the queue, each a lease lost
     (a worker that stops hands its slices back first). Returns how many went back."""
+    returned = _requeue("worker = %s", [worker])
     WorkerConnection.objects.filter(id=worker).delete()
-    return _requeue("worker = %s", [worker])
+    return returned

@@ -20,7 +20,12 @@ from portal.bank.selectors import balance_of, sum_of_balances, total_supply
 from portal.scheduler import services
 from portal.scheduler.models import Job, JobStatus, Slice, SliceInput
 from portal.wallet.models import Key
-from tests.scheduler.conftest import connect_client, connect_worker, receive_until
+from tests.scheduler.conftest import (
+    connect_client,
+    connect_worker,
+    make_volunteer,
+    receive_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -130,24 +135,25 @@ async def test_a_value_that_cannot_travel_with_its_work_function_is_refused_at_d
 
 
 async def test_a_slice_whose_workers_keep_vanishing_is_failed_and_its_escrow_refunded(
-    deployer, volunteer
+    deployer, volunteer, django_user_model
 ):
+    second = await sync_to_async(make_volunteer)(django_user_model, "second@example.com")
+    third = await sync_to_async(make_volunteer)(django_user_model, "third@example.com")
     client = await connect_client(deployer)
     job_id = await deploy(client, deployer, ["boom"], offer="0.5")
     assert await sync_to_async(balance_of)(deployer.account) == to_units("9.5")
 
-    # Twice a worker takes the slice and its connection dies; once its lease runs out.
-    for _ in range(2):
-        worker = await connect_worker(volunteer)
-        await worker.send_json_to({"type": "ready", "capacity": 1})
-        assert (await receive_until(worker, "task"))["slices"][0]["slice"] == 1
-        await worker.disconnect()
+    # One volunteer's tabs take the slice and vanish five times: that is one user's bad luck
+    # (or mischief), not proof that the slice is at fault.
+    for _ in range(5):
+        await take_and_vanish(volunteer)
     slice_row = await sync_to_async(Slice.objects.get)(job_id=job_id, number=1)
-    assert (slice_row.status, slice_row.lost) == ("new", 2)
+    assert (slice_row.status, slice_row.lost) == ("new", 1)
+    # A second user's worker vanishes too; a third's goes silent until its lease runs out.
+    await take_and_vanish(second)
     status = await sync_to_async(lambda: Job.objects.get(pk=job_id).status)()
-    assert status == JobStatus.RUNNING  # two losses may be bad luck
-
-    silent = await connect_worker(volunteer)
+    assert status == JobStatus.RUNNING
+    silent = await connect_worker(third)
     await silent.send_json_to({"type": "ready", "capacity": 1})
     await receive_until(silent, "task")
     later = timezone.now() + timedelta(hours=2)
@@ -155,13 +161,20 @@ async def test_a_slice_whose_workers_keep_vanishing_is_failed_and_its_escrow_ref
 
     cancel = await receive_until(client, "cancel")
     assert cancel["data"]["code"] == "ELOSTSLICE"
-    assert "slice 1 was handed out 3 times and never answered" in cancel["data"]["reason"]
+    assert "slice 1 was handed out" in cancel["data"]["reason"]
     # Refunded whole, nobody paid, and the slice goes to no one again.
     assert await sync_to_async(balance_of)(deployer.account) == to_units(10)
     assert await sync_to_async(total_supply)() == await sync_to_async(sum_of_balances)()
     another = await connect_worker(volunteer)
     await another.send_json_to({"type": "ready", "capacity": 1})
     assert (await receive_until(another, "waiting"))["type"] == "waiting"
+
+
+async def take_and_vanish(user: Any) -> None:
+    worker = await connect_worker(user)
+    await worker.send_json_to({"type": "ready", "capacity": 1})
+    assert (await receive_until(worker, "task"))["slices"][0]["slice"] == 1
+    await worker.disconnect()
 
 
 async def test_a_stopped_worker_handing_slices_back_costs_the_slice_nothing(deployer, volunteer):
