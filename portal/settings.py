@@ -253,6 +253,8 @@ WORKER_STATIC_DIR = BASE_DIR / "worker_static"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# A worker's progress renews its leases of a job at most this often (leases last far longer).
+PROGRESS_RENEW_SECONDS = float(env_str("PROGRESS_RENEW_SECONDS", "5"))
 USE_TZ = True
 
 # --- Security ---------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -24,7 +26,7 @@ from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
 from . import selectors, services, verification
 from .errors import SchedulerError
 from .notify import WORKERS_GROUP, job_group, relay, user_workers_group
-from .sizing import TaskSizer, frame_budget
+from .sizing import HELD_TASKS, TaskSizer, frame_budget
 from .sockets import ProtocolConsumer
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,8 @@ class WorkerConsumer(ProtocolConsumer):
         self.waiting = False
         self.dispatching = asyncio.Lock()
         self.jobs_seen: set[str] = set()
+        self.progress: dict[str, set[int]] = {}  # slices said to progress, not renewed yet
+        self.renewed: dict[str, float] = {}  # when each job's leases were last renewed
         self.capabilities = services.Capabilities()
         await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
         await self.channel_layer.group_add(user_workers_group(self.user.pk), self.channel_name)
@@ -279,8 +283,20 @@ class WorkerConsumer(ProtocolConsumer):
         await self.send_message(wire.Abort(job=event["job"]))
 
     async def on_progress(self, request: wire.Progress, frame: dict[str, Any]) -> None:
+        """Renew leases, at most once every PROGRESS_RENEW_SECONDS a job (the slices named
+        meanwhile wait for the next renewal): a flood of progress frames costs the database
+        nothing, so the connection's rate limit, not the database, sets the pace."""
+        if request.job not in self.jobs_seen:
+            return  # a worker may only speak for jobs it was given
+        waiting = self.progress.setdefault(request.job, set())
+        waiting.update(request.slices[: settings.MAX_TASK_SLICES * HELD_TASKS])
+        now = time.monotonic()
+        if now - self.renewed.get(request.job, -math.inf) < settings.PROGRESS_RENEW_SECONDS:
+            return
+        self.renewed[request.job] = now
+        numbers = sorted(self.progress.pop(request.job))
         await database_sync_to_async(services.extend_leases)(
-            worker=self.worker_id, job_id=request.job, numbers=request.slices
+            worker=self.worker_id, job_id=request.job, numbers=numbers
         )
 
     async def on_console(self, request: wire.Console, frame: dict[str, Any]) -> None:

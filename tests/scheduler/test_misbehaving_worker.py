@@ -433,6 +433,7 @@ async def test_text_no_database_stores_is_refused_not_stored(deployer, volunteer
 async def test_progress_alone_cannot_hold_a_slice_past_the_longest_a_slice_may_run(
     deployer, volunteer, rogue, settings
 ):
+    settings.PROGRESS_RENEW_SECONDS = 0  # every progress frame renews (not once in 5 s)
     client = await connect_client(deployer)
     job_id = await deploy_range(client, deployer, end=1)
     stalling = await connect_worker(rogue, cores=1)
