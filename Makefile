@@ -88,6 +88,7 @@ bench: venv frontend chromium $(VENV)/.bench-installed
 	$(PY) -m bench.throughput
 	$(PY) -m bench.browser
 	$(PY) -m bench.switch
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) frontend/node_modules worker_static/vendor

@@ -85,3 +85,10 @@ class PeakRSS:
 
     def stop(self) -> None:
         self.running = False
+
+
+def add_first_dev(site: LiveSite, email: str, home: Path | None = None) -> None:
+    """Another First Dev with PASSWORD (and the First Devs grant); with `home`, its keystores go to
+    `home`/.dcp, so that a client run with DCP_HOMEDIR=`home` deploys as this user."""
+    keystores = ["--keystores", str(home / ".dcp")] if home is not None else []
+    site.manage("create_first_dev", email, "--password", PASSWORD, *keystores)
