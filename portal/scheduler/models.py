@@ -64,6 +64,9 @@ class Job(models.Model):
     failed = models.PositiveIntegerField(default=0)
     paid = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker was last handed slices of it."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -474,7 +474,9 @@ class Capabilities:
 
 
 def jobs_with_work(capabilities: Capabilities) -> list[str]:
-    """Running jobs that have slices to hand out and that this worker can run, oldest first."""
+    """Running jobs that have slices to hand out and that this worker can run: those never
+    handed out first, then the one served longest ago, so that jobs take turns (a job of
+    huge or slow slices does not hold every worker while newer jobs wait)."""
     returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
     rows = Job.objects.filter(status=JobStatus.RUNNING).filter(
         Q(issued__lt=F("total")) | Exists(returned)
@@ -483,7 +485,8 @@ def jobs_with_work(capabilities: Capabilities) -> list[str]:
         rows = rows.filter(needs_webgpu=False)
     if not capabilities.offscreen_canvas:
         rows = rows.filter(needs_offscreen_canvas=False)
-    return list(rows.order_by("created_at").values_list("id", flat=True)[:8])
+    turns = (F("dispatched_at").asc(nulls_first=True), "created_at")
+    return list(rows.order_by(*turns).values_list("id", flat=True)[:8])
 
 
 def any_work() -> bool:
@@ -535,15 +538,15 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) 
         deadline=deadline,
         not_of=user if job.verify else None,
     )
-    fresh = min(limit - len(numbers), job.total - job.issued)
+    fresh = max(min(limit - len(numbers), job.total - job.issued), 0)
     if fresh > 0:
         first = job.issued + 1
         _insert_leased(job.id, range(first, first + fresh), worker, deadline)
-        Job.objects.filter(pk=job.pk).update(issued=F("issued") + fresh)
         job.issued += fresh
         numbers.extend(range(first, first + fresh))
     if not numbers:
         return None
+    Job.objects.filter(pk=job.pk).update(issued=F("issued") + fresh, dispatched_at=timezone.now())
     return Task(job=job, slices=list(zip(numbers, job.data_of(numbers), strict=True)))
 
 
