@@ -213,12 +213,48 @@ KEYSTORE_SCRYPT_N = env_int("KEYSTORE_SCRYPT_N", 2**14)
 if KEYSTORE_SCRYPT_N < 2 or KEYSTORE_SCRYPT_N & (KEYSTORE_SCRYPT_N - 1):
     raise ImproperlyConfigured("KEYSTORE_SCRYPT_N must be a power of two")
 
+# --- Throttling (sign-in failures; portal/api/throttle.py, portal/users/admin.py) -------------
+
+# Failed sign-ins, on allauth's login page and on the admin's alike (allauth counts them both):
+# at most 10 a minute from one client IP and LOGIN_FAILURES per email address in
+# LOGIN_FAILURE_MINUTES. Past either, the password is not checked.
+LOGIN_FAILURES = env_int("LOGIN_FAILURES", 5)
+LOGIN_FAILURE_MINUTES = env_int("LOGIN_FAILURE_MINUTES", 5)
+ACCOUNT_RATE_LIMITS = {"login_failed": f"10/m/ip,{LOGIN_FAILURES}/{LOGIN_FAILURE_MINUTES}m/key"}
+# Failed Basic (keystore) sign-ins to the API, as (failures, seconds): per client IP and per
+# identity address. Past either, the keystore is not opened: 429 with Retry-After.
+BASIC_AUTH_FAILURE_LIMITS = {
+    "client": (env_int("BASIC_AUTH_CLIENT_FAILURES", 10), 60),
+    "identity": (env_int("BASIC_AUTH_IDENTITY_FAILURES", 5), 300),
+}
+# A keystore and passphrase that opened are not opened again (no KDF) for this long.
+BASIC_AUTH_VERIFIED_SECONDS = env_int("BASIC_AUTH_VERIFIED_SECONDS", 60)
+# Key derivations that Basic sign-ins run at once (the other cores stay free for everyone
+# else), and how long a sign-in waits for one of them before it is answered 503.
+BASIC_AUTH_KDF_SLOTS = env_int("BASIC_AUTH_KDF_SLOTS", max(1, (os.cpu_count() or 2) // 2))
+BASIC_AUTH_KDF_WAIT_SECONDS = env_int("BASIC_AUTH_KDF_WAIT_SECONDS", 10)
+# Reverse proxies in front of the portal that append to X-Forwarded-For: the client address
+# counted above is the one the outermost of them saw (0: X-Forwarded-For is ignored).
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# The counters above live in the cache: with REDIS_URL every process shares them (and the
+# opened keystores); otherwise each process keeps its own (Django's local-memory cache).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "portal",
+        }
+    }
+
 # --- Scheduler --------------------------------------------------------------------------------
 
 # A leased slice with no result and no progress for this long goes back to the queue.
 SLICE_LEASE_SECONDS = env_int("SLICE_LEASE_SECONDS", 60)
 # Progress renews a slice's lease only this long after it was handed out (then it lapses).
 MAX_SLICE_SECONDS = env_int("MAX_SLICE_SECONDS", 3600)
+# A worker's progress renews its leases of a job at most this often (leases last far longer).
+PROGRESS_RENEW_SECONDS = float(env_str("PROGRESS_RENEW_SECONDS", "5"))
 # Idle workers look for work this often when no wake-up reaches them.
 DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
 # A slice that failed on one worker is kept from that worker this long, for a retry elsewhere.
@@ -253,8 +289,6 @@ WORKER_STATIC_DIR = BASE_DIR / "worker_static"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
-# A worker's progress renews its leases of a job at most this often (leases last far longer).
-PROGRESS_RENEW_SECONDS = float(env_str("PROGRESS_RENEW_SECONDS", "5"))
 USE_TZ = True
 
 # --- Security ---------------------------------------------------------------------------------

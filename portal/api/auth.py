@@ -6,6 +6,12 @@ session cookie alone is never enough: a request that relies on it must also send
 token in `X-CSRFToken`, on every method (not only the unsafe ones), so no other site can make
 the API act for a signed-in user. Bearer and Basic requests need no token: a browser never
 adds those headers by itself.
+
+Basic runs the keystore's KDF, which is costly: a keystore opened with its passphrase is
+remembered for BASIC_AUTH_VERIFIED_SECONDS (under an HMAC of both, never the passphrase), and
+throttle.py limits failed attempts and the derivations running at once. Ninja runs this code in
+the request's own thread (the views are sync; Django's ASGI handler gives each request a thread
+of its own), so a derivation never holds up the event loop.
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from ninja.security.http import HttpAuthBase
 
-from dcp.keys.keystore import KeystoreError, address_of, read_keystore
+from dcp.keys.keystore import KeystoreError, address_of, keystore_address, read_keystore
 from portal.scheduler.selectors import identity_owner
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
+from . import throttle
 from .errors import ApiError
 from .models import ApiKey
 
@@ -40,6 +49,7 @@ MAX_AUTHORIZATION_CHARS = 16 * 1024
 # Basic auth runs the keystore's KDF on every request: never more than the portal's own.
 BASIC_MIN_SCRYPT_N_CAP = 2**15
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+VERIFIED_KEY_SALT = "portal.api.auth.verified-keystore"
 
 
 @dataclass(frozen=True)
@@ -115,20 +125,58 @@ class KeystoreBasic(HttpAuthBase):
 
     def __call__(self, request: HttpRequest) -> Principal | None:
         credentials = _credentials(request, "basic")
-        return None if credentials is None else authenticate_keystore(credentials)
+        return None if credentials is None else authenticate_keystore(request, credentials)
 
 
-def authenticate_keystore(credentials: str) -> Principal:
+def authenticate_keystore(request: HttpRequest, credentials: str) -> Principal:
     keystore, passphrase = split_basic_credentials(credentials)
-    try:
-        private_key = read_keystore(keystore, passphrase, **_kdf_caps())
-    except KeystoreError as error:
-        raise _refused(f"identity keystore refused: {error}") from None
-    identity = address_of(private_key)
+    remembered = verified_cache_key(keystore, passphrase)
+    identity = cache.get(remembered)
+    if identity is None:
+        identity = open_keystore(request, keystore, passphrase)
+        cache.set(remembered, identity, settings.BASIC_AUTH_VERIFIED_SECONDS)
     owner = identity_owner(identity)
     if owner is None or not owner.is_active:
+        throttle.note_failure(request, identity)
         raise _refused("identity not registered: create one on the First Devs tab")
     return Principal(user=owner, identity=identity)
+
+
+def open_keystore(request: HttpRequest, keystore: dict[str, Any], passphrase: str) -> str:
+    """The identity a keystore holds, found by running its KDF in one of the KDF slots.
+
+    Refused without running the KDF when the client or the identity the keystore claims is
+    past its limit of failed attempts; a keystore that does not open counts as one.
+    """
+    claimed = _claimed_identity(keystore)
+    throttle.check_failures(request, claimed)
+    try:
+        with throttle.kdf_slot():
+            private_key = read_keystore(keystore, passphrase, **_kdf_caps())
+    except KeystoreError as error:
+        throttle.note_failure(request, claimed)
+        raise _refused(f"identity keystore refused: {error}") from None
+    return address_of(private_key)
+
+
+def verified_cache_key(keystore: dict[str, Any], passphrase: str) -> str:
+    """Where the identity of a keystore opened with this passphrase is remembered.
+
+    An HMAC keyed with SECRET_KEY, so the cache holds neither the passphrase nor anything to
+    test guesses against without that secret. Canonical JSON has no raw newline, so the
+    newline marks where the passphrase starts.
+    """
+    text = json.dumps(keystore, sort_keys=True, separators=(",", ":")) + "\n" + passphrase
+    digest = salted_hmac(VERIFIED_KEY_SALT, text, algorithm="sha256").hexdigest()
+    return f"basic:verified:{digest}"
+
+
+def _claimed_identity(keystore: dict[str, Any]) -> str | None:
+    """The address the keystore says it holds (checked only once it opens), if any."""
+    try:
+        return keystore_address(keystore)
+    except KeystoreError:
+        return None
 
 
 def split_basic_credentials(credentials: str) -> tuple[dict[str, Any], str]:

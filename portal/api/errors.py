@@ -49,6 +49,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+        self.headers: dict[str, str] = {}  # sent with the answer, e.g. Retry-After
 
 
 def error_response(status: int, code: str, message: str) -> HttpResponse:
@@ -86,7 +87,10 @@ def install(api: NinjaAPI) -> None:
 
 
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 def _scheduler_error(request: HttpRequest, exc: SchedulerError) -> HttpResponse:

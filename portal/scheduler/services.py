@@ -257,7 +257,7 @@ def _store_values(job: Job, first: int, values: list[Any]) -> None:
         return
     longest = max(map(len, filter(None, texts)), default=4)  # characters; bytes: at most 4x
     candidates = (text for text in texts if text is not None and len(text) * 4 >= longest)
-    largest = max(len(text.encode()) for text in candidates) if longest else 4
+    largest = max((len(text.encode()) for text in candidates), default=4)
     fitting = sizing.frame_slices(job.source, job.args, largest)
     if fitting < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(job, largest))

@@ -6,7 +6,10 @@ import base64
 import copy
 import json
 import time
+import uuid
+from typing import Any
 
+import pytest
 from django.test import Client
 from django.utils import timezone
 from eth_account import Account
@@ -16,6 +19,19 @@ from portal.api.models import ApiKey
 from portal.wallet.services import export_keystore
 
 from .conftest import Caller, basic_credentials, error_of
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(settings: Any) -> None:
+    # Several tests here fail a Basic sign-in from the test client's 127.0.0.1: counted in a
+    # cache of each test's own, those failures cannot throttle another test, even when the
+    # suite runs on a Redis cache that other runs share (test_basic_auth_throttling.py counts).
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-auth-{uuid.uuid4()}",
+        }
+    }
 
 
 def test_a_valid_api_key_is_accepted_and_its_use_is_noted(bearer, api_token):
