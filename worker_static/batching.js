@@ -5,6 +5,10 @@
  * it extends their leases) and console lines (at most CONSOLE_LINES_PER_SECOND, the rest summed
  * up in one "… N lines dropped" line per job).
  *
+ * A result too big for a frame of its own is never sent: the slice is reported as failed with
+ * ResultTooLarge instead, since a frame over MAX_FRAME_BYTES closes the socket, and the slice
+ * would go back to the queue to be computed, and sent, again and again.
+ *
  *   const outbox = new Outbox({ connection, log });
  *   outbox.addResult(jobId, { slice, value, ms });  outbox.addError(jobId, slice, error);
  *   outbox.flush(jobId);  outbox.sendDue();  // the second on a timer and on every sandbox event
@@ -18,7 +22,7 @@ import {
   MAX_TRACEBACK_CHARS,
   WORKER_SENDS,
 } from "./protocol.js";
-import { clip, plural } from "./util.js";
+import { clip, formatBytes, plural } from "./util.js";
 
 const RESULT_BATCH_MS = 250;
 const PROGRESS_INTERVAL_MS = 2_000;
@@ -55,9 +59,11 @@ function halves(results, errors) {
   ];
 }
 
-function tooLargeError(slice) {
+function tooLargeError({ slice, value }) {
+  const bytes = utf8.encode(JSON.stringify(value)).length;
   return { slice, name: "ResultTooLarge", traceback: "",
-           message: `the result of slice ${slice} does not fit in a ${MAX_FRAME_BYTES}-byte frame` };
+           message: `the result of slice ${slice} is ${formatBytes(bytes)} of JSON; a slice result must fit in `
+             + `one ${formatBytes(MAX_FRAME_BYTES)} message (${formatBytes(FRAME_BYTES_BUDGET)} of JSON)` };
 }
 
 export class Outbox {
@@ -169,7 +175,7 @@ export class Outbox {
         return;
       }
       if (results.length === 1) {
-        this.#sendResults(jobId, [], [tooLargeError(results[0].slice)]);
+        this.#sendResults(jobId, [], [tooLargeError(results[0])]);
         return;
       }
       // A single error is clipped to the schema's limits, which always fit in a frame.

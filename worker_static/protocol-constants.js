@@ -12,6 +12,7 @@ export const MAX_SOURCE_CHARS = 1_000_000;
 export const CLOSE_FLOOD = 4_008;
 export const CLOSE_TOO_BIG = 4_009;
 export const CLOSE_UNAUTHENTICATED = 4_401;
+export const MAX_SANDBOX_MEMORY_BYTES = 1_073_741_824;
 export const MAX_ERROR_NAME_CHARS = 200;
 export const MAX_ERROR_MESSAGE_CHARS = 10_000;
 export const MAX_TRACEBACK_CHARS = 100_000;

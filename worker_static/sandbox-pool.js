@@ -16,6 +16,8 @@
  *
  *   NoProgress      the slice reported no progress for timeoutMs; its sandbox was interrupted
  *                   (Python, when the page is cross-origin isolated) or terminated and replaced
+ *   OutOfMemory     the slice asked for more WebAssembly memory than memoryLimitBytes; its
+ *                   sandbox was terminated and replaced (see "Memory" below)
  *   Aborted         abortJob() was called for the job
  *   Terminated      terminate() was called
  *   InitTimeout     loading Pyodide or compiling the work function took longer than initTimeoutMs
@@ -35,9 +37,21 @@
  * runtime loaded, so that a job switch costs the compile of the work function, not a start.
  * The first sandbox of the page that loads Pyodide takes a memory snapshot of it before any job
  * code runs (see sandbox.js); every later sandbox of the page starts Pyodide from it.
+ *
+ * Memory. A sandbox refuses to grow its WebAssembly memory (a Python job's whole heap) past
+ * memoryLimitBytes (MAX_SANDBOX_MEMORY_BYTES of the protocol) and says so at once, even from a
+ * slice that never yields. The slice then fails with OutOfMemory: when it ends (it usually
+ * raises MemoryError, whose traceback is kept), or interruptGraceMs after the refusal if it
+ * goes on. Either way its sandbox is terminated, which gives the memory back, and the job's next
+ * slice gets a fresh one. A sandbox that runs out of memory between slices is simply replaced.
+ *
+ * Between requests, a sandbox that has run job code sleeps until the pool sends it the next one
+ * (the "doorbell", where the page is cross-origin isolated): timers and other code that a job
+ * leaves behind run only while that job's own slices do (see sandbox.js).
  */
 
-import { callQuietly } from "./util.js";
+import { MAX_SANDBOX_MEMORY_BYTES } from "./protocol.js";
+import { callQuietly, formatBytes } from "./util.js";
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INIT_TIMEOUT_MS = 120_000;
@@ -83,10 +97,29 @@ function defaultSize() {
   return Math.max(1, (globalThis.navigator?.hardwareConcurrency ?? 2) - 1);
 }
 
-function newInterruptBuffer() {
+function isolated() {
   // SharedArrayBuffer exists only where the page is cross-origin isolated (COOP + COEP).
-  if (!globalThis.crossOriginIsolated || typeof SharedArrayBuffer !== "function") return null;
-  return new Uint8Array(new SharedArrayBuffer(1));
+  return Boolean(globalThis.crossOriginIsolated) && typeof SharedArrayBuffer === "function";
+}
+
+function newInterruptBuffer() {
+  return isolated() ? new Uint8Array(new SharedArrayBuffer(1)) : null;
+}
+
+function newDoorbell() {
+  // [requests sent, let go] (see sandbox.js, "Between requests")
+  return isolated() ? new Int32Array(new SharedArrayBuffer(8)) : null;
+}
+
+function outOfMemoryError(task, { bytes, limitBytes }, cause = null) {
+  return new SliceError({
+    name: "OutOfMemory",
+    message: `slice ${task.slice} of job ${task.job.id} ran out of memory: it asked for ${formatBytes(bytes)} `
+      + `of WebAssembly memory, more than the ${formatBytes(limitBytes)} a sandbox may use`,
+    traceback: cause?.traceback ?? "",
+    jobId: task.job.id,
+    slice: task.slice,
+  });
 }
 
 // ------------------------------------------------------------------------------ snapshots
@@ -146,15 +179,21 @@ const snapshots = new SnapshotStore();
 
 // -------------------------------------------------------------------------------- sandbox
 
-/** One module Worker running sandbox.js, spoken to over a private MessagePort. */
+/** One module Worker running sandbox.js, spoken to over a private MessagePort. `onCrash(sandbox,
+ * message)`: the worker died; `onOutOfMemory(sandbox, {bytes, limitBytes})`: it was refused memory. */
 class Sandbox {
   static #count = 0;
 
-  constructor(sandboxURL, onCrash) {
+  constructor(sandboxURL, { memoryLimitBytes, onCrash, onOutOfMemory }) {
     Sandbox.#count += 1;
     this.number = Sandbox.#count;
     this.worker = new Worker(sandboxURL, { type: "module", name: `dcp-sandbox-${this.number}` });
     this.interruptBuffer = newInterruptBuffer();
+    this.doorbell = newDoorbell();
+    this.memoryLimitBytes = memoryLimitBytes;
+    this.onOutOfMemory = onOutOfMemory;
+    this.outOfMemory = null; // {bytes, limitBytes}: the first growth it was refused
+    this.outOfMemoryTimer = null;
     this.jobId = null; // the one job this sandbox serves; null while it is fresh (the reserve)
     this.compiled = false; // the job's work function is compiled here
     this.ready = false; // fresh: connected (and Pyodide loaded, if asked); bound: compiled
@@ -189,12 +228,29 @@ class Sandbox {
       },
       crash: () => {},
     });
-    this.worker.postMessage({ type: "connect", id, port, interruptBuffer: this.interruptBuffer }, [port]);
+    const { interruptBuffer, doorbell, memoryLimitBytes } = this;
+    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes }, [port]);
   }
 
   request(message, handler) {
     const id = this.#register(handler);
     this.port.postMessage({ ...message, id });
+    this.#ring(); // after sending: the sandbox wakes to a message already on its way
+  }
+
+  /** Wakes the sandbox if it sleeps between requests (sandbox.js, "Between requests"). */
+  #ring() {
+    if (!this.doorbell) return;
+    Atomics.add(this.doorbell, 0, 1);
+    Atomics.notify(this.doorbell, 0);
+  }
+
+  /** Tells a sleeping sandbox to close itself: terminate() alone leaves a sleeping worker to
+   * the browser's forced termination, a couple of seconds later, and its memory with it. */
+  #letGo() {
+    if (!this.doorbell) return;
+    Atomics.store(this.doorbell, 1, 1);
+    this.#ring();
   }
 
   #register(handler) {
@@ -214,6 +270,8 @@ class Sandbox {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.outOfMemoryTimer);
+    this.#letGo();
     this.worker.terminate();
     this.port.close();
     const handlers = [...this.pending.values()];
@@ -222,10 +280,20 @@ class Sandbox {
   }
 
   #receive(message) {
+    if (message?.type === "memory") {
+      this.#onMemory(message);
+      return;
+    }
     const handler = message && typeof message === "object" ? this.pending.get(message.id) : null;
     if (!handler) return; // a late reply for a request already given up on
     if (FINAL_REPLIES.has(message.type)) this.pending.delete(message.id);
     handler.message(message);
+  }
+
+  #onMemory({ bytes, limitBytes }) {
+    if (this.outOfMemory || this.dead) return;
+    this.outOfMemory = { bytes: Number(bytes) || 0, limitBytes: Number(limitBytes) || this.memoryLimitBytes };
+    this.onOutOfMemory(this, this.outOfMemory);
   }
 }
 
@@ -250,6 +318,7 @@ export class SandboxPool {
    * @param {number} [options.initTimeoutMs] limit for loading Pyodide and compiling a job
    * @param {number} [options.interruptGraceMs] how long an interrupted Python slice may take to stop
    * @param {number} [options.idleMs] how long a job's sandbox lives without a slice (0: until needed)
+   * @param {number} [options.memoryLimitBytes] how far a sandbox's WebAssembly memory may grow
    */
   constructor({
     size = defaultSize(),
@@ -259,6 +328,7 @@ export class SandboxPool {
     initTimeoutMs = DEFAULT_INIT_TIMEOUT_MS,
     interruptGraceMs = DEFAULT_INTERRUPT_GRACE_MS,
     idleMs = DEFAULT_IDLE_MS,
+    memoryLimitBytes = MAX_SANDBOX_MEMORY_BYTES,
   }) {
     if (!sandboxURL || !pyodideURL) throw new TypeError("SandboxPool needs sandboxURL and pyodideURL");
     this.sandboxURL = sandboxURL;
@@ -267,6 +337,7 @@ export class SandboxPool {
     this.initTimeoutMs = initTimeoutMs;
     this.interruptGraceMs = interruptGraceMs;
     this.idleMs = idleMs;
+    this.memoryLimitBytes = memoryLimitBytes;
     this.#size = Math.max(1, size);
     this.#snapshotKey = `${sandboxURL}\n${pyodideURL}`;
   }
@@ -409,15 +480,29 @@ export class SandboxPool {
   }
 
   #startSandbox() {
-    const sandbox = new Sandbox(this.sandboxURL, (crashed, message) => {
-      if (crashed.jobId === null) this.#reserveFailures += 1;
-      const task = crashed.task;
-      this.#discard(crashed, new SliceError({ name: "SandboxCrashed", message,
-                                               jobId: task?.job.id ?? null, slice: task?.slice ?? null }));
-      this.#dispatch();
+    const sandbox = new Sandbox(this.sandboxURL, {
+      memoryLimitBytes: this.memoryLimitBytes,
+      onCrash: (crashed, message) => this.#lose(crashed, (task) => sliceError("SandboxCrashed", task, message)),
+      onOutOfMemory: (full, report) => this.#onOutOfMemory(full, report),
     });
     this.#sandboxes.push(sandbox);
     return sandbox;
+  }
+
+  /** A sandbox is lost: its running slice, if any, fails with `errorFor(task)`. */
+  #lose(sandbox, errorFor) {
+    if (sandbox.dead) return;
+    if (sandbox.jobId === null) this.#reserveFailures += 1;
+    this.#discard(sandbox, sandbox.task ? errorFor(sandbox.task) : null);
+    this.#dispatch();
+  }
+
+  /** A sandbox was refused memory. Its slice may still end by itself (with MemoryError, whose
+   * traceback says where): #runOn reports it as OutOfMemory then. If it goes on, it is stopped. */
+  #onOutOfMemory(sandbox, report) {
+    const stop = () => this.#lose(sandbox, (task) => outOfMemoryError(task, report));
+    if (sandbox.task) sandbox.outOfMemoryTimer = setTimeout(stop, this.interruptGraceMs);
+    else stop();
   }
 
   /** Terminates and forgets a sandbox; its running slice, if any, fails with `error`. */
@@ -513,11 +598,12 @@ export class SandboxPool {
       if (!sandbox.compiled) await this.#compile(sandbox, task);
       task.resolve(await this.#computeSlice(sandbox, task));
     } catch (error) {
-      task.reject(error);
+      task.reject(sandbox.outOfMemory ? outOfMemoryError(task, sandbox.outOfMemory, error) : error);
     } finally {
       sandbox.task = null;
       sandbox.lastUsed = performance.now();
-      if (sandbox.retiring) this.#discard(sandbox, null);
+      // A sandbox that was refused memory holds all it may: the job's next slice gets a fresh one.
+      if (sandbox.retiring || sandbox.outOfMemory) this.#discard(sandbox, null);
       else this.#startIdleClock(sandbox);
       this.#dispatch();
     }

@@ -14,14 +14,18 @@
  * Protocol. The page's first message, posted on the worker itself, hands the sandbox a private
  * MessagePort (of a MessageChannel):
  *
- *   {type: "connect", id, port, interruptBuffer?}            (port transferred)
+ *   {type: "connect", id, port, interruptBuffer?, doorbell?, memoryLimitBytes?}  (port transferred)
  *
  * The sandbox stops listening on its global scope after it, and every later message in both
  * directions travels over that port, which no work function can reach: a work function's own
  * `self.addEventListener("message", ...)` hears nothing, and `postMessage` is a stub that throws.
  * `interruptBuffer` (a SharedArrayBuffer-backed Uint8Array or Int32Array, optional) becomes
  * Pyodide's interrupt buffer: the page writes 2 (SIGINT) to raise KeyboardInterrupt in a running
- * Python slice. Over the port every request has an `id` and every reply echoes it:
+ * Python slice. `doorbell` (an Int32Array of two elements on a SharedArrayBuffer, optional):
+ * the page rings it after each request it sends (Atomics.add(doorbell, 0, 1), then
+ * Atomics.notify(doorbell, 0)), and sets doorbell[1] to 1 and rings when it lets the sandbox go;
+ * see "Between requests". `memoryLimitBytes` is how far any WebAssembly memory of the sandbox may
+ * grow (see "Memory"). Over the port every request has an `id` and every reply echoes it:
  *
  *   page -> sandbox
  *     {type: "warm", id, pyodideURL, snapshot?, makeSnapshot?}
@@ -52,6 +56,25 @@
  *         JS: error.name and error.stack), its result was not JSON-serialisable, it reported an
  *         invalid progress value, or warm/init failed. `fatal: true` means the sandbox is
  *         unusable and should be terminated.
+ *     {type: "memory", bytes, limitBytes}                  (no id: it answers no request)
+ *         A WebAssembly memory asked to grow to `bytes`, past `limitBytes`, and was refused.
+ *
+ * Memory. Before any code runs, WebAssembly.Memory.prototype.grow is replaced by one that
+ * refuses to grow a memory past `memoryLimitBytes` (it throws a RangeError) and tells the page
+ * at once, whatever the slice is doing: emscripten, hence Pyodide, grows its memory from JS, so a
+ * Python work function that allocates without end gets MemoryError, and the page stops the
+ * sandbox (sandbox-pool.js) even if that MemoryError is caught. A Python job's whole heap is
+ * that memory. The JavaScript heap of a JS work function is not bounded here: no browser lets a
+ * worker, or its page, see how much a busy worker holds (see docs/architecture.md).
+ *
+ * Between requests. Once a job's code has run here, the sandbox blocks its thread
+ * (Atomics.wait on the doorbell) whenever it has no request to handle, until the page rings for
+ * the next one. So nothing a job leaves behind (timers, intervals, message handlers, a promise
+ * chain) runs while none of its slices does: a busy loop armed by a job's last slice costs no
+ * other job any CPU. When the page lets the sandbox go, the sandbox closes itself (self.close(),
+ * which drops every task still queued) instead of waking the job's leftovers, so its memory is
+ * given back at once. Without a doorbell (a page that is not cross-origin isolated) the sandbox
+ * stays awake between requests.
  *
  * Snapshots. Booting Python takes most of a Pyodide start. The first sandbox of a page that
  * loads Pyodide is asked for a memory snapshot (loadPyodide's `_makeSnapshot` option, then
@@ -141,11 +164,14 @@ const { parse: parseJson, stringify: stringifyJson } = JSON;
 const FunctionConstructor = Function;
 const now = performance.now.bind(performance);
 const storeAtomic = Atomics.store;
+const loadAtomic = Atomics.load;
+const waitAtomic = Atomics.wait;
 const hasOwn = Object.hasOwn;
 const arrayPush = uncurryThis(Array.prototype.push);
 const arrayShift = uncurryThis(Array.prototype.shift);
 const messageData = uncurryThis(Object.getOwnPropertyDescriptor(MessageEvent.prototype, "data").get);
 const stopListening = self.removeEventListener.bind(self);
+const closeWorker = self.close.bind(self);
 // The page's own console methods, kept before `console` is pointed at the slice's output.
 const realConsole = { log: console.log.bind(console), error: console.error.bind(console) };
 
@@ -229,15 +255,63 @@ function lockDownGlobals() {
 
 lockDownGlobals();
 
+// ---------------------------------------------------------------------------------- memory
+
+const WASM_PAGE_BYTES = 65_536;
+const memoryPrototype = WebAssembly.Memory.prototype;
+const growMemory = uncurryThis(memoryPrototype.grow);
+const memoryBuffer = uncurryThis(Object.getOwnPropertyDescriptor(memoryPrototype, "buffer").get);
+const byteLengthGetter = (type) => uncurryThis(Object.getOwnPropertyDescriptor(type.prototype, "byteLength").get);
+const arrayBufferBytes = byteLengthGetter(ArrayBuffer);
+// SharedArrayBuffer exists only where the page is cross-origin isolated; a shared memory's buffer is one.
+const sharedBufferBytes = globalThis.SharedArrayBuffer ? byteLengthGetter(SharedArrayBuffer) : null;
+
+let memoryLimitBytes = Infinity; // the page's limit, from connect
+
+function memoryBytes(memory) {
+  const buffer = memoryBuffer(memory); // throws, as grow would, when `memory` is not a Memory
+  try {
+    return arrayBufferBytes(buffer);
+  } catch (error) {
+    if (!sharedBufferBytes) throw error;
+    return sharedBufferBytes(buffer);
+  }
+}
+
+/** WebAssembly.Memory.prototype.grow in a sandbox: a memory may not grow past the page's limit.
+ * A refusal is told to the page at once, from inside the slice that asked. */
+function grow(delta) {
+  // Converted once (a valueOf could answer differently twice); a memory64 grows by a BigInt.
+  const pages = typeof delta === "bigint" ? delta : Number(delta);
+  const bytes = memoryBytes(this) + Number(pages) * WASM_PAGE_BYTES;
+  if (bytes > memoryLimitBytes) {
+    post({ type: "memory", bytes, limitBytes: memoryLimitBytes });
+    throw new RangeError(`WebAssembly.Memory.grow(): a sandbox may not use more than ${memoryLimitBytes} bytes`);
+  }
+  return growMemory(this, pages);
+}
+
+function refuseResizableMemory() {
+  throw new TypeError("resizable WebAssembly memory is not available in a sandbox");
+}
+
+replaceProperty(memoryPrototype, "grow", { value: grow, writable: false });
+// A resizable buffer of a memory would grow it without calling grow.
+for (const name of ["toResizableBuffer", "toFixedLengthBuffer"]) {
+  if (name in memoryPrototype) replaceProperty(memoryPrototype, name, { value: refuseResizableMemory, writable: false });
+}
+
 // -------------------------------------------------------------------------- the page's port
 
 let postToPage = null; // the private port's postMessage, bound once the page connects
 let interruptBuffer = null;
+let doorbell = null; // Int32Array on a SharedArrayBuffer: [requests the page has sent, let go]
+let requestsReceived = 0;
 
 /** The page's first message hands over the port; the worker scope is never listened to again. */
 function connect(event) {
   stopListening("message", connect);
-  const { type, id, port, interruptBuffer: buffer } = messageData(event) ?? {};
+  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit } = messageData(event) ?? {};
   if (type !== "connect" || !(port instanceof MessagePort)) {
     realConsole.error("sandbox: the page's first message must be connect with a MessagePort");
     return;
@@ -245,6 +319,8 @@ function connect(event) {
   postToPage = port.postMessage.bind(port);
   port.onmessage = receive;
   interruptBuffer = buffer ?? null;
+  doorbell = bell instanceof Int32Array ? bell : null;
+  if (typeof limit === "number" && limit > 0) memoryLimitBytes = limit;
   post({ type: "ready", id, jobId: null, pyodideLoaded: false, fromSnapshot: false });
 }
 
@@ -261,6 +337,7 @@ const inbox = [];
 let draining = false;
 
 function receive(event) {
+  requestsReceived = (requestsReceived + 1) | 0; // as the Int32 doorbell counts (and wraps)
   arrayPush(inbox, messageData(event));
   if (!draining) drain();
 }
@@ -275,6 +352,27 @@ async function drain() {
     }
   }
   draining = false;
+  if (userCodeRan) sleepUntilTheNextRequest();
+}
+
+/** Blocks the thread until the page rings for a request not received yet, so that no code of
+ * the job runs between its requests; closes the worker if the page let it go instead. The page
+ * rings after it sends, so the request is on its way when the sandbox wakes; a ring that comes
+ * after its request was received is waited out, so none wakes the sandbox for nothing. */
+function sleepUntilTheNextRequest() {
+  if (!doorbell) return;
+  try {
+    for (;;) {
+      const rung = loadAtomic(doorbell, 0);
+      if (((rung - requestsReceived) | 0) > 0 || loadAtomic(doorbell, 1) !== 0) break;
+      waitAtomic(doorbell, 0, rung);
+    }
+  } catch (error) {
+    doorbell = null; // this worker may not block: it stays awake between requests
+    realConsole.error("sandbox: cannot wait for the page's requests", error);
+    return;
+  }
+  if (loadAtomic(doorbell, 1) !== 0) closeWorker();
 }
 
 // ---------------------------------------------------------------------------- reporting

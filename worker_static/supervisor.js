@@ -53,6 +53,8 @@ const TICK_MS = 250;
 
 // Slice errors that are the supervisor's own decisions, not failures of the slice.
 const LOCAL_SLICE_ERRORS = new Set(["Aborted", "Terminated"]);
+// Slice errors after which the pool replaced the slice's sandbox: worth a line in the page's log.
+const SANDBOX_LOST_ERRORS = new Set(["OutOfMemory", "SandboxCrashed"]);
 
 function coreCount(cores) {
   return Math.max(1, Math.floor(Number(cores) || 1));
@@ -352,6 +354,9 @@ export class Supervisor {
     if (error && LOCAL_SLICE_ERRORS.has(error.name)) {
       // Not our decision (we mark slices dropped before aborting them): give it back at once.
       return this.#connection.send({ type: WORKER_SENDS.RETURN, job: jobId, slices: [record.slice] });
+    }
+    if (error && SANDBOX_LOST_ERRORS.has(error.name)) {
+      this.#logLine(`Slice ${record.slice} of job ${jobId} lost its sandbox (${error.name}): ${error.message}`, "warn");
     }
     if (error) this.#outbox.addError(jobId, record.slice, error);
     else this.#outbox.addResult(jobId, { slice: record.slice, value, ms });

@@ -21,3 +21,16 @@ export function clip(text, limit) {
 export function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
+
+const BYTE_UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+
+/** "5.2 MiB", "1.02 GiB", "300 bytes": a size for a person, to two decimals at most. */
+export function formatBytes(bytes) {
+  let value = Number(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : Math.round(value * 100) / 100} ${BYTE_UNITS[unit]}`;
+}

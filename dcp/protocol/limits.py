@@ -16,3 +16,7 @@ MAX_SOURCE_CHARS = 1_000_000  # a work function's source
 CLOSE_FLOOD = 4008  # told ERATELIMIT, and kept flooding
 CLOSE_TOO_BIG = 4009  # a frame over MAX_FRAME_BYTES
 CLOSE_UNAUTHENTICATED = 4401  # a worker socket without a signed-in session
+
+# What a worker gives one job's sandbox: its WebAssembly memory (all of a Python job's data) may
+# grow to this and no further; a slice that needs more fails with OutOfMemory.
+MAX_SANDBOX_MEMORY_BYTES = 1024 * 1024 * 1024

@@ -10,6 +10,7 @@ Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -704,3 +705,87 @@ def test_aborting_a_job_stops_its_running_slice(sandbox_page: Any) -> None:
     page.wait_for_function("() => window.outcomes.aborted !== undefined")
 
     assert page.evaluate("window.outcomes.aborted.error.name") == "Aborted"
+
+
+# --------------------------------------------------------------------------------- memory
+
+PYTHON_MEMORY_BOMB = """
+kept = []
+
+def work(size):
+    if size == "bomb":
+        while True:
+            kept.append(bytearray(16 * 2**20))
+    return len(bytearray(size))
+"""
+# Grows a WebAssembly memory of its own, and shrugs off every refusal.
+JS_MEMORY_BOMB = """(x) => {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  for (;;) {
+    try { memory.grow(256); } catch {}
+  }
+}"""
+
+
+def test_a_memory_bomb_fails_its_slice_with_out_of_memory_and_its_sandbox_is_replaced(
+    sandbox_page: Any,
+) -> None:
+    sandbox_page.evaluate("newPool('memory', {size: 1})")
+    harness = Harness(sandbox_page, "memory")
+    python, js = python_job(PYTHON_MEMORY_BOMB), js_job(JS_MEMORY_BOMB)
+
+    before = harness.run(python, 1, 1_000)
+    [first_sandbox] = [s["number"] for s in harness.stats() if s["jobId"] == python["id"]]
+    bomb = harness.run(python, 2, "bomb")
+    after = harness.run(python, 3, 2**20)
+    sandboxes = [s["number"] for s in harness.stats() if s["jobId"] == python["id"]]
+    js_bomb = harness.run(js, 1, None, timeout_ms=20_000)
+
+    assert before.get("value") == 1_000, before
+    error = bomb["error"]
+    assert error["name"] == "OutOfMemory", error
+    assert error["message"].startswith(f"slice 2 of job {python['id']} ran out of memory: "), error
+    assert "more than the 1 GiB a sandbox may use" in error["message"], error
+    assert "MemoryError" in error["traceback"], error  # where the work function was stopped
+    # The job's next slice runs, in a fresh sandbox: the one that filled its memory is gone.
+    assert after.get("value") == 2**20, after
+    assert first_sandbox not in sandboxes and len(sandboxes) == 1, sandboxes
+    # A work function that swallows the refusals is stopped all the same, before its timeout.
+    assert js_bomb["error"]["name"] == "OutOfMemory", js_bomb["error"]
+    sandbox_page.evaluate("poolTerminate('memory')")
+
+
+# ------------------------------------------------------------------------- between slices
+
+LEFTOVER_TIMERS = """async function (step) {
+  if (step === "count") {
+    globalThis.ticks = 0;
+    setInterval(() => { globalThis.ticks += 1; }, 0);
+    return "counting";
+  }
+  setTimeout(() => { for (;;) {} }, 0);  // a busy loop left behind by the job's last slice
+  return globalThis.ticks;
+}"""
+
+
+def test_a_jobs_timers_run_only_during_its_slices_and_cannot_delay_another_job(
+    sandbox_page: Any,
+) -> None:
+    sandbox_page.evaluate("newPool('timers', {size: 2})")
+    harness = Harness(sandbox_page, "timers")
+    job_a = js_job(LEFTOVER_TIMERS)
+    job_b = python_job("def work(x):\n    return x * 2\n")  # another user's job, same tab
+
+    counting = harness.run(job_a, 1, "count")
+    time.sleep(1)  # job A has no slice running now: its interval would tick every few ms
+    ticks_while_idle = harness.run(job_a, 2, "last")
+    b_outcome = harness.run(job_b, 1, 21)  # job A's busy loop is armed, its sandbox kept warm
+
+    assert counting.get("value") == "counting", counting
+    # An idle sandbox runs nothing of its job; a tick or two may slip in as it wakes up.
+    assert ticks_while_idle.get("value") is not None and ticks_while_idle["value"] < 5, (
+        ticks_while_idle
+    )
+    assert b_outcome.get("value") == 42, b_outcome
+    assert {s["jobId"] for s in harness.stats()} == {job_a["id"], job_b["id"], None}
+    sandbox_page.evaluate("poolTerminate('timers')")

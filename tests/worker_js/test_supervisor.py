@@ -25,6 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from dcp.protocol.limits import MAX_FRAME_BYTES
 from testkit.worker_site import CONTENT_TYPES, worker_file
 from tests.worker_files import require_vendored_pyodide
 
@@ -125,7 +126,14 @@ class FakeScheduler:
     # --------------------------------------------------------------- server side
 
     async def _listen(self) -> Server:
-        return await serve(self._handle, "127.0.0.1", 0, process_request=self._serve_file)
+        # A frame over the protocol's limit closes the socket, as the portal's does.
+        return await serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._serve_file,
+            max_size=MAX_FRAME_BYTES,
+        )
 
     async def _handle(self, connection: ServerConnection) -> None:
         with self.lock:
@@ -416,6 +424,59 @@ def test_a_slice_without_progress_for_its_lease_is_reported_as_no_progress(
     job_id = job["job"]["id"]
     scheduler.wait_for(lambda: errors_of(scheduler, job_id), what="a NoProgress error")
     assert errors_of(scheduler, job_id)[1]["name"] == "NoProgress"
+
+
+MIB = 2**20
+# Each slice's datum says what it does: fill the sandbox's memory, or return that many bytes.
+GREEDY_PYTHON = (
+    "kept = []\n\n"
+    "def work(x):\n"
+    "    if x == 'fill memory':\n"
+    "        while True:\n"
+    "            kept.append(bytearray(16 * 2**20))\n"
+    "    return 'r' * x\n"
+)
+
+
+def test_a_slice_that_runs_out_of_memory_or_returns_too_much_is_an_error_and_work_goes_on(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    sizes = [int(5.2 * MIB), 3 * MIB // 2, 3 * MIB // 2, 3 * MIB // 2, 7]
+    job = task("python", GREEDY_PYTHON, ["fill memory", *sizes])
+    scheduler.queue_task(job)
+
+    worker.start(cores=2)
+
+    job_id = job["job"]["id"]
+    scheduler.wait_for(
+        lambda: len(errors_of(scheduler, job_id)) + len(results_of(scheduler, job_id)) == 6,
+        PYODIDE_TIMEOUT_S,
+        "every slice's outcome",
+    )
+    errors = errors_of(scheduler, job_id)
+    assert errors[1]["name"] == "OutOfMemory", errors[1]
+    assert errors[1]["message"].startswith(f"slice 1 of job {job_id} ran out of memory: ")
+    assert "more than the 1 GiB a sandbox may use" in errors[1]["message"]
+    assert errors[2] == {
+        "slice": 2,
+        "name": "ResultTooLarge",
+        "message": "the result of slice 2 is 5.2 MiB of JSON; a slice result must fit in one "
+        "4 MiB message (3.94 MiB of JSON)",
+        "traceback": "",
+    }
+    # Results that fit one by one but not together arrived all the same, on the same socket.
+    results = results_of(scheduler, job_id)
+    assert {n: len(value) for n, value in results.items()} == {
+        3: 3 * MIB // 2,
+        4: 3 * MIB // 2,
+        5: 3 * MIB // 2,
+        6: 7,
+    }
+    assert scheduler.closed == []  # the socket stayed open all along
+    assert {m["_connection"] for m in scheduler.received} == {0}
+    scheduler.wait_for(lambda: worker.stats()["inFlight"] == 0, what="nothing left in flight")
+    log = [entry["message"] for entry in worker.call("events.log")]
+    assert any("ran out of memory" in line for line in log), log
 
 
 # ------------------------------------------------------------------- progress, console
