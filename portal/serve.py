@@ -3,10 +3,10 @@
     python -m portal.serve -b 127.0.0.1 -p 8000      # other daphne options pass through
 
 daphne refuses websocket messages over 1 MiB unless told otherwise, and drops the connection
-without a word; the protocol allows frames of MAX_FRAME_BYTES (4 MiB, dcp/protocol/limits.py,
-lowered with the MAX_FRAME_BYTES setting). So the transport here takes a little more than
-that, and the scheduler's own check answers a frame over the limit with close code 4009, the
-same on every server that runs the portal this way (`make run`, the tests, the benchmarks).
+without a word; the protocol allows frames of MAX_FRAME_BYTES (4 MiB, dcp/protocol/limits.py).
+So the transport here takes a little more than that, and the scheduler's own check answers a
+frame over the limit with close code 4009, the same on every server that runs the portal this
+way (`make run`, the tests, the benchmarks).
 
 daphne parses HTTP with twisted's HTTPChannel, which drops the connection without a reply
 when the request line or one header line is over 16 KiB, and answers a bare 400 with no body

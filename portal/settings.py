@@ -261,11 +261,13 @@ DISPATCH_POLL_SECONDS = float(env_str("DISPATCH_POLL_SECONDS", "2"))
 RETRY_ELSEWHERE_SECONDS = env_int("RETRY_ELSEWHERE_SECONDS", 5)
 MAX_TASK_SLICES = env_int("MAX_TASK_SLICES", 2000)
 MAX_SLICES_PER_JOB = env_int("MAX_SLICES_PER_JOB", 10_000_000)
-# What both ends of a socket agree on (dcp.protocol.limits); the frame limit may be lowered here.
+# What both ends of a socket agree on (dcp.protocol.limits).
 MAX_RESULTS_PER_FETCH = limits.MAX_RESULTS_PER_FETCH
 # A REST results page stops at about this much JSON (with at least one result in it).
 MAX_RESULTS_PAGE_BYTES = env_int("MAX_RESULTS_PAGE_BYTES", 8 * 1024 * 1024)
-MAX_FRAME_BYTES = env_int("MAX_FRAME_BYTES", limits.MAX_FRAME_BYTES)
+# Not an environment setting: the client and the Worker tab send frames up to the protocol's
+# limit, so a server that took less would close their sockets (tests lower it, for small data).
+MAX_FRAME_BYTES = limits.MAX_FRAME_BYTES
 # Frames a second one socket may send (bursts of twice that); a flood past it is closed.
 SOCKET_MESSAGES_PER_SECOND = env_int("SOCKET_MESSAGES_PER_SECOND", 200)
 # Result verification (portal/scheduler/verification.py): a user whose results agreed this many
