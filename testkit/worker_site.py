@@ -21,7 +21,7 @@ from typing import Any
 
 from dcp.runtime.runtimes import sandbox_file
 from portal.web.worker_files import CONTENT_TYPES as PORTAL_CONTENT_TYPES
-from portal.web.worker_files import RUNTIME_PATH, sandbox_csp
+from portal.web.worker_files import RUNTIME_PATH, file_csp
 
 from .livesite import REPO
 
@@ -38,8 +38,9 @@ RUNTIME_MODULE_PATH = f"{RUNTIME_PATH}slice.py"
 def worker_file(path: str, origin: str) -> tuple[bytes, dict[str, str]] | None:
     """The body and headers the portal serves at `path` (under /worker/), or None (404).
 
-    Covers worker_static/ (sandbox.js with its Content-Security-Policy for `origin`) and the
-    runtime files at /worker/runtime/, so a test server serves exactly what the portal does.
+    Covers worker_static/ (sandbox.js and sandbox-host.html with their Content-Security-Policy
+    for `origin`, every file with CORS) and the runtime files at /worker/runtime/, so a test
+    server serves exactly what the portal does.
     """
     if path.startswith(RUNTIME_PATH):
         name = path.removeprefix(RUNTIME_PATH)
@@ -53,9 +54,14 @@ def worker_file(path: str, origin: str) -> tuple[bytes, dict[str, str]] | None:
     if body is None:
         return None
     suffix = PurePosixPath(path).suffix
-    headers = {"Content-Type": CONTENT_TYPES.get(suffix, "application/octet-stream")}
-    if path == "/worker/sandbox.js":
-        headers["Content-Security-Policy"] = sandbox_csp(origin)
+    # CORS as the portal sends it: the sandboxes' frame has an opaque origin.
+    headers = {
+        "Content-Type": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        "Access-Control-Allow-Origin": "*",
+    }
+    csp = file_csp(path.removeprefix("/worker/"), origin)
+    if csp is not None and not path.startswith(RUNTIME_PATH):
+        headers["Content-Security-Policy"] = csp
     return body, headers
 
 

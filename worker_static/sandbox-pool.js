@@ -179,6 +179,29 @@ const snapshots = new SnapshotStore();
 
 // -------------------------------------------------------------------------------- sandbox
 
+const bootstraps = new Map(); // sandboxURL -> blob: URL of its bootstrap (see startWorker)
+
+/** A Worker running sandbox.js. A page of an opaque origin (the sandboxes' own frame,
+ * sandbox-host.js) may start neither a worker from the portal's URL nor a module worker from a
+ * blob: URL, so there the worker is a classic one from a blob that imports sandbox.js and hands
+ * it the messages that arrived while it loaded. Such a worker takes its Content-Security-Policy
+ * from the page that starts it (the frame's, which is the sandbox's; worker_files.py). */
+function startWorker(sandboxURL, name) {
+  if (new URL(sandboxURL).origin === globalThis.origin) return new Worker(sandboxURL, { type: "module", name });
+  if (!bootstraps.has(sandboxURL)) {
+    const source = `const held = [];
+const hold = (event) => held.push(event.data);
+self.addEventListener("message", hold);
+import(${JSON.stringify(sandboxURL)}).then(() => {
+  self.removeEventListener("message", hold);
+  for (const data of held) self.dispatchEvent(new MessageEvent("message", { data }));
+}, (error) => setTimeout(() => { throw error; }));
+`;
+    bootstraps.set(sandboxURL, URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+  }
+  return new Worker(bootstraps.get(sandboxURL), { name });
+}
+
 /** One module Worker running sandbox.js, spoken to over a private MessagePort. `onCrash(sandbox,
  * message)`: the worker died; `onOutOfMemory(sandbox, {bytes, limitBytes})`: it was refused memory. */
 class Sandbox {
@@ -187,7 +210,7 @@ class Sandbox {
   constructor(sandboxURL, { memoryLimitBytes, onCrash, onOutOfMemory }) {
     Sandbox.#count += 1;
     this.number = Sandbox.#count;
-    this.worker = new Worker(sandboxURL, { type: "module", name: `dcp-sandbox-${this.number}` });
+    this.worker = startWorker(sandboxURL, `dcp-sandbox-${this.number}`);
     this.interruptBuffer = newInterruptBuffer();
     this.doorbell = newDoorbell();
     this.memoryLimitBytes = memoryLimitBytes;

@@ -216,7 +216,7 @@ let pyodideLoading = null; // {indexURL} while loadPyodide() runs, else null
 
 /** The only fetch the worker scope has: Pyodide's own files while it loads, nothing else. */
 function guardedFetch(resource, options) {
-  const url = new URL(resource instanceof Request ? resource.url : String(resource), location.href);
+  const url = new URL(resource instanceof Request ? resource.url : String(resource), import.meta.url);
   const allowed =
     pyodideLoading &&
     PYODIDE_FETCHED_FILES.some((name) => url.href === new URL(name, pyodideLoading.indexURL).href);
@@ -534,7 +534,7 @@ async function fetchRuntimeFile(name) {
 
 async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
   if (typeof pyodideURL !== "string") throw new TypeError("loading Pyodide needs pyodideURL");
-  const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, location.href).href;
+  const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, import.meta.url).href;
   const [{ pyodide, fromSnapshot }, source] = await Promise.all([
     startPyodide(indexURL, { snapshot, makeSnapshot }),
     fetchRuntimeFile(PYTHON_RUNTIME_FILE),

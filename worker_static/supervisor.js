@@ -1,5 +1,5 @@
 /*
- * DCP supervisor: the page side of a worker. One websocket to the scheduler, one SandboxPool.
+ * DCP supervisor: the page side of a worker. One websocket to the scheduler, one sandbox pool.
  *
  *   import { Supervisor } from "/worker/supervisor.js";
  *   const supervisor = new Supervisor({
@@ -22,7 +22,9 @@
  * (connection.js).
  *
  * The parts: connection.js (the socket), batching.js (what is sent in batches), held-slices.js
- * (the slices this worker holds), sandbox-pool.js (the sandboxes), protocol.js (names, limits,
+ * (the slices this worker holds), isolated-pool.js (the sandboxes, in a frame and process of their
+ * own, so that a work function that exhausts memory crashes that process, not the tab; its
+ * slices fail with SandboxCrashed), protocol.js (names, limits,
  * credit arithmetic). This module wires them together and reports state and totals to the page.
  *
  * Background tabs: nothing here waits on requestAnimationFrame. Timers of a hidden tab are
@@ -34,7 +36,7 @@ import { Outbox } from "./batching.js";
 import { Connection } from "./connection.js";
 import { HeldSlices, isWellFormedTask } from "./held-slices.js";
 import { formatCredits, parseCredits, WORKER_RECEIVES, WORKER_SENDS } from "./protocol.js";
-import { SandboxPool } from "./sandbox-pool.js";
+import { IsolatedPool } from "./isolated-pool.js";
 import { callQuietly, plural } from "./util.js";
 
 export { addCredits, formatCredits, parseCredits, PROTOCOL_VERSION } from "./protocol.js";
@@ -100,7 +102,7 @@ export class Supervisor {
    * @param {function} [options.onState] (state, detail) on every change of state
    * @param {function} [options.onStats] ({slicesComputed, creditsEarned, inFlight, state})
    * @param {function} [options.log] (message, level) for a person-readable event log
-   * @param {object} [options.pool] a SandboxPool to use instead of a new one (tests)
+   * @param {object} [options.pool] a pool to use instead of a new IsolatedPool (tests)
    * @param {function} [options.WebSocket] the WebSocket class to use (tests)
    */
   constructor({
@@ -158,7 +160,7 @@ export class Supervisor {
     if (this.#running) return;
     this.#running = true;
     if (this.#pool) this.#pool.resize(this.#cores);
-    else this.#pool = new SandboxPool({ size: this.#cores, sandboxURL: this.#sandboxURL, pyodideURL: this.#pyodideURL });
+    else this.#pool = new IsolatedPool({ size: this.#cores, sandboxURL: this.#sandboxURL, pyodideURL: this.#pyodideURL });
     this.#releaseLock ??= holdPageLock();
     this.#connection.start();
   }

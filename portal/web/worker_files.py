@@ -3,6 +3,11 @@ and, at /worker/runtime/, the work-function runtime files of dcp/runtime/ with t
 
 The sandbox script carries its own Content-Security-Policy: work functions may load nothing
 but Pyodide's files and the runtime's, and may connect nowhere else (DESIGN.md, security model).
+The Worker tab runs its sandboxes in a frame of an opaque origin (sandbox-host.html, in
+<iframe sandbox>, so that a sandbox that exhausts memory crashes that frame's process, not the
+tab): that frame loads the worker files cross-origin, so every one is served with CORS, and its
+sandboxes take the frame's Content-Security-Policy, which is the sandbox's plus the frame's own
+scripts.
 """
 
 from __future__ import annotations
@@ -23,10 +28,21 @@ CONTENT_TYPES = {
     ".wasm": "application/wasm",
     ".json": "application/json",
     ".zip": "application/zip",
+    ".html": "text/html; charset=utf-8",
 }
 VENDOR_PATH = "/worker/vendor/pyodide/"
 RUNTIME_PATH = "/worker/runtime/"
 PYTHON_RUNTIME_FILE = "slice.py"  # the one runtime file the sandbox fetches (the others it imports)
+SANDBOX_HOST_PAGE = "sandbox-host.html"
+# The scripts of the sandboxes' frame: its own and the sandbox's (each file by name).
+SANDBOX_HOST_SCRIPTS = (
+    "sandbox-host.js",
+    "sandbox-pool.js",
+    "protocol.js",
+    "protocol-constants.js",
+    "util.js",
+    "sandbox.js",
+)
 
 
 def sandbox_csp(origin: str) -> str:
@@ -38,10 +54,33 @@ def sandbox_csp(origin: str) -> str:
     )
 
 
+def sandbox_host_csp(origin: str) -> str:
+    """The Content-Security-Policy of the sandboxes' frame, which its sandboxes (workers started
+    from blob: URLs) take as theirs: the sandbox's, its scripts, and workers from blob: only."""
+    scripts = " ".join(f"{origin}/worker/{name}" for name in SANDBOX_HOST_SCRIPTS)
+    return (
+        sandbox_csp(origin)
+        .replace("script-src ", f"script-src {scripts} ", 1)
+        .replace("; connect-src ", "; worker-src blob:; connect-src ", 1)
+        + "; frame-ancestors 'self'"
+    )
+
+
+def file_csp(name: str, origin: str) -> str | None:
+    """The Content-Security-Policy of the worker file `name` (under /worker/), if it has one."""
+    if name == "sandbox.js":
+        return sandbox_csp(origin)
+    if name == SANDBOX_HOST_PAGE:
+        return sandbox_host_csp(origin)
+    return None
+
+
 def worker_headers(response: HttpResponseBase, *, cache: bool) -> None:
-    """What every worker file needs: it is loaded by a cross-origin isolated page."""
+    """What every worker file needs: it is loaded by a cross-origin isolated page, and by the
+    sandboxes' frame, whose origin is opaque (CORS: these are public static files)."""
     response["Cross-Origin-Embedder-Policy"] = "require-corp"
     response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Access-Control-Allow-Origin"] = "*"
     response["Cache-Control"] = "public, max-age=86400" if cache else "no-cache"
 
 
@@ -56,9 +95,11 @@ def worker_file(request: HttpRequest, path: str) -> FileResponse:
     )
     # The Pyodide files are pinned by version; the portal's own scripts change with deploys.
     worker_headers(response, cache=path.startswith("vendor/"))
-    if file.name == "sandbox.js":
-        origin = request.build_absolute_uri("/").rstrip("/")
-        response["Content-Security-Policy"] = sandbox_csp(origin)
+    csp = file_csp(path, request.build_absolute_uri("/").rstrip("/"))
+    if csp is not None:
+        response["Content-Security-Policy"] = csp
+    if path == SANDBOX_HOST_PAGE:
+        response["X-Frame-Options"] = "SAMEORIGIN"  # the Worker tab frames it; no one else
     return response
 
 

@@ -246,7 +246,8 @@ def scheduler(fake_scheduler: FakeScheduler, harness_page: Any) -> Iterator[Fake
 
 
 class Worker:
-    """The supervisor in the harness page."""
+    """The supervisor in the harness page (its pool's stats are the sandbox frame's as of its
+    last reply: wait for a change rather than read it once)."""
 
     def __init__(self, page: Any) -> None:
         self.page = page
@@ -548,7 +549,7 @@ def test_stop_hands_in_flight_slices_back_and_closes_the_socket(
     scheduler.wait_for(lambda: scheduler.closed, what="the socket to close")
     assert scheduler.closed == [(0, 1000)]
     assert scheduler.messages("result") == []
-    assert worker.busy_sandboxes() == 0
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 0, what="no busy sandbox")
     assert worker.states()[-1] == "stopped"
 
 
@@ -565,7 +566,7 @@ def test_an_aborted_job_is_dropped_and_its_cores_announced_free(
 
     scheduler.wait_for(lambda: len(scheduler.messages("ready")) > readies_before, what="ready")
     assert scheduler.messages("ready")[-1]["capacity"] == 2
-    assert worker.busy_sandboxes() == 0
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 0, what="no busy sandbox")
     time.sleep(0.5)
     assert scheduler.messages("result") == []
     assert scheduler.messages("return") == []
@@ -590,7 +591,7 @@ def test_a_lost_connection_drops_the_slices_and_reconnects(
     ready = scheduler.wait_for_message("ready", _connection=1)
     assert ready["capacity"] == 2
     assert "reconnecting" in worker.states()
-    assert worker.busy_sandboxes() == 0
+    scheduler.wait_for(lambda: worker.busy_sandboxes() == 0, what="no busy sandbox")
     assert scheduler.messages("result") == []
 
 
@@ -667,3 +668,76 @@ def test_the_worker_tab_computes_and_adds_to_the_totals(
     assert status.text_content() == "Stopped"
     assert page.get_by_role("button", name="Start").is_enabled()
     assert page.get_by_test_id("worker-log").locator("li").count() >= 3
+
+
+# ------------------------------------------------------------- a sandbox that eats memory
+
+# A JS work function whose heap grows until Chromium ends its renderer process.
+HEAP_BOMB_JS = "(x) => { const kept = []; for (;;) kept.push(new Array(1e6).fill(1.5)); }"
+BOMB_TIMEOUT_S = 60  # it takes Chromium's renderer down within seconds (up to 19 s measured)
+
+
+def test_a_js_slice_that_exhausts_memory_crashes_its_sandboxes_not_the_worker_tab(
+    browser: Any, fake_scheduler: FakeScheduler
+) -> None:
+    """Chromium ends the whole renderer at a worker's heap limit: the sandboxes' frame has a
+    process of its own, so the bomb takes that down, and the tab reports it and goes on."""
+    fake_scheduler.reset()
+    squares = "def work(x):\n    return x * x\n"
+    before = task("python", squares, [2, 3])
+    bomb = task("js", HEAP_BOMB_JS, [1])
+    after = {**task("python", squares, [4, 5]), "job": before["job"]}  # the same job, again
+    after["slices"] = [{"slice": 3, "datum": 4}, {"slice": 4, "datum": 5}]
+    for queued in (before, bomb, after):
+        fake_scheduler.queue_task(queued)
+    context = browser.new_context()
+    context.set_default_timeout(PYODIDE_TIMEOUT_S * 1000)
+    page = context.new_page()
+    page.goto(f"{fake_scheduler.origin}/harness.html")
+    page.wait_for_function("window.harnessReady === true")
+    # Playwright takes the crash of any frame's process for the page's, and refuses to
+    # evaluate in the page after it: a session of its own reaches the page all the same.
+    session = context.new_cdp_session(page)
+
+    def evaluate(expression: str) -> Any:
+        reply = session.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
+        assert "exceptionDetails" not in reply, reply
+        return reply["result"].get("value")
+
+    try:
+        evaluate("newSupervisor(2); supervisor.start(); true")
+
+        job_id = before["job"]["id"]
+        fake_scheduler.wait_for(
+            lambda: len(results_of(fake_scheduler, job_id)) == 2, PYODIDE_TIMEOUT_S, "results"
+        )
+        crashed = fake_scheduler.wait_for(
+            lambda: errors_of(fake_scheduler, bomb["job"]["id"]),
+            BOMB_TIMEOUT_S,
+            "the bomb's slice reported",
+        )[1]
+        fake_scheduler.wait_for(
+            lambda: len(results_of(fake_scheduler, job_id)) == 4,
+            PYODIDE_TIMEOUT_S,
+            "the other job's slices after the crash",
+        )
+
+        assert crashed["name"] == "SandboxCrashed"
+        assert crashed["message"].startswith(
+            f"slice 1 of job {bomb['job']['id']} was lost with its sandbox: "
+            "the sandboxes' process stopped answering for "
+        )
+        assert results_of(fake_scheduler, job_id) == {1: 4, 2: 9, 3: 16, 4: 25}
+        assert errors_of(fake_scheduler, job_id) == {}
+        # The tab itself lived on: the same socket all along, and it still answers.
+        assert fake_scheduler.closed == []
+        assert {message["_connection"] for message in fake_scheduler.received} == {0}
+        assert evaluate("supervisor.stats.inFlight") == 0
+        log = evaluate("events.log.map((entry) => entry.message)")
+        assert any("lost its sandbox (SandboxCrashed)" in line for line in log), log
+        assert evaluate("pool.stats().length") >= 1  # a fresh frame of sandboxes
+    finally:
+        context.close()

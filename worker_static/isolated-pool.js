@@ -1,0 +1,196 @@
+/*
+ * The sandbox pool of the Worker tab, kept in a process of its own: a SandboxPool in the frame
+ * sandbox-host.html (see sandbox-host.js), spoken to over a MessageChannel. IsolatedPool has
+ * SandboxPool's methods (run, abortJob, resize, terminate, stats, size), so the supervisor does
+ * not know which it has.
+ *
+ *   const pool = new IsolatedPool({ size: 2, sandboxURL, pyodideURL });
+ *   const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs });
+ *
+ * Why. Chromium ends the whole renderer process when a worker passes its JavaScript heap limit,
+ * and no API shows how much heap a busy worker holds. With the sandboxes in the tab's own
+ * process, a JS work function that allocates without end took the Worker tab down. In an
+ * <iframe sandbox="allow-scripts"> (an opaque origin) they live in a renderer of their own,
+ * whose crash the tab survives.
+ *
+ * Crashes. The frame answers a ping every HEARTBEAT_MS at once (its event loop only passes
+ * messages; slices run in workers). A ping unanswered for CRASH_AFTER_MS, on two ticks in a row
+ * (so that a tab whose own thread was busy does not read its late replies as silence), means
+ * the frame's process is gone: every slice given to it fails with SandboxCrashed, and a fresh
+ * frame is loaded (a fresh pool: a new reserve, a new Pyodide snapshot). So is a frame that
+ * does not say hello within START_MS; after such a failed start the next one waits for the next
+ * run(). Which slice exhausted the memory cannot be told: every slice that was in the frame
+ * fails alike, and the scheduler's rules (a slice is retried once) sort it out.
+ */
+
+import { SliceError } from "./sandbox-pool.js";
+import { callQuietly } from "./util.js";
+
+const HEARTBEAT_MS = 500;
+const CRASH_AFTER_MS = 2_000;
+const START_MS = 30_000;
+const HOST_PAGE = "sandbox-host.html"; // beside sandbox.js
+
+export class IsolatedPool {
+  #options;
+  #size;
+  #host = null; // {frame, port, started, sentAt: Map(ping id -> ms), overdueTicks, timer, bornAt}
+  #pending = new Map(); // run id -> {job, slice, resolve, reject, onProgress, onConsole}
+  #nextId = 0;
+  #stats = [];
+  #closed = false;
+  #onMessage = (event) => this.#onWindowMessage(event);
+
+  /** Takes SandboxPool's options; `container` is where the frame goes (default: document.body). */
+  constructor({ container = null, ...options }) {
+    if (!options.sandboxURL || !options.pyodideURL) throw new TypeError("IsolatedPool needs sandboxURL and pyodideURL");
+    this.#options = options;
+    this.#size = Math.max(1, options.size ?? 1);
+    this.container = container;
+    globalThis.addEventListener("message", this.#onMessage);
+    this.#startHost();
+  }
+
+  get size() {
+    return this.#size;
+  }
+
+  /** SandboxPool.stats() of the frame, as of its last reply. */
+  stats() {
+    return this.#stats;
+  }
+
+  run(job, slice, datum, { onProgress, onConsole, timeoutMs } = {}) {
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new SliceError({ name: "Terminated", message: "the sandbox pool was terminated", jobId: job?.id ?? null, slice }));
+        return;
+      }
+      if (!this.#host) this.#startHost();
+      this.#nextId += 1;
+      const id = this.#nextId;
+      this.#pending.set(id, { job, slice, resolve, reject, onProgress, onConsole });
+      this.#send({ type: "run", id, job, slice, datum, timeoutMs });
+    });
+  }
+
+  abortJob(jobId, message = `job ${jobId} was aborted`) {
+    this.#failWhere((run) => run.job?.id === jobId, (run) => ({ name: "Aborted", message, jobId, slice: run.slice }));
+    this.#send({ type: "abortJob", jobId, message });
+  }
+
+  resize(size) {
+    this.#size = Math.max(1, size);
+    this.#options = { ...this.#options, size: this.#size };
+    this.#send({ type: "resize", size: this.#size });
+  }
+
+  terminate() {
+    this.#closed = true;
+    this.#failWhere(() => true, (run) => ({ name: "Terminated", message: "the sandbox pool was terminated",
+                                            jobId: run.job?.id ?? null, slice: run.slice }));
+    this.#send({ type: "terminate" });
+    this.#stopHost();
+    globalThis.removeEventListener("message", this.#onMessage);
+  }
+
+  // ------------------------------------------------------------------------------ frame
+
+  #startHost() {
+    const frame = document.createElement("iframe");
+    frame.sandbox = "allow-scripts"; // an opaque origin: a process of its own
+    frame.allow = "cross-origin-isolated"; // SharedArrayBuffer, where the tab has it
+    frame.hidden = true;
+    frame.title = "DCP sandboxes";
+    frame.src = new URL(HOST_PAGE, this.#options.sandboxURL).href;
+    const channel = new MessageChannel();
+    const host = { frame, port: channel.port1, remotePort: channel.port2, started: false,
+                   sentAt: new Map(), overdueTicks: 0, timer: null, bornAt: performance.now(), nextPing: 0 };
+    host.port.onmessage = ({ data }) => this.#onReply(host, data);
+    host.timer = setInterval(() => this.#heartbeat(host), HEARTBEAT_MS);
+    this.#host = host;
+    (this.container ?? document.body).append(frame);
+  }
+
+  #stopHost() {
+    const host = this.#host;
+    if (!host) return;
+    this.#host = null;
+    clearInterval(host.timer);
+    host.port.close();
+    host.frame.remove();
+  }
+
+  /** The frame's hello: it gets its end of the channel (messages sent meanwhile wait in it). */
+  #onWindowMessage(event) {
+    const host = this.#host;
+    if (!host || host.started || event.source !== host.frame.contentWindow || event.data?.type !== "hello") return;
+    host.started = true;
+    const options = { ...this.#options, size: this.#size };
+    host.frame.contentWindow.postMessage({ type: "connect", port: host.remotePort, options }, "*", [host.remotePort]);
+  }
+
+  #send(message) {
+    this.#host?.port.postMessage(message);
+  }
+
+  #heartbeat(host) {
+    const now = performance.now();
+    if (!host.started) {
+      if (now - host.bornAt > START_MS) this.#lost(host, `the sandboxes' frame did not start within ${START_MS / 1000} s`, { restart: false });
+      return;
+    }
+    const oldest = Math.min(...host.sentAt.values());
+    host.overdueTicks = now - oldest > CRASH_AFTER_MS ? host.overdueTicks + 1 : 0;
+    if (host.overdueTicks >= 2) {
+      this.#lost(host, `the sandboxes' process stopped answering for ${Math.round((now - oldest) / 100) / 10} s `
+        + "(it crashed: most likely a work function used more memory than the browser allows)", { restart: true });
+      return;
+    }
+    host.nextPing += 1;
+    host.sentAt.set(host.nextPing, now);
+    host.port.postMessage({ type: "ping", id: host.nextPing });
+  }
+
+  #onReply(host, data) {
+    if (host !== this.#host || !data || typeof data !== "object") return;
+    if (data.stats) this.#stats = data.stats;
+    if (data.type === "pong") {
+      for (const id of host.sentAt.keys()) if (id <= data.id) host.sentAt.delete(id);
+      return;
+    }
+    const run = this.#pending.get(data.id);
+    if (!run) return; // given up on already (aborted)
+    if (data.type === "progress") callQuietly(run.onProgress, data.value);
+    else if (data.type === "console") callQuietly(run.onConsole, data.line);
+    else if (data.type === "done") {
+      this.#pending.delete(data.id);
+      run.resolve({ value: data.value });
+    } else if (data.type === "failed") {
+      this.#pending.delete(data.id);
+      run.reject(new SliceError({ ...data.error, jobId: run.job?.id ?? null, slice: run.slice }));
+    }
+  }
+
+  /** The frame is gone: every slice it held fails with SandboxCrashed; a fresh one is loaded. */
+  #lost(host, why, { restart }) {
+    if (host !== this.#host) return;
+    this.#stopHost();
+    this.#stats = [];
+    this.#failWhere(() => true, (run) => ({
+      name: "SandboxCrashed",
+      message: `slice ${run.slice} of job ${run.job?.id} was lost with its sandbox: ${why}`,
+      jobId: run.job?.id ?? null,
+      slice: run.slice,
+    }));
+    if (restart && !this.#closed) this.#startHost();
+  }
+
+  #failWhere(predicate, errorFor) {
+    for (const [id, run] of [...this.#pending]) {
+      if (!predicate(run)) continue;
+      this.#pending.delete(id);
+      run.reject(new SliceError(errorFor(run)));
+    }
+  }
+}

@@ -1,0 +1,80 @@
+/*
+ * The sandboxes' own frame: a SandboxPool in a page of its own process, driven by the Worker
+ * tab through a MessageChannel (isolated-pool.js is the tab's side).
+ *
+ * The tab loads sandbox-host.html in an <iframe sandbox="allow-scripts">: an opaque origin,
+ * which Chromium puts in a renderer process of its own. Chromium ends a whole renderer when one
+ * of its workers passes its JavaScript heap limit, and nothing can see a busy worker's heap, so
+ * a work function that allocates without end takes down this frame's process, not the tab. The
+ * tab notices that this frame stopped answering, fails the slices it held, and loads a fresh one.
+ *
+ * Protocol. This frame says {type: "hello"} to its parent once loaded; the parent answers with
+ * {type: "connect", port, options} (port transferred, options as SandboxPool takes them). Every
+ * later message travels over that port:
+ *
+ *   tab -> frame
+ *     {type: "run", id, job, slice, datum, timeoutMs?}      SandboxPool.run
+ *     {type: "abortJob", jobId, message}                     SandboxPool.abortJob
+ *     {type: "resize", size}                                 SandboxPool.resize
+ *     {type: "terminate"}                                    SandboxPool.terminate
+ *     {type: "ping", id}                                     answered at once with pong
+ *
+ *   frame -> tab
+ *     {type: "progress", id, value}  {type: "console", id, line}     of run `id`
+ *     {type: "done", id, value, stats}  {type: "failed", id, error: {name, message, traceback}, stats}
+ *     {type: "pong", id, stats}                              stats: SandboxPool.stats()
+ *     {type: "stats", stats}                                 after an abortJob or resize
+ *
+ * This frame's event loop does nothing but pass messages (slices run in the pool's workers), so
+ * a ping goes unanswered only when the process is gone.
+ */
+
+import { SandboxPool } from "./sandbox-pool.js";
+
+let pool = null;
+let port = null;
+
+function send(message) {
+  port.postMessage(message);
+}
+
+async function run({ id, job, slice, datum, timeoutMs }) {
+  try {
+    const { value } = await pool.run(job, slice, datum, {
+      timeoutMs,
+      onProgress: (value) => send({ type: "progress", id, value }),
+      onConsole: (line) => send({ type: "console", id, line }),
+    });
+    send({ type: "done", id, value, stats: pool.stats() });
+  } catch (error) {
+    const { name = "Error", message = String(error), traceback = "" } = error ?? {};
+    send({ type: "failed", id, error: { name, message, traceback }, stats: pool.stats() });
+  }
+}
+
+const HANDLERS = Object.freeze({
+  run,
+  abortJob: ({ jobId, message }) => {
+    pool.abortJob(jobId, message);
+    send({ type: "stats", stats: pool.stats() });
+  },
+  resize: ({ size }) => {
+    pool.resize(size);
+    send({ type: "stats", stats: pool.stats() });
+  },
+  terminate: () => pool.terminate(),
+  ping: ({ id }) => send({ type: "pong", id, stats: pool.stats() }),
+});
+
+function connect(event) {
+  if (event.source !== parent || event.data?.type !== "connect" || !(event.data.port instanceof MessagePort)) return;
+  window.removeEventListener("message", connect);
+  pool = new SandboxPool(event.data.options);
+  port = event.data.port;
+  port.onmessage = ({ data }) => {
+    if (Object.hasOwn(HANDLERS, data?.type)) HANDLERS[data.type](data);
+  };
+}
+
+window.addEventListener("message", connect);
+parent.postMessage({ type: "hello" }, "*");
