@@ -177,28 +177,74 @@ def deploy_signed(
     return job
 
 
-@transaction.atomic
 def deploy_job(
     *, owner: User, identity: str, payer: str, spec: JobSpec, subscriber: str | None = None
 ) -> tuple[Job, bool]:
     """Create a job and move `offer x slices` into its escrow; (job, False) when `ref` exists.
 
+    A job's values are stored STORE_BATCH at a time, each batch a transaction of its own, so
+    that other writers interleave with a huge deploy; meanwhile the job is open (it cannot
+    complete) and workers may start on what is stored. A deploy that stopped midway (a crash)
+    goes on where it stopped when the client deploys the same `ref` again.
+
     The workers are woken; `subscriber`, a client connection's channel, watches the job (a
     client that deploys again after a reconnect gets the job it deployed, watched again).
     """
-    job = Job.objects.filter(ref=spec.ref).first()
-    created = job is None
-    if job is None:
-        job = _create_job(owner=owner, identity=identity, payer=payer, spec=spec)
-    elif job.identity != identity:
-        raise SchedulerError("EINVALID", "this job reference belongs to another identity")
+    values = None
+    if spec.input_kind == "values":
+        values = _prepared(spec.source, spec.args, spec.values or [])
+    job, created = _find_or_create(owner, identity, payer, spec, values)
+    if values is not None and job.status == JobStatus.RUNNING and job.total < len(values.texts):
+        while _store_batch(job, values.texts):
+            pass
+        job = _stored(job, spec)
     if created or subscriber:
-        notify.job_deployed(job, job_status(job), subscriber)
+        with transaction.atomic():
+            notify.job_deployed(job, job_status(job), subscriber)
     return job, created
 
 
-def _create_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> Job:
+@dataclass
+class Prepared:
+    """A job's input values as the JSON texts to store, and how many fit in one task frame."""
+
+    texts: list[str | None]
+    frame_slices: int
+
+
+def _prepared(source: str, args: Any, values: list[Any]) -> Prepared:
+    """The values as JSON, checked before anything is stored: EINVALID for a value that cannot
+    travel in a task with the work function."""
+    texts = [None if value is None else _to_json(value) for value in values]
+    longest = max(map(len, filter(None, texts)), default=4)  # characters; bytes: at most 4x
+    candidates = (text for text in texts if text is not None and len(text) * 4 >= longest)
+    largest = max((len(text.encode()) for text in candidates), default=4)
+    fitting = sizing.frame_slices(source, args, largest)
+    if fitting < 1:
+        raise SchedulerError("EINVALID", _too_big_for_a_task(source, args, largest))
+    return Prepared(texts, fitting)
+
+
+@transaction.atomic
+def _find_or_create(
+    owner: User, identity: str, payer: str, spec: JobSpec, values: Prepared | None
+) -> tuple[Job, bool]:
+    job = Job.objects.filter(ref=spec.ref).first()
+    if job is None:
+        return _create_job(
+            owner=owner, identity=identity, payer=payer, spec=spec, values=values
+        ), True
+    if job.identity != identity:
+        raise SchedulerError("EINVALID", "this job reference belongs to another identity")
+    return job, False
+
+
+def _create_job(
+    *, owner: User, identity: str, payer: str, spec: JobSpec, values: Prepared | None
+) -> Job:
     total = _checked_total(owner, spec)
+    if values is None and sizing.frame_slices(spec.source, spec.args, 0) < 1:
+        raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
     environment = spec.requirements.get("environment", {})
     job = Job.objects.create(
         id=uuid.uuid4().hex,
@@ -211,22 +257,46 @@ def _create_job(*, owner: User, identity: str, payer: str, spec: JobSpec) -> Job
         args=spec.args,
         input_kind=spec.input_kind,
         input_spec=spec.input_spec,
-        is_open=spec.is_open,
+        # Open while its values are being stored: it may not complete before they all are.
+        is_open=spec.is_open or bool(values and values.texts),
         requirements=spec.requirements,
         needs_webgpu=bool(environment.get("webgpu")),
         needs_offscreen_canvas=bool(environment.get("offscreenCanvas")),
         discrete=bool(spec.requirements.get("discrete")),
         progress_timeout=spec.progress_timeout,
-        total=total,
+        frame_slices=values.frame_slices if values else 0,
+        total=0 if values is not None else total,
         offer=spec.offer,
         public=spec.public,
         verify=spec.verify,
     )
-    if spec.input_kind == "values":
-        _store_values(job, 1, spec.values or [])
-    elif sizing.frame_slices(job.source, job.args, 0) < 1:
-        raise SchedulerError("EINVALID", _too_big_for_a_task(job))
     _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
+    return job
+
+
+@transaction.atomic
+def _store_batch(job: Job, texts: list[str | None]) -> bool:
+    """Store the next STORE_BATCH values of a job being deployed (after those stored before,
+    by this deploy or one it resumes); False once all are stored or the job has ended."""
+    locked = Job.objects.select_for_update().get(pk=job.pk)
+    if locked.status != JobStatus.RUNNING or locked.total >= len(texts):
+        return False
+    batch = texts[locked.total : locked.total + STORE_BATCH]
+    _insert_values(locked, locked.total + 1, batch)
+    Job.objects.filter(pk=job.pk).update(total=F("total") + len(batch))
+    job.total = locked.total + len(batch)
+    return True
+
+
+@transaction.atomic
+def _stored(job: Job, spec: JobSpec) -> Job:
+    """Every value is stored: the job is open only if it was deployed open."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    job.is_open = spec.is_open
+    job.save(update_fields=["is_open"])
+    if job.status == JobStatus.RUNNING and job.computed == job.total and not job.is_open:
+        _close_job(job, status=JobStatus.FINISHED)
+        notify.job_completed(job)
     return job
 
 
@@ -248,39 +318,24 @@ def _checked_total(owner: User, spec: JobSpec) -> int:
     return total
 
 
-def _store_values(job: Job, first: int, values: list[Any]) -> None:
-    """Store a values job's inputs from slice `first` on, in one prepared statement, and keep
-    how many of its slices one task frame can carry; EINVALID (nothing stored) for a value
-    that cannot travel in a task with the work function."""
-    texts = [None if value is None else _to_json(value) for value in values]
-    if not texts:
-        return
-    longest = max(map(len, filter(None, texts)), default=4)  # characters; bytes: at most 4x
-    candidates = (text for text in texts if text is not None and len(text) * 4 >= longest)
-    largest = max((len(text.encode()) for text in candidates), default=4)
-    fitting = sizing.frame_slices(job.source, job.args, largest)
-    if fitting < 1:
-        raise SchedulerError("EINVALID", _too_big_for_a_task(job, largest))
-    job.frame_slices = min(job.frame_slices or fitting, fitting)
-    Job.objects.filter(pk=job.pk).update(frame_slices=job.frame_slices)
+def _insert_values(job: Job, first: int, texts: list[str | None]) -> None:
+    """Store values (as JSON texts) as the inputs of slices `first`, `first + 1`, ..., with one
+    prepared statement run for every row."""
     table = SliceInput._meta.db_table
     datum = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
     sql = f"INSERT INTO {table} (job_id, number, datum) VALUES (%s, %s, {datum})"  # noqa: S608
     with connection.cursor() as cursor:
-        for start in range(0, len(texts), STORE_BATCH):
-            rows = texts[start : start + STORE_BATCH]
-            number = first + start
-            cursor.executemany(sql, [(job.id, number + i, text) for i, text in enumerate(rows)])
+        cursor.executemany(sql, [(job.id, first + i, text) for i, text in enumerate(texts)])
 
 
 STORE_BATCH = 5000  # rows per statement when storing input values
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for many values
 
 
-def _too_big_for_a_task(job: Job, largest: int = 0) -> str:
+def _too_big_for_a_task(source: str, args: Any, largest: int = 0) -> str:
     mib = 1024 * 1024
     what = f"an input value of {largest / mib:.1f} MiB with " if largest else ""
-    work = (sizing.json_bytes(job.source) + sizing.json_bytes(job.args)) / mib
+    work = (sizing.json_bytes(source) + sizing.json_bytes(args)) / mib
     return (
         f"{what}the work function and its arguments ({work:.1f} MiB) would not fit in one "
         f"task frame of {settings.MAX_FRAME_BYTES / mib:.0f} MiB: send large data in smaller "
@@ -339,7 +394,10 @@ def add_slices(
     if job.total + len(values) > settings.MAX_SLICES_PER_JOB:
         raise SchedulerError("EINVALID", f"more than {settings.MAX_SLICES_PER_JOB} slices per job")
     InputBatch.objects.create(job=job, ref=batch_ref, first=job.total + 1, count=len(values))
-    _store_values(job, job.total + 1, values)
+    prepared = _prepared(job.source, job.args, values)
+    _insert_values(job, job.total + 1, prepared.texts)
+    job.frame_slices = min(job.frame_slices or prepared.frame_slices, prepared.frame_slices)
+    Job.objects.filter(pk=job.pk).update(frame_slices=job.frame_slices)
     _fund(job, payer, cost, f"escrow:{job.id}:{batch_ref}")
     Job.objects.filter(pk=job.pk).update(total=F("total") + len(values))
     job.total += len(values)
