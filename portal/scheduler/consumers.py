@@ -26,7 +26,7 @@ from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
 from . import selectors, services, verification
 from .errors import SchedulerError
 from .notify import WORKERS_GROUP, job_group, relay, user_workers_group
-from .sizing import HELD_TASKS, TaskSizer, frame_budget
+from .sizing import TaskSizer, frame_budget
 from .sockets import ProtocolConsumer
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class WorkerConsumer(ProtocolConsumer):
         if request.job not in self.jobs_seen:
             return  # a worker may only speak for jobs it was given
         waiting = self.progress.setdefault(request.job, set())
-        waiting.update(request.slices[: settings.MAX_TASK_SLICES * HELD_TASKS])
+        waiting.update(request.slices)  # at most 10,000 a frame (the protocol's schema)
         now = time.monotonic()
         if now - self.renewed.get(request.job, -math.inf) < settings.PROGRESS_RENEW_SECONDS:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from portal.wallet.models import Key, KeyKind
 
 from . import verification
 from .models import Job, JobStatus, Slice, SliceInput, SliceStatus, WorkerConnection, WorkerTally
+from .sizing import SLICE_OVERHEAD_BYTES, json_bytes
 
 
 def identity_owner(address: str) -> User | None:
@@ -79,7 +79,7 @@ def results_page(
     page: list[tuple[int, Any]] = []
     size = 0
     for number, value in _results_in_ranges(job, ranges, limit + 1):
-        cost = len(json.dumps(value, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
+        cost = json_bytes(value) + SLICE_OVERHEAD_BYTES
         if page and (len(page) == limit or size + cost > budget):
             last = page[-1][0]
             rest = [(max(start, last + 1), end) for start, end in ranges if end > last]
@@ -87,9 +87,6 @@ def results_page(
         page.append((number, value))
         size += cost
     return ResultsPage(results=page, next_ranges=[])
-
-
-RESULT_OVERHEAD_BYTES = 32  # what a row adds around its value: [n, ...] or {"sliceNumber": n, ...}
 
 
 def _results_in_ranges(
@@ -190,7 +187,7 @@ def inputs_between(job: Job, start: int, end: int, *, budget: int) -> list[Any]:
     values: list[Any] = []
     size = 0
     for datum in rows.order_by("number").values_list("datum", flat=True).iterator(100):
-        size += len(json.dumps(datum, ensure_ascii=False).encode()) + RESULT_OVERHEAD_BYTES
+        size += json_bytes(datum) + SLICE_OVERHEAD_BYTES
         if values and size > budget:
             break
         values.append(datum)

@@ -16,7 +16,9 @@ NEW_WEIGHT = 0.3  # the share of the latest batch in the moving average of slice
 OLD_WEIGHT = 0.7
 # What a frame's envelope (type, ids, lease times...) may add to the values it carries.
 ENVELOPE_BYTES = 4096
-SLICE_OVERHEAD_BYTES = 32  # what a slice adds around its value: {"slice": n, "datum": ...}
+SLICE_OVERHEAD_BYTES = (
+    32  # what a slice adds around its value: {"slice": n, "datum": ...}, [n, ...]
+)
 
 
 def frame_budget() -> int:
