@@ -60,13 +60,20 @@ def _progress(value: Any = None) -> None:
 
 class SyntheticWorker:
     def __init__(
-        self, url: str, session: str, cores: int = 1, delay: float = 0.0, lie: float = 0.0
+        self,
+        url: str,
+        session: str,
+        cores: int = 1,
+        delay: float = 0.0,
+        lie: float = 0.0,
+        gpu_ms: float | None = None,
     ) -> None:
         self.url = url
         self.session = session
         self.cores = cores
         self.delay = delay  # seconds of "work" per slice, for chaos tests
         self.lie = lie  # the fraction of slices answered with a forged value, for trust tests
+        self.gpu_ms = gpu_ms  # GPU milliseconds each result claims (None: it says nothing)
         self.computed = 0
         self.functions: dict[str, Any] = {}
 
@@ -118,6 +125,8 @@ class SyntheticWorker:
         elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(results), 1)
         for result in results:
             result["ms"] = elapsed_ms
+            if self.gpu_ms is not None:
+                result["gpu_ms"] = self.gpu_ms
         self.computed += len(results)
         return wire.Results.model_construct(
             type="result", id=task["task"], job=job["id"], results=results
@@ -129,8 +138,17 @@ class SyntheticWorker:
         return (slice_number * 0.6180339887498949) % 1 < self.lie
 
 
-async def run_workers(url: str, session: str, count: int, delay: float, lie: float = 0.0) -> None:
-    workers = [SyntheticWorker(url, session, delay=delay, lie=lie) for _ in range(count)]
+async def run_workers(
+    url: str,
+    session: str,
+    count: int,
+    delay: float,
+    lie: float = 0.0,
+    gpu_ms: float | None = None,
+) -> None:
+    workers = [
+        SyntheticWorker(url, session, delay=delay, lie=lie, gpu_ms=gpu_ms) for _ in range(count)
+    ]
     await asyncio.gather(*(worker.run_forever() for worker in workers))
 
 
@@ -143,9 +161,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--lie", type=float, default=0.0, help="fraction of results to forge")
+    parser.add_argument("--gpu-ms", type=float, help="GPU milliseconds each result claims")
     options = parser.parse_args()
     session = options.session or log_in(options.url, options.email, options.password)
-    asyncio.run(run_workers(options.url, session, options.workers, options.delay, options.lie))
+    asyncio.run(
+        run_workers(
+            options.url, session, options.workers, options.delay, options.lie, options.gpu_ms
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@
  * ResultTooLarge instead, since a frame over MAX_FRAME_BYTES closes the socket, and the slice
  * would go back to the queue to be computed, and sent, again and again.
  *
+ * A result's `gpuMs` (the GPU time its sandbox measured, when the slice used the GPU) goes out
+ * as the scheduler's `gpu_ms`, only when it is a finite number of at least zero: the scheduler
+ * refuses a whole frame whose `gpu_ms` is not.
+ *
  *   const outbox = new Outbox({ connection, log });
- *   outbox.addResult(jobId, { slice, value, ms });  outbox.addError(jobId, slice, error);
+ *   outbox.addResult(jobId, { slice, value, ms, gpuMs });  outbox.addError(jobId, slice, error);
  *   outbox.flush(jobId);  outbox.sendDue();  // the second on a timer and on every sandbox event
  */
 
@@ -47,6 +51,13 @@ function errorEntry(slice, error) {
     message: clip(String(error.message ?? ""), MAX_ERROR_MESSAGE_CHARS),
     traceback: String(error.traceback ?? "").slice(-MAX_TRACEBACK_CHARS), // the end says most
   };
+}
+
+/** A slice result as the scheduler's schema takes it: `gpuMs` as `gpu_ms`, when it is one. */
+function resultEntry({ slice, value, ms, gpuMs }) {
+  const entry = { slice, value, ms };
+  if (typeof gpuMs === "number" && Number.isFinite(gpuMs) && gpuMs >= 0) entry.gpu_ms = gpuMs;
+  return entry;
 }
 
 /** The same batch split in two halves (results and errors each), to fit smaller frames. */
@@ -90,7 +101,7 @@ export class Outbox {
   }
 
   addResult(jobId, entry) {
-    this.#batchFor(jobId).results.push(entry);
+    this.#batchFor(jobId).results.push(resultEntry(entry));
   }
 
   addError(jobId, slice, error) {

@@ -193,6 +193,9 @@ class JobStatus(Shape):
     verification: dict[str, int] | None = Field(
         default=None, exclude_if=lambda value: value is None
     )
+    # Seconds of GPU time the job's kept results used (DCP's name); absent from an older
+    # scheduler.
+    totalGPUTime: float | None = Field(default=None, ge=0, exclude_if=lambda value: value is None)
 
 
 class JobInfo(Shape):
@@ -487,6 +490,9 @@ class Console(Request):
 
 class SliceResult(SliceValue):
     ms: float | None = Field(default=None, ge=0)  # how long the slice took, for task sizing
+    # Milliseconds of GPU time the slice used (queue submit to the GPU reporting the work
+    # done), metered into the job's totalGPUTime.
+    gpu_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class Results(Request):

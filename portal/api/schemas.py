@@ -120,6 +120,10 @@ class JobStatusOut(BaseModel):
     completedSlices: int
     activeSlices: int = Field(description="Slices a worker holds right now.")
     failedSlices: int
+    totalGPUTime: float = Field(
+        description="Seconds of GPU time the job's results used, as their workers reported it "
+        "(each slice's claim at most as long as its lease had lasted)."
+    )
     waiting: str | None = Field(default=None, description="Why no worker can take the job.")
     verification: dict[str, int] | None = Field(
         default=None,

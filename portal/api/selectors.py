@@ -47,6 +47,7 @@ def status_of(job: Job) -> dict[str, Any]:
         "completedSlices": status["computed"],
         "activeSlices": scheduler.active_slice_count(job),
         "failedSlices": status["failed"],
+        "totalGPUTime": status["totalGPUTime"],
         "waiting": status.get("waiting"),
         "verification": status.get("verification"),
     }

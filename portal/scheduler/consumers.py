@@ -316,6 +316,7 @@ class WorkerConsumer(ProtocolConsumer):
             results=[(r.slice, r.value) for r in request.results],
             errors=[e.model_dump() for e in request.errors],
             batch_key=f"pay:{request.job}:{self.worker_id}:{self.batches}",
+            gpu_ms=_gpu_claims(request.results),
         )
         ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)
@@ -391,6 +392,14 @@ def _answered_slices(text: str) -> tuple[str | None, list[int]]:
     answers = [*_list(frame.get("results")), *_list(frame.get("errors"))]
     numbers = [a["slice"] for a in answers if isinstance(a, dict) and type(a.get("slice")) is int]
     return (job_id if isinstance(job_id, str) else None), numbers[:10_000]  # as `return` takes
+
+
+def _gpu_claims(results: list[wire.SliceResult]) -> dict[int, float]:
+    """The GPU milliseconds each slice's first result in a batch claims (a repeat is refused)."""
+    claims: dict[int, float | None] = {}
+    for result in results:
+        claims.setdefault(result.slice, result.gpu_ms)
+    return {number: ms for number, ms in claims.items() if ms is not None}
 
 
 def _list(value: Any) -> list[Any]:

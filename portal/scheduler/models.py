@@ -63,6 +63,11 @@ class Job(models.Model):
     computed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     paid = models.BigIntegerField(default=0)
+    gpu_ms = models.FloatField(
+        default=0,
+        help_text="Milliseconds of GPU time its kept results used, each claim at most as long "
+        "as the slice's lease had lasted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When a worker was last handed slices of it."

@@ -122,6 +122,7 @@ def job_status(job: Job) -> dict[str, Any]:
         "failed": job.failed,
         "status": job.status,
         "open": job.is_open,
+        "totalGPUTime": gpu_seconds(job),
     }
     if job.verify:
         status["verification"] = verification.verification_status(job)
@@ -129,6 +130,11 @@ def job_status(job: Job) -> dict[str, Any]:
     if waiting:
         status["waiting"] = waiting
     return status
+
+
+def gpu_seconds(job: Job) -> float:
+    """Seconds of GPU time the job's kept results used (to the millisecond)."""
+    return round(job.gpu_ms / 1000, 3)
 
 
 def has_requirements(job: Job) -> bool:

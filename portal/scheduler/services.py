@@ -12,8 +12,10 @@ verification pays for results only once they agree (verification.py): its escrow
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from django.utils import timezone
 
 from dcp.protocol import policy
 from dcp.protocol.credits import MAX_CREDITS, format_credits, to_units
+from dcp.protocol.gpu_use import uses_gpu
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
 from dcp.protocol.signed import recover_signer, session_text
@@ -50,6 +53,8 @@ from .models import (
 from .selectors import identity_owner, job_status
 
 __all__ = ["SchedulerError"]  # re-exported: callers catch it from here
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -260,7 +265,8 @@ def _create_job(
         # Open while its values are being stored: it may not complete before they all are.
         is_open=spec.is_open or bool(values and values.texts),
         requirements=spec.requirements,
-        needs_webgpu=bool(environment.get("webgpu")),
+        # A work function that uses the GPU needs a WebGPU worker, whoever deployed it.
+        needs_webgpu=bool(environment.get("webgpu")) or uses_gpu(spec.language, spec.source),
         needs_offscreen_canvas=bool(environment.get("offscreenCanvas")),
         discrete=bool(spec.requirements.get("discrete")),
         progress_timeout=spec.progress_timeout,
@@ -674,9 +680,12 @@ def record_results(
     results: list[tuple[int, Any]],
     errors: list[dict[str, Any]],
     batch_key: str,
+    gpu_ms: Mapping[int, float] | None = None,
 ) -> BatchOutcome:
     """Store a worker's batch: results of slices it holds are kept and paid (those of a verified
     job once they agree with another user's), the others are refused and the job's owner told.
+    `gpu_ms`: the GPU milliseconds each slice's result claims; those of kept results are added
+    to the job's GPU time (every kept result of a verified job: its GPU work was done).
 
     The job's watchers hear of the batch (results, errors, status, the end) when it commits.
     """
@@ -686,15 +695,17 @@ def record_results(
         return outcome
     results, errors, repeated = _one_answer_each(results, errors)
     numbers = [n for n, _ in results] + [e["slice"] for e in errors]
-    held = dict(
+    now = timezone.now()
+    leases = list(
         Slice.objects.filter(
             job=job,
             worker=worker,
             status=SliceStatus.LEASED,
-            lease_expires__gte=timezone.now(),
+            lease_expires__gte=now,
             number__in=numbers,
-        ).values_list("number", "id")
+        ).values_list("number", "id", "leased_at")
     )
+    held = {number: pk for number, pk, _ in leases}
     suspended = verification.suspension(payee) if job.verify else ""
     if suspended:  # a suspended user's results are not taken; their slices go to others
         return_slices(worker=worker, job_id=job.id)
@@ -706,6 +717,9 @@ def record_results(
         _store_results(job, held, results, outcome)
         paid = Counter({verification.Payee(payee.pk, payee_address): len(outcome.accepted)})
     _store_errors(job, held, errors, outcome)
+    leased_at = {number: began for number, _, began in leases}
+    kept = [n for n, _ in results if n in held]
+    _count_gpu_time(job, gpu_ms or {}, kept, leased_at, now=now, worker=worker)
     _pay(job, paid, batch_key, payee, outcome)
     _settle(job, outcome)
     outcome.status = job_status(job)
@@ -823,6 +837,58 @@ def _store_results(
     outcome.accepted = sorted(kept.items())
     outcome.kept = len(kept)
     _count_computed(job, len(kept))
+
+
+def _count_gpu_time(
+    job: Job,
+    claims: Mapping[int, float],
+    kept: list[int],
+    leased_at: Mapping[int, datetime | None],
+    *,
+    now: datetime,
+    worker: str,
+) -> None:
+    """Add the GPU time the kept results claim to the job's; a claim longer than its slice's
+    lease has lasted is clipped to that (logged once a batch), and its result still counts."""
+    total, clipped = _clipped_gpu_ms(claims, kept, leased_at, now)
+    if clipped:
+        log.warning(
+            "worker %s claimed more GPU time than the lease lasted for %d slices of job %s: "
+            "clipped to the lease",
+            worker,
+            clipped,
+            job.id,
+        )
+    if total:
+        Job.objects.filter(pk=job.pk).update(gpu_ms=F("gpu_ms") + total)
+        job.gpu_ms += total
+
+
+def _clipped_gpu_ms(
+    claims: Mapping[int, float],
+    numbers: Iterable[int],
+    leased_at: Mapping[int, datetime | None],
+    now: datetime,
+) -> tuple[float, int]:
+    """The GPU milliseconds claimed for these slices, each at most its lease's age; and how
+    many claims were clipped."""
+    total, clipped = 0.0, 0
+    for number in numbers:
+        claim = claims.get(number)
+        if claim is None:
+            continue
+        most = _lease_ms(leased_at.get(number), now)
+        if claim > most:
+            claim, clipped = most, clipped + 1
+        total += claim
+    return total, clipped
+
+
+def _lease_ms(leased_at: datetime | None, now: datetime) -> float:
+    """How long a lease has lasted so far, in milliseconds (nothing when its start is unknown)."""
+    if leased_at is None:
+        return 0.0
+    return max((now - leased_at).total_seconds() * 1000, 0.0)
 
 
 def _count_computed(job: Job, count: int) -> None:

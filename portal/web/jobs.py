@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dcp.protocol.credits import format_credits
 from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
+from portal.scheduler.selectors import gpu_seconds
 from portal.scheduler.services import cancel_job_of_owner
 from portal.scheduler.verification import verification_status
 
@@ -50,6 +51,7 @@ class JobRow:
     escrow: str
     created_at: datetime
     verification: str = ""  # a verified job's votes, in words
+    gpu_time: str = ""  # the GPU time its results used, e.g. "1.23 s"; "" when none
 
     @property
     def running(self) -> bool:
@@ -82,7 +84,13 @@ def _row(job: Job) -> JobRow:
         escrow=format_credits(escrow_held(job)),
         created_at=job.created_at,
         verification=verification_text(job),
+        gpu_time=gpu_time_text(job),
     )
+
+
+def gpu_time_text(job: Job) -> str:
+    """The GPU time the job's results used, e.g. "1.23 s", or "" when they used none."""
+    return f"{gpu_seconds(job):,.2f} s" if job.gpu_ms > 0 else ""
 
 
 def verification_text(job: Job) -> str:
@@ -107,6 +115,8 @@ def _progress(job: Job) -> dict[str, Any]:
     }
     if job.verify:
         progress["verification"] = verification_text(job)
+    if job.gpu_ms > 0:
+        progress["gpu_time"] = gpu_time_text(job)
     return progress
 
 

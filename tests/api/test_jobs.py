@@ -276,6 +276,7 @@ def test_job_details_and_status(bearer, account):
         "completedSlices": 0,
         "activeSlices": 0,
         "failedSlices": 0,
+        "totalGPUTime": 0,
         "waiting": None,
         "verification": None,
     }

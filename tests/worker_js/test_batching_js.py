@@ -97,3 +97,43 @@ def test_results_too_big_for_a_frame_become_errors_and_the_rest_are_split_to_fit
             "traceback": "",
         },
     }
+
+
+# Adds results with the given `gpuMs` (null: none) and answers the result entries it sent.
+GPU_SCRIPT = """
+const { Outbox } = await import(process.argv[1]);
+const frames = [];
+const connection = {
+  isOpen: true,
+  requestId: () => 1,
+  send: () => true,
+  sendAwaitingAck: (id, text) => frames.push(JSON.parse(text)),
+};
+const outbox = new Outbox({ connection, log: () => {} });
+const claims = [12.5, 0, null, -3, Infinity, "7"];
+claims.forEach((gpuMs, i) => {
+  const entry = { slice: i + 1, value: i, ms: 4 };
+  if (gpuMs !== null) entry.gpuMs = gpuMs;
+  outbox.addResult("job-1", entry);
+});
+outbox.flush("job-1");
+process.stdout.write(JSON.stringify(frames.flatMap((frame) => frame.results)));
+"""
+
+
+def test_a_sandboxs_gpu_time_goes_out_as_gpu_ms_when_it_is_a_number_the_scheduler_takes() -> None:
+    completed = subprocess.run(
+        ["node", "--input-type=module", "-e", GPU_SCRIPT, BATCHING_JS.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(completed.stdout) == [
+        {"slice": 1, "value": 0, "ms": 4, "gpu_ms": 12.5},
+        {"slice": 2, "value": 1, "ms": 4, "gpu_ms": 0},
+        {"slice": 3, "value": 2, "ms": 4},
+        {"slice": 4, "value": 3, "ms": 4},  # negative: the scheduler would refuse the frame
+        {"slice": 5, "value": 4, "ms": 4},
+        {"slice": 6, "value": 5, "ms": 4},
+    ]

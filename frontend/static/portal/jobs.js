@@ -1,5 +1,5 @@
 // Jobs tab: while any job on the page is running, poll status.json every 2 s and redraw its
-// progress bar, numbers, credits and status in place; a confirmation before Cancel.
+// progress bar, numbers, credits, GPU time and status in place; a confirmation before Cancel.
 
 const POLL_MS = 2000;
 
@@ -33,6 +33,10 @@ function redraw(row, job) {
   row.querySelector('[data-testid="job-escrow"]').textContent = job.escrow;
   const verification = row.querySelector('[data-testid="job-verification"]');
   if (verification) verification.textContent = job.verification;
+  if (job.gpu_time) {
+    row.querySelector("[data-gpu-time]").textContent = job.gpu_time;
+    row.querySelector('[data-testid="job-gpu-time"]').hidden = false;
+  }
   if (job.status === row.dataset.status) return;
   row.dataset.status = job.status;
   const badge = row.querySelector('[data-testid="job-status"]');
