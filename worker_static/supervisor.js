@@ -7,11 +7,12 @@
  *     sandboxURL: "https://portal.example/worker/sandbox.js",
  *     pyodideURL: "https://portal.example/worker/vendor/pyodide/",
  *     cores: 3,
+ *     gpu: true,                       // offer this browser's GPU to jobs that need one
  *     onState: (state, detail) => {},  // see STATES below
  *     onStats: ({ slicesComputed, creditsEarned, inFlight, state }) => {},
  *     log: (message, level) => {},     // level: "info" | "warn" | "error"
  *   });
- *   supervisor.start();  supervisor.setCores(2);  supervisor.stop();
+ *   supervisor.start();  supervisor.setCores(2);  supervisor.setGPU(false);  supervisor.stop();
  *
  * It speaks the worker side of docs/protocol.md ("Worker socket"): hello, then ready {capacity}
  * whenever it has free cores; it runs each task's slices on the pool, at most `cores` at once
@@ -20,6 +21,12 @@
  * each batch. stop() hands unfinished slices back with `return`; a lost connection drops them
  * (the scheduler requeues them) and reconnects with exponential backoff and jitter
  * (connection.js).
+ *
+ * GPU: the hello's `webgpu` capability is true only while a WebGPU adapter was found (findGPU:
+ * one requestAdapter() a page, made before the first connection) and the `gpu` switch is on
+ * (the constructor's option, then setGPU()). The scheduler sends jobs that require WebGPU only
+ * to such workers. setGPU() while connected says hello again on the same socket with the new
+ * capability: the worker keeps its id and the slices it holds.
  *
  * The parts: connection.js (the socket), batching.js (what is sent in batches), held-slices.js
  * (the slices this worker holds), isolated-pool.js (the sandboxes, in a frame and process of their
@@ -35,7 +42,7 @@
 import { Outbox } from "./batching.js";
 import { Connection } from "./connection.js";
 import { HeldSlices, isWellFormedTask } from "./held-slices.js";
-import { formatCredits, parseCredits, WORKER_RECEIVES, WORKER_SENDS } from "./protocol.js";
+import { formatCredits, parseCredits, PROTOCOL_VERSION, WORKER_RECEIVES, WORKER_SENDS } from "./protocol.js";
 import { IsolatedPool } from "./isolated-pool.js";
 import { callQuietly, plural } from "./util.js";
 
@@ -52,6 +59,7 @@ export const STATES = Object.freeze({
 });
 
 const TICK_MS = 250;
+const GPU_ANSWER_MS = 5_000; // how long findGPU() waits for requestAdapter() to answer
 
 // Slice errors that are the supervisor's own decisions, not failures of the slice.
 const LOCAL_SLICE_ERRORS = new Set(["Aborted", "Terminated"]);
@@ -73,10 +81,45 @@ function holdPageLock() {
   return release;
 }
 
+let gpuSearch = null;
+
+/**
+ * Looks for a WebGPU adapter, once a page: resolves to {found, description, reason}, where
+ * `description` is the adapter's own (else its vendor and architecture, else "found") and
+ * `reason` says why none was found when the browser said why. Never rejects.
+ */
+export function findGPU() {
+  gpuSearch ??= searchForGPU(globalThis.navigator?.gpu);
+  return gpuSearch;
+}
+
+async function searchForGPU(gpu) {
+  if (!gpu) return { found: false, description: "", reason: "this browser offers no WebGPU" };
+  let timer;
+  const silence = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${GPU_ANSWER_MS / 1000} s`)), GPU_ANSWER_MS);
+  });
+  try {
+    const adapter = await Promise.race([gpu.requestAdapter(), silence]);
+    if (!adapter) return { found: false, description: "", reason: "" };
+    const info = adapter.info ?? (await adapter.requestAdapterInfo?.()) ?? {};
+    return { found: true, description: adapterDescription(info), reason: "" };
+  } catch (error) {
+    return { found: false, description: "", reason: error?.message || String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function adapterDescription({ description, vendor, architecture }) {
+  return description || [vendor, architecture].filter(Boolean).join(" ") || "found";
+}
+
 export class Supervisor {
   #sandboxURL;
   #pyodideURL;
   #cores;
+  #gpuWanted;
   #onState;
   #onStats;
   #log;
@@ -92,6 +135,10 @@ export class Supervisor {
   #held = new HeldSlices();
   #slicesComputed = 0;
   #creditUnits = 0n;
+  #gpu = null; // what findGPU() found, once it has answered
+  #starts = 0; // start() calls: only the latest one connects, once the GPU search answers
+  #announcedGPU = false; // what the last hello said of webgpu
+  #helloAgainId = null; // the id of the hello that setGPU() sent on a live socket
 
   /**
    * @param {object} options
@@ -99,6 +146,8 @@ export class Supervisor {
    * @param {string} options.sandboxURL absolute URL of sandbox.js
    * @param {string} options.pyodideURL absolute URL of the vendor/pyodide/ folder
    * @param {number} [options.cores] slices computed at once (default: hardware threads - 1)
+   * @param {boolean} [options.gpu] offer the GPU (WebGPU) when one is found (default: true);
+   *   false: the hello says webgpu false and no adapter is asked for; setGPU() changes it
    * @param {function} [options.onState] (state, detail) on every change of state
    * @param {function} [options.onStats] ({slicesComputed, creditsEarned, inFlight, state})
    * @param {function} [options.log] (message, level) for a person-readable event log
@@ -110,6 +159,7 @@ export class Supervisor {
     sandboxURL,
     pyodideURL,
     cores = Math.max(1, (globalThis.navigator?.hardwareConcurrency ?? 2) - 1),
+    gpu = true,
     onState,
     onStats,
     log,
@@ -121,6 +171,7 @@ export class Supervisor {
     this.#sandboxURL = sandboxURL;
     this.#pyodideURL = pyodideURL;
     this.#cores = coreCount(cores);
+    this.#gpuWanted = Boolean(gpu);
     this.#onState = onState;
     this.#onStats = onStats;
     this.#log = log;
@@ -129,7 +180,7 @@ export class Supervisor {
     this.#connection = new Connection({
       url: socketURL,
       WebSocket: WebSocketClass,
-      hello: () => ({ cores: this.#cores, capabilities: { webgpu: Boolean(globalThis.navigator?.gpu) } }),
+      hello: () => this.#hello(),
       handlers: this.#messageHandlers(),
       events: this.#connectionEvents(),
       log: logLine,
@@ -143,6 +194,11 @@ export class Supervisor {
 
   get cores() {
     return this.#cores;
+  }
+
+  /** Whether the hello offers the GPU: one was found and the `gpu` switch is on. */
+  get usesGPU() {
+    return this.#gpuWanted && Boolean(this.#gpu?.found);
   }
 
   /** What onStats last reported (or would report now). */
@@ -162,7 +218,11 @@ export class Supervisor {
     if (this.#pool) this.#pool.resize(this.#cores);
     else this.#pool = new IsolatedPool({ size: this.#cores, sandboxURL: this.#sandboxURL, pyodideURL: this.#pyodideURL });
     this.#releaseLock ??= holdPageLock();
-    this.#connection.start();
+    this.#starts += 1;
+    const start = this.#starts;
+    this.#searchForGPU().then(() => {
+      if (this.#running && start === this.#starts) this.#connection.start();
+    });
   }
 
   /** Hands every unfinished slice back (`return`), aborts them in the pool, closes the socket. */
@@ -196,7 +256,36 @@ export class Supervisor {
     this.#emitStats();
   }
 
+  /** Turns offering the GPU on or off; while connected, tells the scheduler at once (a new
+   * hello on the same socket: the slices in flight carry on). */
+  setGPU(on) {
+    this.#gpuWanted = Boolean(on);
+    this.#searchForGPU().then(() => {
+      if (this.usesGPU !== this.#announcedGPU) this.#helloAgain();
+    });
+  }
+
   // ------------------------------------------------------------------------ connection
+
+  /** The fields of the hello message (connection.js adds its type, id and version). */
+  #hello() {
+    this.#announcedGPU = this.usesGPU;
+    return { cores: this.#cores, capabilities: { webgpu: this.#announcedGPU } };
+  }
+
+  /** Waits for findGPU() when the GPU may be offered (it asks the browser once a page). */
+  async #searchForGPU() {
+    if (this.#gpuWanted && this.#gpu === null) this.#gpu = await findGPU();
+  }
+
+  /** Says hello again on the live socket, for a changed capability; a socket opened later
+   * says it in its own hello. */
+  #helloAgain() {
+    if (!this.#connection.isOpen) return;
+    const id = this.#connection.requestId();
+    this.#helloAgainId = id;
+    this.#connection.send({ type: WORKER_SENDS.HELLO, id, version: PROTOCOL_VERSION, ...this.#hello() });
+  }
 
   /** What the supervisor does at each moment of the connection's life (connection.js). */
   #connectionEvents() {
@@ -246,7 +335,11 @@ export class Supervisor {
 
   #onWelcome(message) {
     const paid = message.address ? `; credits go to ${message.address}` : "";
-    this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}`);
+    if (message.id != null && message.id === this.#helloAgainId) {
+      this.#logLine(`The scheduler was told: GPU ${this.usesGPU ? "offered" : "not offered"}`);
+    } else {
+      this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}`);
+    }
     this.#updateWorkState();
     this.#announceReady();
   }
@@ -321,7 +414,7 @@ export class Supervisor {
         onConsole: (line) => this.#onSliceConsole(record, line),
       })
       .then(
-        ({ value }) => this.#onSliceDone(record, { value }),
+        ({ value, gpuMs }) => this.#onSliceDone(record, { value, gpuMs }),
         (error) => this.#onSliceDone(record, { error }),
       );
   }
@@ -338,12 +431,12 @@ export class Supervisor {
     this.#outbox.console(record.job.id, slice ?? record.slice, level, message);
   }
 
-  #onSliceDone(record, { value, error }) {
+  #onSliceDone(record, { value, error, gpuMs }) {
     if (record.dropped) return;
     const ms = Math.round(performance.now() - record.startedAt);
     this.#held.forget(record);
     this.#outbox.forgetProgress(record.job.id, record.slice);
-    let capacityFreed = this.#report(record, { value, error, ms });
+    let capacityFreed = this.#report(record, { value, error, ms, gpuMs });
     this.#pump();
     capacityFreed = this.#outbox.sendDue() || capacityFreed;
     if (capacityFreed) this.#announceReady();
@@ -351,7 +444,7 @@ export class Supervisor {
   }
 
   /** Batches a finished slice's outcome (sent when its task is done); true if capacity was freed. */
-  #report(record, { value, error, ms }) {
+  #report(record, { value, error, ms, gpuMs }) {
     const jobId = record.job.id;
     if (error && LOCAL_SLICE_ERRORS.has(error.name)) {
       // Not our decision (we mark slices dropped before aborting them): give it back at once.
@@ -361,7 +454,7 @@ export class Supervisor {
       this.#logLine(`Slice ${record.slice} of job ${jobId} lost its sandbox (${error.name}): ${error.message}`, "warn");
     }
     if (error) this.#outbox.addError(jobId, record.slice, error);
-    else this.#outbox.addResult(jobId, { slice: record.slice, value, ms });
+    else this.#outbox.addResult(jobId, { slice: record.slice, value, ms, gpuMs });
     return record.task.open.size === 0 && this.#outbox.flush(jobId);
   }
 

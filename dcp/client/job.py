@@ -32,6 +32,7 @@ from .options import (
     check_public,
     check_requirements,
     check_verify,
+    deploy_requirements,
 )
 from .results import ResultHandle
 from .state import JobState
@@ -50,7 +51,8 @@ class Job:
     `accepted`, `status`, `result`, `console`, `error`, `noprogress`, `duplicate-result`,
     `rejected`, `cancel`, `complete`).
     Options: `job.public = {"name", "description", "link"}`, `job.requirements = {...}`
-    (DCP's schema), `job.auto_close = False` for an open job, `job.progress_timeout` (seconds),
+    (DCP's schema; a work function that uses the GPU requires WebGPU workers by itself),
+    `job.auto_close = False` for an open job, `job.progress_timeout` (seconds),
     `job.verify = dcp.Quorum(2)` for result verification.
     `job.id` is set once the scheduler accepts the job.
     """
@@ -122,7 +124,10 @@ class Job:
 
     @property
     def requirements(self) -> dict[str, Any]:
-        """What a worker must have (`{"environment": {"webgpu": True}, "discrete": False}`)."""
+        """What a worker must have (`{"environment": {"webgpu": True}, "discrete": False}`), as
+        set. The deploy adds `environment.webgpu = True` when the work function uses the GPU
+        (`dcp.gpu`; `gpu` or `navigator.gpu` in JavaScript); `webgpu: False` then refuses the
+        deploy. local_exec() ignores requirements."""
         return self._requirements
 
     @requirements.setter
@@ -307,6 +312,8 @@ class Job:
             )
         self.requirements = self._requirements  # mutated since it was set? check again
         self.public = self._public
+        if self.work is not None:
+            deploy_requirements(self.requirements, self.work)  # refused before keys are asked
 
     def _unlock(self, identity: KeySpec, account: KeySpec, offer: Decimal | None) -> None:
         """Keep the identity key and (to deploy or add slices) the account key: those given,
@@ -347,7 +354,7 @@ class Job:
             "progress_timeout": self.progress_timeout,
             "open": is_open,
             "public": self.public,
-            "requirements": self.requirements,
+            "requirements": deploy_requirements(self.requirements, self.work),
             "verify": self.verify.protocol() if self.verify is not None else None,
         }
         return build_deploy(

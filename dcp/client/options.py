@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import DCPError
+from ..protocol.gpu_use import uses_gpu
 from ..protocol.messages import Verify, describe
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "check_public",
     "check_requirements",
     "check_verify",
+    "deploy_requirements",
 ]
 
 DEFAULT_PROGRESS_TIMEOUT_S = 60
@@ -44,6 +46,22 @@ def check_requirements(requirements: Any) -> dict[str, Any]:
         return {}
     _check_object(requirements, REQUIREMENTS_SCHEMA, "requirements")
     return copy.deepcopy(dict(requirements))
+
+
+def deploy_requirements(requirements: dict[str, Any], work: Mapping[str, str]) -> dict[str, Any]:
+    """The requirements a job is deployed with: the user's, and a WebGPU worker when the work
+    function uses the GPU (dcp.protocol.gpu_use); EINVALID when the user's refuse WebGPU."""
+    if not uses_gpu(work["language"], work["source"]):
+        return requirements
+    environment = requirements.get("environment", {})
+    if environment.get("webgpu") is False:
+        raise DCPError(
+            "EINVALID",
+            "the work function uses the GPU, but the job's requirements refuse WebGPU "
+            '(requirements={"environment": {"webgpu": False}}): drop that requirement, '
+            "or the work function's use of the GPU",
+        )
+    return {**requirements, "environment": {**environment, "webgpu": True}}
 
 
 def _check_object(value: Any, schema: dict[str, Any], path: str) -> None:

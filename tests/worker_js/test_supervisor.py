@@ -639,8 +639,26 @@ def worker_tab(browser: Any, scheduler: FakeScheduler) -> Iterator[Any]:
     assert page_errors == []
 
 
+# A browser with a GPU, for the Worker tab: navigator.gpu answering with an adapter.
+FAKE_GPU_JS = """
+Object.defineProperty(navigator, "gpu", {
+  configurable: true,
+  value: { requestAdapter: async () => ({ info: { description: "Test Adapter 9000" } }) },
+});
+"""
+
+
+def gpu_line_settled(page: Any) -> str:
+    """The Worker tab's GPU line, once the search for an adapter has answered."""
+    line = page.get_by_test_id("worker-gpu")
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"worker-gpu\"]').textContent.includes('looking')"
+    )
+    return str(line.text_content())
+
+
 def test_the_worker_tab_computes_and_adds_to_the_totals(
-    worker_tab: Any, scheduler: FakeScheduler
+    browser: Any, worker_tab: Any, scheduler: FakeScheduler
 ) -> None:
     page = worker_tab
     threads = page.evaluate("navigator.hardwareConcurrency")
@@ -650,11 +668,16 @@ def test_the_worker_tab_computes_and_adds_to_the_totals(
     status = page.get_by_test_id("worker-status")
     assert status.text_content() == "Stopped"
     assert page.get_by_role("button", name="Stop").is_disabled()
+    # Chromium runs here with --disable-gpu: no adapter, so no GPU to offer.
+    assert gpu_line_settled(page).startswith("GPU: none found")
+    assert page.get_by_label("Use GPU").is_disabled()
+    assert not page.get_by_label("Use GPU").is_checked()
     job = task("python", "def work(x):\n    return x * x\n", [3, 4])
     scheduler.queue_task(job)
 
     page.get_by_role("button", name="Start").click()
 
+    assert scheduler.wait_for_message("hello")["capabilities"] == {"webgpu": False}
     page.wait_for_function(
         "document.querySelector('[data-testid=\"slices-computed\"]').textContent === '9'"
     )
@@ -668,6 +691,45 @@ def test_the_worker_tab_computes_and_adds_to_the_totals(
     assert status.text_content() == "Stopped"
     assert page.get_by_role("button", name="Start").is_enabled()
     assert page.get_by_test_id("worker-log").locator("li").count() >= 3
+
+    check_the_gpu_switch_of_a_tab_with_a_gpu(browser, scheduler)
+
+
+def check_the_gpu_switch_of_a_tab_with_a_gpu(browser: Any, scheduler: FakeScheduler) -> None:
+    """An adapter is shown and offered; unticking "Use GPU" while running says hello again on
+    the same socket, and the choice outlives a reload."""
+    context = browser.new_context()
+    context.add_init_script(FAKE_GPU_JS)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    try:
+        page.goto(f"{scheduler.origin}/portal/worker/")
+        assert gpu_line_settled(page) == "GPU: Test Adapter 9000"
+        use_gpu = page.get_by_label("Use GPU")
+        assert use_gpu.is_enabled() and use_gpu.is_checked()
+        hellos_before = len(scheduler.messages("hello"))
+
+        page.get_by_role("button", name="Start").click()
+        hello = scheduler.wait_for(
+            lambda: scheduler.messages("hello")[hellos_before:], what="the hello of a GPU tab"
+        )[0]
+        assert hello["capabilities"] == {"webgpu": True}
+        scheduler.wait_for_message("ready", _connection=hello["_connection"])
+        use_gpu.uncheck()
+        again = scheduler.wait_for(
+            lambda: scheduler.messages("hello")[hellos_before + 1 :], what="a second hello"
+        )[0]
+
+        assert again["capabilities"] == {"webgpu": False}
+        assert again["_connection"] == hello["_connection"]  # no reconnect: slices carry on
+        page.get_by_role("button", name="Stop").click()
+        page.reload()
+        assert gpu_line_settled(page) == "GPU: Test Adapter 9000"
+        assert use_gpu.is_enabled() and not use_gpu.is_checked()
+    finally:
+        context.close()
+    assert page_errors == []
 
 
 # ------------------------------------------------------------- a sandbox that eats memory

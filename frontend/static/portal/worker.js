@@ -1,17 +1,21 @@
-// Worker tab: Start/Stop, the cores selector, live totals, the status line and the event log.
+// Worker tab: Start/Stop, the cores selector, the "Use GPU" switch (remembered in this browser's
+// localStorage), live totals, the status line and the event log.
 // The work itself is done by the Supervisor (worker_static/supervisor.js) and its sandboxes;
 // the credit arithmetic is the protocol's (worker_static/protocol.js).
 
 import { addCredits, formatCredits, parseCredits } from "/worker/protocol.js";
-import { Supervisor, STATES } from "/worker/supervisor.js";
+import { findGPU, Supervisor, STATES } from "/worker/supervisor.js";
 import { plural } from "/worker/util.js";
 
 const LOG_LENGTH = 20;
+const GPU_CHOICE_KEY = "dcp.worker.useGPU"; // "off" once the person turned the GPU off
 
 const root = document.getElementById("worker");
 const startButton = root.querySelector("[data-worker-start]");
 const stopButton = root.querySelector("[data-worker-stop]");
 const coresSelect = root.querySelector("[data-worker-cores]");
+const gpuSwitch = root.querySelector("[data-worker-gpu]");
+const gpuLine = root.querySelector('[data-testid="worker-gpu"]');
 const statusLine = root.querySelector('[data-testid="worker-status"]');
 const slicesOutput = document.querySelector('[data-testid="slices-computed"]');
 const creditsOutput = document.querySelector('[data-testid="credits-earned"]');
@@ -46,6 +50,30 @@ function fillCoresSelect() {
     coresSelect.add(new Option(String(count), String(count)));
   }
   coresSelect.value = String(Math.max(1, threads - 1));
+}
+
+/** Whether the person wants the GPU used: yes unless they turned it off in this browser. */
+function gpuChosen() {
+  try {
+    return localStorage.getItem(GPU_CHOICE_KEY) !== "off";
+  } catch {
+    return true; // storage refused (privacy settings): the default
+  }
+}
+
+function rememberGPUChoice(on) {
+  try {
+    localStorage.setItem(GPU_CHOICE_KEY, on ? "on" : "off");
+  } catch {
+    // storage refused: the choice lasts as long as the page
+  }
+}
+
+/** "GPU: <adapter>" or "GPU: none found (why)"; the switch only where there is a GPU. */
+function showGPU({ found, description, reason }) {
+  gpuLine.textContent = found ? `GPU: ${description}` : `GPU: none found${reason ? ` (${reason})` : ""}`;
+  gpuSwitch.disabled = !found;
+  gpuSwitch.checked = found && gpuChosen();
 }
 
 function shortJob(jobId) {
@@ -117,6 +145,7 @@ const supervisor = new Supervisor({
   sandboxURL: absoluteURL(root.dataset.sandboxUrl),
   pyodideURL: absoluteURL(root.dataset.pyodideUrl),
   cores: Number(coresSelect.value),
+  gpu: gpuChosen(),
   onState: showState,
   onStats: showStats,
   log: addLogLine,
@@ -125,6 +154,11 @@ const supervisor = new Supervisor({
 startButton.addEventListener("click", () => supervisor.start());
 stopButton.addEventListener("click", () => supervisor.stop());
 coresSelect.addEventListener("change", () => supervisor.setCores(Number(coresSelect.value)));
+gpuSwitch.addEventListener("change", () => {
+  rememberGPUChoice(gpuSwitch.checked);
+  supervisor.setGPU(gpuSwitch.checked);
+});
+findGPU().then(showGPU);
 
 // For end-to-end tests and the curious: the live supervisor of this tab.
 window.dcpSupervisor = supervisor;
