@@ -21,7 +21,7 @@ PYTHON_FOR_VENV := $(shell \
     $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; \
   done)
 
-.PHONY: run test lint bench venv frontend chromium migrate clean protocol-js
+.PHONY: run test lint bench venv frontend chromium system-packages migrate clean protocol-js
 
 $(VENV)/.created:
 	@test -n "$(PYTHON_FOR_VENV)" || { echo "No Python 3.12+ found on PATH or in pyenv's versions: install one." >&2; exit 1; }
@@ -31,7 +31,7 @@ $(VENV)/.created:
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.created pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,dev]"
+	$(PY) -m pip install --quiet -e ".[test,dev,gpu]"
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -46,9 +46,17 @@ worker_static/vendor/.built: frontend/node_modules/.package-lock.json frontend/b
 
 frontend: worker_static/vendor/.built
 
-chromium:
-	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+# Debian's packages the tests use, installed when missing (one apt-get for both): chromium for
+# the browser tests, mesa-vulkan-drivers for lavapipe, the software GPU that wgpu-py uses when
+# local_exec runs a GPU work function on a machine without one.
+system-packages:
+	@missing=""; \
+	test -x $(CHROMIUM) || missing="chromium"; \
+	ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing="$$missing mesa-vulkan-drivers"; \
+	if [ -n "$$missing" ]; then echo "Installing Debian's$${missing:+ }$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+
+chromium: system-packages
 
 migrate: venv
 	@mkdir -p var
@@ -80,7 +88,7 @@ lint: venv
 	$(VENV)/bin/mypy portal dcp
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test,dev,bench]"
+	$(PY) -m pip install --quiet -e ".[test,dev,gpu,bench]"
 	@touch $@
 
 # Each benchmark prints one JSON line of figures.
@@ -89,6 +97,7 @@ bench: venv frontend chromium $(VENV)/.bench-installed
 	$(PY) -m bench.browser
 	$(PY) -m bench.switch
 	$(PY) -m bench.soak
+	$(PY) -m bench.gpu
 
 clean:
 	rm -rf $(VENV) frontend/node_modules worker_static/vendor

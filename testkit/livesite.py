@@ -30,6 +30,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# A real WebGPU adapter without a GPU: SwiftShader, Chromium's software Vulkan (slow, but WebGPU).
+WEBGPU_CHROMIUM_ARGS = [
+    *(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"),
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-webgpu-adapter=swiftshader",
+    "--use-angle=swiftshader",
+]
 
 
 def free_port() -> int:

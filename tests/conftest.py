@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from testkit.livesite import CHROMIUM, CHROMIUM_ARGS, LiveSite
+from testkit.livesite import CHROMIUM, CHROMIUM_ARGS, WEBGPU_CHROMIUM_ARGS, LiveSite
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -54,15 +54,30 @@ def portal_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def playwright_driver() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Any) -> Iterator[Any]:
+    chromium = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="session")
+def webgpu_browser(playwright_driver: Any) -> Iterator[Any]:
+    """Chromium with a real WebGPU adapter (SwiftShader: software, slow, but WebGPU)."""
+    chromium = playwright_driver.chromium.launch(
+        executable_path=CHROMIUM, args=WEBGPU_CHROMIUM_ARGS
+    )
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture

@@ -165,7 +165,7 @@ export class IsolatedPool {
     else if (data.type === "console") callQuietly(run.onConsole, data.line);
     else if (data.type === "done") {
       this.#pending.delete(data.id);
-      run.resolve({ value: data.value });
+      run.resolve({ value: data.value, gpuMs: data.gpuMs });
     } else if (data.type === "failed") {
       this.#pending.delete(data.id);
       run.reject(new SliceError({ ...data.error, jobId: run.job?.id ?? null, slice: run.slice }));

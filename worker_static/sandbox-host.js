@@ -21,7 +21,7 @@
  *
  *   frame -> tab
  *     {type: "progress", id, value}  {type: "console", id, line}     of run `id`
- *     {type: "done", id, value, stats}  {type: "failed", id, error: {name, message, traceback}, stats}
+ *     {type: "done", id, value, gpuMs, stats}  {type: "failed", id, error: {name, message, traceback}, stats}
  *     {type: "pong", id, stats}                              stats: SandboxPool.stats()
  *     {type: "stats", stats}                                 after an abortJob or resize
  *
@@ -40,12 +40,12 @@ function send(message) {
 
 async function run({ id, job, slice, datum, timeoutMs }) {
   try {
-    const { value } = await pool.run(job, slice, datum, {
+    const { value, gpuMs } = await pool.run(job, slice, datum, {
       timeoutMs,
       onProgress: (value) => send({ type: "progress", id, value }),
       onConsole: (line) => send({ type: "console", id, line }),
     });
-    send({ type: "done", id, value, stats: pool.stats() });
+    send({ type: "done", id, value, gpuMs, stats: pool.stats() });
   } catch (error) {
     const { name = "Error", message = String(error), traceback = "" } = error ?? {};
     send({ type: "failed", id, error: { name, message, traceback }, stats: pool.stats() });

@@ -179,13 +179,15 @@ const snapshots = new SnapshotStore();
 
 // -------------------------------------------------------------------------------- sandbox
 
-const bootstraps = new Map(); // sandboxURL -> blob: URL of its bootstrap (see startWorker)
+const bootstraps = new Map(); // sandboxURL -> data: URL of its bootstrap (see startWorker)
 
 /** A Worker running sandbox.js. A page of an opaque origin (the sandboxes' own frame,
- * sandbox-host.js) may start neither a worker from the portal's URL nor a module worker from a
- * blob: URL, so there the worker is a classic one from a blob that imports sandbox.js and hands
- * it the messages that arrived while it loaded. Such a worker takes its Content-Security-Policy
- * from the page that starts it (the frame's, which is the sandbox's; worker_files.py). */
+ * sandbox-host.js) may not start a worker from the portal's URL, so there the worker is a
+ * classic one from a data: URL that imports sandbox.js and hands it the messages that arrived
+ * while it loaded. A data: URL rather than a blob: one: a worker from a blob: URL made by an
+ * opaque origin is not a secure context, so it would have no WebGPU (navigator.gpu). Such a
+ * worker takes its Content-Security-Policy from the page that starts it (the frame's, which is
+ * the sandbox's; worker_files.py). */
 function startWorker(sandboxURL, name) {
   if (new URL(sandboxURL).origin === globalThis.origin) return new Worker(sandboxURL, { type: "module", name });
   if (!bootstraps.has(sandboxURL)) {
@@ -197,7 +199,7 @@ import(${JSON.stringify(sandboxURL)}).then(() => {
   for (const data of held) self.dispatchEvent(new MessageEvent("message", { data }));
 }, (error) => setTimeout(() => { throw error; }));
 `;
-    bootstraps.set(sandboxURL, URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+    bootstraps.set(sandboxURL, `data:text/javascript,${encodeURIComponent(source)}`);
   }
   return new Worker(bootstraps.get(sandboxURL), { name });
 }
@@ -207,13 +209,14 @@ import(${JSON.stringify(sandboxURL)}).then(() => {
 class Sandbox {
   static #count = 0;
 
-  constructor(sandboxURL, { memoryLimitBytes, onCrash, onOutOfMemory }) {
+  constructor(sandboxURL, { memoryLimitBytes, gpu, onCrash, onOutOfMemory }) {
     Sandbox.#count += 1;
     this.number = Sandbox.#count;
     this.worker = startWorker(sandboxURL, `dcp-sandbox-${this.number}`);
     this.interruptBuffer = newInterruptBuffer();
     this.doorbell = newDoorbell();
     this.memoryLimitBytes = memoryLimitBytes;
+    this.gpu = gpu;
     this.onOutOfMemory = onOutOfMemory;
     this.outOfMemory = null; // {bytes, limitBytes}: the first growth it was refused
     this.outOfMemoryTimer = null;
@@ -251,8 +254,8 @@ class Sandbox {
       },
       crash: () => {},
     });
-    const { interruptBuffer, doorbell, memoryLimitBytes } = this;
-    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes }, [port]);
+    const { interruptBuffer, doorbell, memoryLimitBytes, gpu } = this;
+    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes, gpu }, [port]);
   }
 
   request(message, handler) {
@@ -342,6 +345,8 @@ export class SandboxPool {
    * @param {number} [options.interruptGraceMs] how long an interrupted Python slice may take to stop
    * @param {number} [options.idleMs] how long a job's sandbox lives without a slice (0: until needed)
    * @param {number} [options.memoryLimitBytes] how far a sandbox's WebAssembly memory may grow
+   * @param {boolean} [options.gpu] whether work functions may use WebGPU (the "Use GPU" switch;
+   *   when false a sandbox's navigator.gpu and `gpu` helpers say "device access is not allowed")
    */
   constructor({
     size = defaultSize(),
@@ -352,6 +357,7 @@ export class SandboxPool {
     interruptGraceMs = DEFAULT_INTERRUPT_GRACE_MS,
     idleMs = DEFAULT_IDLE_MS,
     memoryLimitBytes = MAX_SANDBOX_MEMORY_BYTES,
+    gpu = true,
   }) {
     if (!sandboxURL || !pyodideURL) throw new TypeError("SandboxPool needs sandboxURL and pyodideURL");
     this.sandboxURL = sandboxURL;
@@ -361,6 +367,7 @@ export class SandboxPool {
     this.interruptGraceMs = interruptGraceMs;
     this.idleMs = idleMs;
     this.memoryLimitBytes = memoryLimitBytes;
+    this.gpu = gpu !== false;
     this.#size = Math.max(1, size);
     this.#snapshotKey = `${sandboxURL}\n${pyodideURL}`;
   }
@@ -505,6 +512,7 @@ export class SandboxPool {
   #startSandbox() {
     const sandbox = new Sandbox(this.sandboxURL, {
       memoryLimitBytes: this.memoryLimitBytes,
+      gpu: this.gpu,
       onCrash: (crashed, message) => this.#lose(crashed, (task) => sliceError("SandboxCrashed", task, message)),
       onOutOfMemory: (full, report) => this.#onOutOfMemory(full, report),
     });
@@ -693,7 +701,7 @@ export class SandboxPool {
         ["console", (reply) => forwardConsole(task, reply)],
         ["result", (reply) => settle(() => {
           if (silence.interrupted) reject(noProgress());
-          else resolve({ value: reply.value });
+          else resolve({ value: reply.value, gpuMs: reply.gpuMs });
         })],
         ["error", (reply) => settle(() => {
           if (reply.fatal) this.#discard(sandbox, null);

@@ -81,7 +81,7 @@
  * `pyodide.makeMemorySnapshot()`), taken after Pyodide and the runtime module loaded and before
  * any work function ran; later sandboxes start from it (`_loadSnapshot`), which skips the boot.
  * A snapshot holds the wasm memory only: the file system starts empty again (the runtime file is
- * written anew), and `random` is reseeded so that sandboxes do not repeat each other's numbers
+ * files are written anew), and `random` is reseeded so that sandboxes do not repeat each other's numbers
  * (the str hash seed is the snapshot's, shared by the sandboxes started from it). A snapshot
  * that does not restore falls back to an ordinary start.
  *
@@ -94,10 +94,11 @@
  * print()/console lines are forwarded; a result must be JSON.
  *
  * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
- * dcp/runtime/runtimes.py): slice.mjs, imported below, and slice.py, fetched when Pyodide
- * loads, written into Pyodide's file system and imported as the module `dcp_slice`. The
- * portal also generates /worker/runtime/manifest.mjs, `export default {"slice.py":
- * "sha256-...", ...}`, from the files it serves; slice.py is fetched with that hash as its
+ * dcp/runtime/runtimes.py): slice.mjs and gpu.mjs, imported below, and slice.py, gpu.py and
+ * wgsl.py, fetched when Pyodide loads, written into Pyodide's file system as the package
+ * `dcp_sandbox` and imported as `dcp_sandbox.slice`. The portal also generates
+ * /worker/runtime/manifest.mjs, `export default {"slice.py": "sha256-...", ...}`, from the
+ * files it serves; each .py file is fetched with its hash as its
  * Subresource Integrity, so a sandbox never runs a runtime other than the one the portal
  * describes (a stale cache or a half-finished deploy fails the warm or init instead).
  * Everything is found relative to this script's own URL.
@@ -113,7 +114,7 @@
  * origin private file system, navigator.storageBuckets, navigator.locks, the old webkit file
  * system calls) throws "storage access is not allowed in a sandbox", and devices (navigator.usb,
  * .hid, .serial, .bluetooth) "device access is not allowed in a sandbox". The real fetch is kept
- * privately and used only to load Pyodide's own files and the runtime's slice.py. As the second layer the portal
+ * privately and used only to load Pyodide's own files and the runtime's .py files. As the second layer the portal
  * serves this file with a Content-Security-Policy that limits script and connect sources to the
  * Pyodide vendor folder and the runtime folder. The exact header (portal/web/worker_files.py,
  * which the tests use too), with ORIGIN the portal origin (a CSP path needs a host, so the server
@@ -121,11 +122,11 @@
  *
  *   Content-Security-Policy: default-src 'none';
  *       script-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/ 'wasm-unsafe-eval'
- *       'unsafe-eval'; connect-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/slice.py
+ *       'unsafe-eval'; connect-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/
  *
  * script-src admits the import() of pyodide.mjs and pyodide.asm.mjs and the imports of
- * runtime/slice.mjs and runtime/manifest.mjs; connect-src the fetches of the wasm, the standard
- * library zip, the lock file and slice.py; 'wasm-unsafe-eval' lets Pyodide compile its wasm
+ * runtime/slice.mjs, gpu.mjs and manifest.mjs; connect-src the fetches of the wasm, the
+ * standard library zip, the lock file and the runtime's .py files; 'wasm-unsafe-eval' lets Pyodide compile its wasm
  * (enough for Python jobs); 'unsafe-eval' is needed only to compile JS work functions (new
  * Function). default-src 'none' also forbids nested workers and every other load, and import()
  * of any other URL (blob: and data: included) is refused.
@@ -135,23 +136,33 @@ import {
   clipConsoleLine, compileWorkFunction, consoleFor, describe, errorReply, progressFunction, runSlice,
 } from "./runtime/slice.mjs";
 import RUNTIME_INTEGRITY from "./runtime/manifest.mjs";
+import { gpuHelpers } from "./runtime/gpu.mjs";
 
 const PROGRESS_BURST = 20; // progress messages sent at once before throttling starts
 const PROGRESS_INTERVAL_MS = 50; // then at most one progress message per interval
 const MAX_CONSOLE_MESSAGES = 1000; // per slice (or per init)
 const PYODIDE_FETCHED_FILES = ["pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
 const RUNTIME_URL = new URL("./runtime/", import.meta.url); // where the portal serves them
-const PYTHON_RUNTIME_FILE = "slice.py";
-const PYTHON_RUNTIME_MODULE = "dcp_slice"; // its name inside Pyodide
+// The Python runtime's files (slice.py, gpu.py, wgsl.py: the manifest's .py files) form the
+// package dcp_sandbox inside Pyodide; slice.py is its module dcp_sandbox.slice.
+const PYTHON_RUNTIME_FILES = Object.keys(RUNTIME_INTEGRITY).filter((name) => name.endsWith(".py"));
+const PYTHON_RUNTIME_PACKAGE = "dcp_sandbox";
+const PYTHON_RUNTIME_MODULE = `${PYTHON_RUNTIME_PACKAGE}.slice`;
 const PYTHON_RUNTIME_DIR = "/dcp_runtime"; // in Pyodide's file system, on sys.path
 // Run in every sandbox once Pyodide is up, in a namespace of its own (a snapshot has done it
-// before, but its random state is the same in every sandbox started from it).
+// before, but its random state is the same in every sandbox started from it). The GPU module is
+// imported here too, so that a snapshot holds it compiled.
 const PYTHON_SETUP = `
-import random, sys
+import importlib, random, sys
 if ${JSON.stringify(PYTHON_RUNTIME_DIR)} not in sys.path:
     sys.path.append(${JSON.stringify(PYTHON_RUNTIME_DIR)})
+importlib.invalidate_caches()
+importlib.import_module(${JSON.stringify(`${PYTHON_RUNTIME_PACKAGE}.gpu`)})
 random.seed()
 `;
+// A job whose source names the GPU runs its slices with stack switching (JSPI), so that the
+// GPU module's synchronous calls can wait for WebGPU's promises (pyodide.ffi.run_sync).
+const GPU_SOURCE = /\bgpu\b/;
 
 // ------------------------------------------------------------------------- private copies
 
@@ -174,6 +185,11 @@ const stopListening = self.removeEventListener.bind(self);
 const closeWorker = self.close.bind(self);
 // The page's own console methods, kept before `console` is pointed at the slice's output.
 const realConsole = { log: console.log.bind(console), error: console.error.bind(console) };
+// WebGPU as found before any work function ran; work functions reach it through the `gpu`
+// helpers (JavaScript) and the dcp_webgpu module (Python's dcp.gpu), once the page allows it.
+const realNavigatorGpu = navigator.gpu ?? null;
+let gpuForWork = null; // realNavigatorGpu once the page allows work functions the GPU
+let jsGpu = gpuHelpers(null, now); // the `gpu` global of JavaScript work functions
 
 // ---------------------------------------------------------------------------------- lockdown
 
@@ -308,10 +324,30 @@ let interruptBuffer = null;
 let doorbell = null; // Int32Array on a SharedArrayBuffer: [requests the page has sent, let go]
 let requestsReceived = 0;
 
+/** WebGPU for this sandbox's work functions, or (the worker's "Use GPU" switch is off) none:
+ * navigator.gpu then throws "device access is not allowed in a sandbox". */
+function allowGpu(allowed) {
+  if (!allowed) replaceProperty(navigator, "gpu", { get: blockedFunction("gpu", "device") });
+  gpuForWork = allowed ? realNavigatorGpu : null;
+  jsGpu = gpuHelpers(gpuForWork, now);
+}
+
+/** What Python's dcp.gpu uses of WebGPU, as the module dcp_webgpu. Pyodide's `js` module cannot
+ * read the global scope's getters (navigator among them) in the sandbox that made the snapshot. */
+function webgpuModule() {
+  return Object.freeze({
+    gpu: gpuForWork,
+    GPUBufferUsage: globalThis.GPUBufferUsage ?? null,
+    GPUMapMode: globalThis.GPUMapMode ?? null,
+    GPUShaderStage: globalThis.GPUShaderStage ?? null,
+    Object, Array, Uint8Array,
+  });
+}
+
 /** The page's first message hands over the port; the worker scope is never listened to again. */
 function connect(event) {
   stopListening("message", connect);
-  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit } = messageData(event) ?? {};
+  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit, gpu } = messageData(event) ?? {};
   if (type !== "connect" || !(port instanceof MessagePort)) {
     realConsole.error("sandbox: the page's first message must be connect with a MessagePort");
     return;
@@ -321,6 +357,7 @@ function connect(event) {
   interruptBuffer = buffer ?? null;
   doorbell = bell instanceof Int32Array ? bell : null;
   if (typeof limit === "number" && limit > 0) memoryLimitBytes = limit;
+  allowGpu(gpu !== false);
   post({ type: "ready", id, jobId: null, pyodideLoaded: false, fromSnapshot: false });
 }
 
@@ -454,11 +491,13 @@ replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress
 
 function startJsJob(job) {
   userCodeRan = true;
+  replaceGlobal("gpu", { value: jsGpu, writable: false });
   // new Function bodies run in the global scope: work code cannot see this module's variables.
   const work = compileWorkFunction(job.source, (body) => new FunctionConstructor(body)());
   const args = job.args ?? [];
   return {
     run: (slice, datum) => runSlice(work, args, slice, datum, activeRequest),
+    takeGpuMs: jsGpu.takeGpuMs,
     dispose() {},
   };
 }
@@ -535,22 +574,25 @@ async function fetchRuntimeFile(name) {
 async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
   if (typeof pyodideURL !== "string") throw new TypeError("loading Pyodide needs pyodideURL");
   const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, import.meta.url).href;
-  const [{ pyodide, fromSnapshot }, source] = await Promise.all([
+  const [{ pyodide, fromSnapshot }, ...sources] = await Promise.all([
     startPyodide(indexURL, { snapshot, makeSnapshot }),
-    fetchRuntimeFile(PYTHON_RUNTIME_FILE),
+    ...PYTHON_RUNTIME_FILES.map(fetchRuntimeFile),
   ]);
   pyodide.setStdout({ batched: (line) => sendConsole("log", line) });
   pyodide.setStderr({ batched: (line) => sendConsole("error", line) });
   pyodide.setStdin({ error: true });
   // Always set: a snapshot carries the interrupt flag of the sandbox that took it.
   pyodide.setInterruptBuffer(interruptBuffer ?? undefined);
-  // A snapshot holds memory, not files: the runtime file is written in every sandbox.
-  pyodide.FS.mkdirTree(PYTHON_RUNTIME_DIR);
-  pyodide.FS.writeFile(`${PYTHON_RUNTIME_DIR}/${PYTHON_RUNTIME_MODULE}.py`, source);
+  // A snapshot holds memory, not files: the runtime files are written in every sandbox.
+  const packageDir = `${PYTHON_RUNTIME_DIR}/${PYTHON_RUNTIME_PACKAGE}`;
+  pyodide.FS.mkdirTree(packageDir);
+  pyodide.FS.writeFile(`${packageDir}/__init__.py`, "");
+  PYTHON_RUNTIME_FILES.forEach((name, index) => pyodide.FS.writeFile(`${packageDir}/${name}`, sources[index]));
   runPythonPrivately(pyodide, PYTHON_SETUP);
   // The module stays for the sandbox's lifetime: SliceRuntime is an attribute borrowed from it.
   const module = pyodide.pyimport(PYTHON_RUNTIME_MODULE);
   if (makeSnapshot && !fromSnapshot) sendSnapshot(pyodide, id);
+  pyodide.registerJsModule("dcp_webgpu", webgpuModule()); // after the snapshot: it holds JS objects
   return { pyodide, SliceRuntime: module.SliceRuntime, fromSnapshot };
 }
 
@@ -595,13 +637,17 @@ async function startPythonJob(job, init) {
     const { name, message, traceback } = parseJson(failure); // the source did not compile or run
     throw Object.assign(new Error(message), { name, traceback });
   }
-  return { run: (slice, datum) => runPythonSlice(run, slice, datum), dispose };
+  const call = GPU_SOURCE.test(job.source) && typeof run.callPromising === "function"
+    ? (...args) => run.callPromising(...args)
+    : run;
+  return { run: (slice, datum) => runPythonSlice(call, slice, datum), dispose };
 }
 
 async function runPythonSlice(run, slice, datum) {
   let reply;
   try {
     reply = run(slice, encodeJson(datum, `the datum of slice ${slice}`));
+    if (reply instanceof Promise) reply = await reply; // called with stack switching
     if (typeof reply !== "string") {
       const awaitable = reply; // a PyProxy of the runtime's coroutine
       try {
@@ -738,7 +784,8 @@ async function handleSlice({ id, slice, datum }) {
   }
   if (state.pendingProgress) sendProgress(state, state.pendingProgress.value);
   if (reply.type === "result") {
-    post({ type: "result", id, slice, value: reply.value });
+    const gpuMs = reply.gpuMs ?? currentJob.takeGpuMs?.();
+    post({ type: "result", id, slice, value: reply.value, ...(gpuMs > 0 ? { gpuMs } : {}) });
   } else {
     const { type: _type, ...error } = reply;
     post({ type: "error", id, slice, ...error });

@@ -1,8 +1,8 @@
 /*
  * local_exec's worker process for JavaScript work functions: `node node_worker.mjs`.
  *
- * The work function runs in a `vm` context whose only globals are `progress` and a `console`
- * that reports lines of the slice (slice.mjs holds the rules, shared with the browser sandbox).
+ * The work function runs in a `vm` context whose only globals are `progress`, `gpu` (gpu.mjs;
+ * node has no WebGPU, so its calls say so) and a `console` that reports lines of the slice (slice.mjs holds the rules, shared with the browser sandbox).
  * It reads JSON lines on stdin ({"type": "init", "source", "args"}, then {"type": "slice",
  * "slice", "datum"}) and writes JSON lines on stdout: started, progress, console, result, error.
  */
@@ -14,6 +14,7 @@ import {
   WORK_FILENAME, clipConsoleLine, compileWorkFunction, consoleFor, errorReply, progressFunction,
   runSlice,
 } from "./slice.mjs";
+import { gpuHelpers } from "./gpu.mjs";
 
 const PROGRESS_INTERVAL_MS = 50; // at most one progress message per interval
 const send = (message) => process.stdout.write(`${JSON.stringify(message)}\n`);
@@ -31,6 +32,7 @@ function reportProgress(state, value) {
 
 const context = vm.createContext({
   progress: progressFunction(() => current, reportProgress),
+  gpu: gpuHelpers(globalThis.navigator?.gpu ?? null),
   console: consoleFor((level, message) => send({
     type: "console", slice: current ? current.slice : null, level, message: clipConsoleLine(message),
   })),

@@ -66,8 +66,8 @@ def node_worker() -> LocalWorkerCommand:
 RUNTIMES: dict[str, WorkRuntime] = {
     runtime.language: runtime
     for runtime in (
-        WorkRuntime("python", ("slice.py",), python_worker),
-        WorkRuntime("js", ("slice.mjs",), node_worker),
+        WorkRuntime("python", ("slice.py", "gpu.py", "wgsl.py"), python_worker),
+        WorkRuntime("js", ("slice.mjs", "gpu.mjs"), node_worker),
     )
 }
 

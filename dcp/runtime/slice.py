@@ -13,6 +13,8 @@ The rules it holds, the same everywhere a Python slice runs:
 - `progress(value)` takes a number from 0 to 1, a percentage such as "50%", or nothing; an
   invalid value raises ValueError and fails the slice even if the work function catches it.
 - print() and writes to stderr become console lines of the slice (clipped at 10,000 chars).
+- `from dcp import gpu` is the GPU module beside this file (gpu.py); the GPU time a slice used
+  comes back with its result as `gpuMs`.
 - A result must be JSON (allow_nan=False); a failure comes back as its exception's name,
   message and traceback, with this runtime's own frames trimmed away.
 
@@ -23,6 +25,7 @@ on a pipe for a local worker, the sandbox's JavaScript for Pyodide).
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import io
 import json
@@ -53,6 +56,8 @@ MAX_CONSOLE_CHARS = 10_000  # one console line; a longer one is clipped (dcp.pro
 NO_FUNCTION = "the work function source defines no function: write def work(datum, *args)"
 # The file this code was compiled from, whatever name the host loaded it under.
 RUNTIME_FILENAME = (lambda: None).__code__.co_filename
+# The GPU module beside this file: dcp.runtime.gpu under CPython, the sandbox package's in Pyodide.
+GPU_MODULE = f"{__package__}.gpu" if __package__ else None
 _NUMBER_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(%?)\s*", re.IGNORECASE)
 
 # Taken at import, before any work function runs: a work function that patches these modules
@@ -112,14 +117,22 @@ def parse_progress(value: Any) -> tuple[float | None, str | None]:
 def install_dcp_module(progress: Progress) -> None:
     """Make `from dcp import progress` inside work functions mean `progress`.
 
-    Where the dcp package is loaded (a local worker) progress is added to it; elsewhere (Pyodide)
-    a module named dcp holding only progress stands in for it.
+    Where the dcp package is loaded (a local worker) progress is added to it and `dcp.gpu` is
+    its own; elsewhere (Pyodide) a module named dcp holding progress and gpu stands in for it.
     """
     module = sys.modules.get("dcp")
     if module is None:
         module = _ModuleType("dcp", "What a work function can use where it runs.")
         sys.modules["dcp"] = module
+        if GPU_MODULE is not None:
+            module.gpu = sys.modules["dcp.gpu"] = importlib.import_module(GPU_MODULE)  # type: ignore[attr-defined]
     module.progress = progress  # type: ignore[attr-defined]
+
+
+def take_gpu_ms() -> float:
+    """Milliseconds of GPU time used since the last call (0 where the GPU module is unused)."""
+    gpu = sys.modules.get(GPU_MODULE) if GPU_MODULE is not None else None
+    return round(gpu.take_gpu_seconds() * 1000, 3) if gpu is not None else 0.0
 
 
 # -------------------------------------------------------------------------- work function
@@ -267,6 +280,7 @@ class SliceRuntime:
     def run(self, slice_number: int, datum: Any) -> Reply | Awaitable[Reply]:
         """Compute one slice: its reply, or an awaitable of it for an async work function."""
         self._slice = _Slice(slice_number)
+        take_gpu_ms()  # the slice's GPU time starts now
         with self._captured():
             failure = self._compile() if self.work is None else None
             if failure is not None:
@@ -307,8 +321,11 @@ class SliceRuntime:
     def _finish(self, reply: Reply) -> Reply:
         problem = self._slice.problem if self._slice is not None else None
         self._slice = None
+        gpu_ms = take_gpu_ms()
         if reply["type"] == "result" and problem is not None:
             return _error("ValueError", problem, "")
+        if gpu_ms and isinstance(reply, _ResultReply):
+            reply["gpuMs"] = reply.gpu_ms = gpu_ms
         return reply
 
     def _captured(self) -> _Captured:
@@ -342,6 +359,7 @@ class _ResultReply(dict[str, Any]):
     does not encode the value a second time."""
 
     text = ""
+    gpu_ms = 0.0
 
 
 def _result(value: Any, slice_number: int) -> Reply:
@@ -352,7 +370,8 @@ def _result(value: Any, slice_number: int) -> Reply:
 
 def _reply_json(reply: Reply) -> str:
     if isinstance(reply, _ResultReply):
-        return '{"type": "result", "value": ' + reply.text + "}"
+        gpu = f', "gpuMs": {reply.gpu_ms!r}' if reply.gpu_ms else ""
+        return '{"type": "result", "value": ' + reply.text + gpu + "}"
     return _dumps(reply)
 
 

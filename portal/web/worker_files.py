@@ -32,7 +32,6 @@ CONTENT_TYPES = {
 }
 VENDOR_PATH = "/worker/vendor/pyodide/"
 RUNTIME_PATH = "/worker/runtime/"
-PYTHON_RUNTIME_FILE = "slice.py"  # the one runtime file the sandbox fetches (the others it imports)
 SANDBOX_HOST_PAGE = "sandbox-host.html"
 # The scripts of the sandboxes' frame: its own and the sandbox's (each file by name).
 SANDBOX_HOST_SCRIPTS = (
@@ -50,18 +49,18 @@ def sandbox_csp(origin: str) -> str:
     vendor, runtime = f"{origin}{VENDOR_PATH}", f"{origin}{RUNTIME_PATH}"
     return (
         f"default-src 'none'; script-src {vendor} {runtime} 'wasm-unsafe-eval' 'unsafe-eval'; "
-        f"connect-src {vendor} {runtime}{PYTHON_RUNTIME_FILE}"
+        f"connect-src {vendor} {runtime}"  # Pyodide's files; the Python runtime's files
     )
 
 
 def sandbox_host_csp(origin: str) -> str:
     """The Content-Security-Policy of the sandboxes' frame, which its sandboxes (workers started
-    from blob: URLs) take as theirs: the sandbox's, its scripts, and workers from blob: only."""
+    from data: URLs) take as theirs: the sandbox's, its scripts, and workers from data: only."""
     scripts = " ".join(f"{origin}/worker/{name}" for name in SANDBOX_HOST_SCRIPTS)
     return (
         sandbox_csp(origin)
         .replace("script-src ", f"script-src {scripts} ", 1)
-        .replace("; connect-src ", "; worker-src blob:; connect-src ", 1)
+        .replace("; connect-src ", "; worker-src data:; connect-src ", 1)
         + "; frame-ancestors 'self'"
     )
 

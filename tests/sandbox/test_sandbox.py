@@ -324,7 +324,7 @@ def test_pyodide_runs_the_runtime_module_served_beside_it(
     job = python_job(
         "import hashlib, sys\n\n"
         "def work(x):\n"
-        "    runtime = sys.modules['dcp_slice']\n"
+        "    runtime = sys.modules['dcp_sandbox.slice']\n"
         "    with open(runtime.__file__, 'rb') as file:\n"
         "        return hashlib.sha256(file.read()).hexdigest()\n"
     )
@@ -349,7 +349,7 @@ def test_a_traceback_names_no_frame_of_the_runtime(harness: Harness) -> None:
     error = outcome["error"]
     assert error["name"] == "KeyError"
     assert 'File "<work function>", line 5, in work' in error["traceback"]
-    assert "dcp_slice" not in error["traceback"] and "dcp_runtime" not in error["traceback"]
+    assert "dcp_sandbox" not in error["traceback"] and "dcp_runtime" not in error["traceback"]
     assert error["traceback"].count('File "') == 1, error["traceback"]
 
 
