@@ -37,6 +37,7 @@ from dcp.protocol.signed import (
     session_text,
 )
 from dcp.protocol.verify import replicas
+from dcp.runtime.slice import SliceRuntime
 
 Frame = dict[str, Any]
 batch_text = batch_cheque_text  # the name the tests use
@@ -55,12 +56,24 @@ def slice_data(spec: Frame) -> list[Any]:
     return [expand.datum(n) for n in range(1, expand.slices + 1)]
 
 
+class _Unheard:
+    """A slice runtime host that drops progress and console lines."""
+
+    def report_progress(self, value: float | None) -> None:
+        pass
+
+    def console(self, level: str, message: str) -> None:
+        pass
+
+
 def run_work(source: str, args: list[Any], datum: Any) -> Any:
-    """What a worker would compute: the work function's source run on `datum`."""
-    namespace: dict[str, Any] = {"progress": lambda *_: None}
-    exec(source, namespace)  # the tests' own work functions
-    work = namespace.get("work") or [v for v in namespace.values() if callable(v)][-1]
-    return json.loads(json.dumps(work(datum, *args)))
+    """What a worker would compute: the work function's source run on `datum` by the slice
+    runtime every worker uses."""
+    reply = SliceRuntime(source, args, _Unheard()).run(1, datum)
+    assert isinstance(reply, dict), "the fake scheduler runs synchronous work functions only"
+    if reply["type"] != "result":
+        raise RuntimeError(f"{reply['name']}: {reply['message']}")
+    return reply["value"]
 
 
 class FakeJob:

@@ -84,3 +84,28 @@ def test_the_notebook_deploys_from_inside_a_running_event_loop(
     )
     printed = run_example(computing_scheduler, str(script))
     assert "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]" in printed
+
+
+def test_the_gpu_example_asks_for_a_webgpu_worker_and_saves_its_picture(
+    computing_scheduler, keystores, tmp_path
+):
+    pytest.importorskip("wgpu", reason="wgpu-py is not installed: pip install wgpu")
+    from dcp.runtime import gpu
+
+    if not gpu.available():
+        pytest.skip("no GPU adapter here (make test installs Mesa's lavapipe)")
+    picture = tmp_path / "mandelbrot.png"
+
+    printed = run_example(
+        computing_scheduler,
+        str(EXAMPLES / "gpu_mandelbrot.py"),
+        "--size",
+        "128",
+        "--out",
+        str(picture),
+    )
+
+    assert "128x128 pixels from 4 GPU tiles" in printed
+    assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    deploy = computing_scheduler.requests("deploy")[0]
+    assert deploy["requirements"] == {"environment": {"webgpu": True}}
