@@ -109,3 +109,23 @@ def test_the_gpu_example_asks_for_a_webgpu_worker_and_saves_its_picture(
     assert picture.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     deploy = computing_scheduler.requests("deploy")[0]
     assert deploy["requirements"] == {"environment": {"webgpu": True}}
+
+
+def test_the_readmes_gpu_example_runs_as_printed(tmp_path):
+    pytest.importorskip("wgpu", reason="wgpu-py is not installed: pip install wgpu")
+    from dcp.runtime import gpu
+
+    if not gpu.available():
+        pytest.skip("no GPU adapter here (make test installs Mesa's lavapipe)")
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme.split("## GPU work functions", 1)[1].split("\n## ", 1)[0]
+    program = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "readme_gpu.py"
+    script.write_text(program)
+
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[[1.0, 3.0, 5.0, 7.0]]", "[[2, 4, 6]]"]
