@@ -85,6 +85,12 @@ export class IsolatedPool {
     this.#send({ type: "resize", size: this.#size });
   }
 
+  /** Whether jobs that start from now on may use WebGPU (SandboxPool.setGpu in the frame). */
+  setGpu(on) {
+    this.#options = { ...this.#options, gpu: Boolean(on) };
+    this.#send({ type: "gpu", on: Boolean(on) });
+  }
+
   terminate() {
     this.#closed = true;
     this.#failWhere(() => true, (run) => ({ name: "Terminated", message: "the sandbox pool was terminated",

@@ -64,6 +64,7 @@ const HANDLERS = Object.freeze({
   },
   terminate: () => pool.terminate(),
   ping: ({ id }) => send({ type: "pong", id, stats: pool.stats() }),
+  gpu: ({ on }) => pool.setGpu(on),
 });
 
 function connect(event) {

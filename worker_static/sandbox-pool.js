@@ -209,14 +209,13 @@ import(${JSON.stringify(sandboxURL)}).then(() => {
 class Sandbox {
   static #count = 0;
 
-  constructor(sandboxURL, { memoryLimitBytes, gpu, onCrash, onOutOfMemory }) {
+  constructor(sandboxURL, { memoryLimitBytes, onCrash, onOutOfMemory }) {
     Sandbox.#count += 1;
     this.number = Sandbox.#count;
     this.worker = startWorker(sandboxURL, `dcp-sandbox-${this.number}`);
     this.interruptBuffer = newInterruptBuffer();
     this.doorbell = newDoorbell();
     this.memoryLimitBytes = memoryLimitBytes;
-    this.gpu = gpu;
     this.onOutOfMemory = onOutOfMemory;
     this.outOfMemory = null; // {bytes, limitBytes}: the first growth it was refused
     this.outOfMemoryTimer = null;
@@ -254,8 +253,8 @@ class Sandbox {
       },
       crash: () => {},
     });
-    const { interruptBuffer, doorbell, memoryLimitBytes, gpu } = this;
-    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes, gpu }, [port]);
+    const { interruptBuffer, doorbell, memoryLimitBytes } = this;
+    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes }, [port]);
   }
 
   request(message, handler) {
@@ -346,7 +345,8 @@ export class SandboxPool {
    * @param {number} [options.idleMs] how long a job's sandbox lives without a slice (0: until needed)
    * @param {number} [options.memoryLimitBytes] how far a sandbox's WebAssembly memory may grow
    * @param {boolean} [options.gpu] whether work functions may use WebGPU (the "Use GPU" switch;
-   *   when false a sandbox's navigator.gpu and `gpu` helpers say "device access is not allowed")
+   *   when false a sandbox's navigator.gpu throws "device access is not allowed in a sandbox");
+   *   setGpu() changes it for the jobs that start afterwards
    */
   constructor({
     size = defaultSize(),
@@ -424,6 +424,11 @@ export class SandboxPool {
   }
 
   /** Changes how many sandboxes may hold jobs; busy ones beyond the new size stop after their slice. */
+  /** Whether jobs that start from now on may use WebGPU (each job gets a fresh sandbox). */
+  setGpu(on) {
+    this.gpu = Boolean(on);
+  }
+
   resize(size) {
     this.#size = Math.max(1, size);
     const staying = this.#sandboxes.filter((sandbox) => sandbox.jobId !== null && !sandbox.retiring);
@@ -512,7 +517,6 @@ export class SandboxPool {
   #startSandbox() {
     const sandbox = new Sandbox(this.sandboxURL, {
       memoryLimitBytes: this.memoryLimitBytes,
-      gpu: this.gpu,
       onCrash: (crashed, message) => this.#lose(crashed, (task) => sliceError("SandboxCrashed", task, message)),
       onOutOfMemory: (full, report) => this.#onOutOfMemory(full, report),
     });
@@ -671,7 +675,7 @@ export class SandboxPool {
         })],
       ]);
       sandbox.request(
-        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL, ...options },
+        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL, gpu: this.gpu, ...options },
         {
           message: (reply) => {
             this.#onPyodideReply(sandbox, reply, options);

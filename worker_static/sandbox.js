@@ -34,12 +34,14 @@
  *         snapshot to start from instead of booting Python; `makeSnapshot: true` asks for one,
  *         taken right after the runtime loaded (see "Snapshots" below).
  *     {type: "init", id, job: {id, language: "python"|"js", source, args}, pyodideURL,
- *      snapshot?, makeSnapshot?}
+ *      gpu?, snapshot?, makeSnapshot?}
  *         Binds the sandbox to `job` (an init for another job is refused, fatally) and compiles
  *         its work function (again only after a failed init of the same job; slices reuse it).
  *         Python jobs load Pyodide first unless a warm did; JS jobs never load Pyodide.
+ *         `gpu: false` (the first init decides) takes WebGPU away: navigator.gpu then throws
+ *         "device access is not allowed in a sandbox", and dcp.gpu / the `gpu` global find none.
  *     {type: "slice", id, slice, datum}
- *         Calls work(datum, *job.args).
+ *         Calls work(datum, *job.args); a result's reply carries `gpuMs` when it used the GPU.
  *
  *   sandbox -> page
  *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
@@ -50,7 +52,7 @@
  *     {type: "progress", id, slice, value}                 value: 0..1, or null (unknown)
  *     {type: "console", id, slice, level: "log"|"error", message}
  *                                                                slice is null during init
- *     {type: "result", id, slice, value}                   the slice's JSON-able result
+ *     {type: "result", id, slice, value, gpuMs?}                   the slice's JSON-able result
  *     {type: "error", id, slice?, name, message, traceback, fatal?}
  *         The work function failed (Python: exception class name and formatted traceback;
  *         JS: error.name and error.stack), its result was not JSON-serialisable, it reported an
@@ -189,6 +191,7 @@ const realConsole = { log: console.log.bind(console), error: console.error.bind(
 // helpers (JavaScript) and the dcp_webgpu module (Python's dcp.gpu), once the page allows it.
 const realNavigatorGpu = navigator.gpu ?? null;
 let gpuForWork = null; // realNavigatorGpu once the page allows work functions the GPU
+let gpuDecided = false;
 let jsGpu = gpuHelpers(null, now); // the `gpu` global of JavaScript work functions
 
 // ---------------------------------------------------------------------------------- lockdown
@@ -327,6 +330,8 @@ let requestsReceived = 0;
 /** WebGPU for this sandbox's work functions, or (the worker's "Use GPU" switch is off) none:
  * navigator.gpu then throws "device access is not allowed in a sandbox". */
 function allowGpu(allowed) {
+  if (gpuDecided) return; // by the first init: one sandbox, one job
+  gpuDecided = true;
   if (!allowed) replaceProperty(navigator, "gpu", { get: blockedFunction("gpu", "device") });
   gpuForWork = allowed ? realNavigatorGpu : null;
   jsGpu = gpuHelpers(gpuForWork, now);
@@ -336,7 +341,9 @@ function allowGpu(allowed) {
  * read the global scope's getters (navigator among them) in the sandbox that made the snapshot. */
 function webgpuModule() {
   return Object.freeze({
-    gpu: gpuForWork,
+    get gpu() {
+      return gpuForWork; // read when the job's code first asks: its init has said
+    },
     GPUBufferUsage: globalThis.GPUBufferUsage ?? null,
     GPUMapMode: globalThis.GPUMapMode ?? null,
     GPUShaderStage: globalThis.GPUShaderStage ?? null,
@@ -347,7 +354,7 @@ function webgpuModule() {
 /** The page's first message hands over the port; the worker scope is never listened to again. */
 function connect(event) {
   stopListening("message", connect);
-  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit, gpu } = messageData(event) ?? {};
+  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit } = messageData(event) ?? {};
   if (type !== "connect" || !(port instanceof MessagePort)) {
     realConsole.error("sandbox: the page's first message must be connect with a MessagePort");
     return;
@@ -357,7 +364,6 @@ function connect(event) {
   interruptBuffer = buffer ?? null;
   doorbell = bell instanceof Int32Array ? bell : null;
   if (typeof limit === "number" && limit > 0) memoryLimitBytes = limit;
-  allowGpu(gpu !== false);
   post({ type: "ready", id, jobId: null, pyodideLoaded: false, fromSnapshot: false });
 }
 
@@ -744,6 +750,7 @@ async function handleInit(init) {
   try {
     const runtime = runtimeOf(job);
     bindTo(job.id);
+    allowGpu(init.gpu !== false);
     currentJob?.dispose();
     currentJob = null;
     currentJob = { id: job.id, ...(await runtime.start(job, init)) };

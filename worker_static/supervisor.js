@@ -221,6 +221,7 @@ export class Supervisor {
     this.#starts += 1;
     const start = this.#starts;
     this.#searchForGPU().then(() => {
+      this.#pool?.setGpu?.(this.usesGPU);
       if (this.#running && start === this.#starts) this.#connection.start();
     });
   }
@@ -261,6 +262,7 @@ export class Supervisor {
   setGPU(on) {
     this.#gpuWanted = Boolean(on);
     this.#searchForGPU().then(() => {
+      this.#pool?.setGpu?.(this.usesGPU); // sandboxes of jobs that start from now on
       if (this.usesGPU !== this.#announcedGPU) this.#helloAgain();
     });
   }

@@ -79,9 +79,20 @@ export function gpuHelpers(navigatorGpu, now = () => performance.now()) {
       },
     });
     device.lost.then((info) => {
-      lost = info?.message || "the GPU device was lost";
+      if (devicePromise) lost = info?.message || "the GPU device was lost";
     });
     return { adapter, device };
+  }
+
+  /** A GPUError once the device is lost; the next call opens a new device (this one's buffers
+   * died with it). */
+  function checkLost() {
+    if (!lost) return;
+    const why = lost;
+    devicePromise = null;
+    lost = null;
+    pipelines.clear();
+    throw new GPUError(`the GPU device was lost: ${why}`);
   }
 
   async function opened() {
@@ -90,7 +101,7 @@ export function gpuHelpers(navigatorGpu, now = () => performance.now()) {
       throw error;
     });
     const found = await devicePromise;
-    if (lost) throw new GPUError(`the GPU device was lost: ${lost}`);
+    checkLost();
     return found;
   }
 
@@ -102,6 +113,7 @@ export function gpuHelpers(navigatorGpu, now = () => performance.now()) {
       value = await action();
     } finally {
       const problems = [await device.popErrorScope(), await device.popErrorScope()].filter(Boolean);
+      checkLost(); // a lost device reports no errors: its work silently did nothing
       if (problems.length) throw new GPUError(`${what}: ${problems.map((p) => p.message).join("; ")}`);
     }
     return value;
@@ -122,7 +134,12 @@ export function gpuHelpers(navigatorGpu, now = () => performance.now()) {
         const encoder = device.createCommandEncoder();
         encoder.copyBufferToBuffer(handle, 0, staging, 0, handle.size);
         device.queue.submit([encoder.finish()]);
-        await staging.mapAsync(GPUMapMode.READ);
+        try {
+          await staging.mapAsync(GPUMapMode.READ);
+        } catch (error) {
+          checkLost();
+          throw new GPUError(`reading a buffer failed: ${error.message}`);
+        }
         const bytes = new Uint8Array(staging.getMappedRange().slice(0, this.byteLength));
         staging.unmap();
         return decode(bytes, this.kind);

@@ -63,6 +63,7 @@ __all__ = [
     "adapter_info",
     "available",
     "buffer",
+    "device",
     "f32",
     "i32",
     "kernel",
@@ -158,6 +159,7 @@ class _Native:
             name: int(self.device.limits[name.replace("_", "-")]) for name in LIMIT_NAMES
         }
         self._marker: Any = None
+        self.pipelines: dict[tuple[str, str], Any] = {}  # compiled for this device
 
     def create_buffer(self, size: int, uniform: bool) -> Any:
         usage = self.wgpu.BufferUsage
@@ -254,6 +256,7 @@ class _Browser:
         }
         self.device = self.wait(adapter.requestDevice(self.obj({"requiredLimits": wanted})))
         self.lost: str | None = None
+        self.pipelines: dict[tuple[str, str], Any] = {}  # compiled for this device
         self.device.lost.then(self._on_lost)
         self.limits = {name: int(getattr(self.device.limits, _camel(name))) for name in LIMIT_NAMES}
 
@@ -261,20 +264,31 @@ class _Browser:
         self.lost = str(getattr(info, "message", "") or "the GPU device was lost")
 
     def wait(self, promise: Any) -> Any:
+        """The promise's value, Python waiting synchronously; a rejection is a GPUError."""
         try:
             return self.run_sync(promise)
-        except RuntimeError as error:
-            if "run_sync" in str(error) or "stack switching" in str(error).lower():
+        except GPUError:
+            raise
+        except Exception as error:
+            text = str(error)
+            if "run_sync" in text or "stack switching" in text.lower():
                 raise GPUError(
                     "waiting for the GPU needs JavaScript Promise Integration, which this "
                     f"browser or call path lacks: {error}"
                 ) from None
-            raise
+            self.check_lost()
+            raise GPUError(f"the GPU refused: {text}") from None
+
+    def check_lost(self) -> None:
+        """A GPUError once the device is lost; the next call opens a new device (this one's
+        buffers died with it)."""
+        if self.lost is not None:
+            _State.backend = None
+            raise GPUError(f"the GPU device was lost: {self.lost}")
 
     def checked(self, what: str, action: Callable[[], Any]) -> Any:
         """Runs `action` in a validation error scope; the device's message becomes a GPUError."""
-        if self.lost is not None:
-            raise GPUError(f"the GPU device was lost: {self.lost}")
+        self.check_lost()
         self.device.pushErrorScope("validation")
         self.device.pushErrorScope("out-of-memory")
         try:
@@ -284,6 +298,7 @@ class _Browser:
                 self.wait(self.device.popErrorScope()),
                 self.wait(self.device.popErrorScope()),
             ]
+        self.check_lost()  # a lost device reports no errors: its work silently did nothing
         messages = [str(problem.message) for problem in problems if not _is_null(problem)]
         if messages:
             raise GPUError(f"{what}: {'; '.join(messages)}")
@@ -393,7 +408,6 @@ class _State:
     backend: _Native | _Browser | None = None
     failure: GPUError | None = None
     seconds = 0.0
-    pipelines: dict[tuple[str, str], Any] = {}
 
 
 def _backend() -> _Native | _Browser:
@@ -429,6 +443,12 @@ def available() -> bool:
 def adapter_info() -> dict[str, str]:
     """The adapter's vendor, architecture, device and description, as WebGPU reports them."""
     return dict(_backend().info)
+
+
+def device() -> Any:
+    """The device itself, for what the helpers do not cover: a WebGPU GPUDevice in the browser
+    (a Pyodide proxy), wgpu-py's GPUDevice in local_exec. Its API differs between the two."""
+    return _backend().device
 
 
 def limits() -> dict[str, int]:
@@ -636,7 +656,7 @@ def _dispatch(
     groups: tuple[int, int, int],
 ) -> None:
     backend = _backend()
-    compiled = _State.pipelines.get((code, entry))
+    compiled = backend.pipelines.get((code, entry))
     if compiled is None:
         try:
             compiled = backend.pipeline(code, entry, layout)
@@ -644,7 +664,7 @@ def _dispatch(
             raise
         except Exception as error:  # wgpu-py's validation error carries the compiler's message
             raise GPUError(f"the shader does not compile: {error}") from None
-        _State.pipelines[(code, entry)] = compiled
+        backend.pipelines[(code, entry)] = compiled
     try:
         elapsed = backend.dispatch(
             compiled,

@@ -93,3 +93,65 @@ def test_a_shader_that_does_not_compile_fails_its_slice_and_the_sandbox_goes_on(
     assert "undefined_name" in failed["error"]["message"], failed
     assert computed.get("error") is None, computed
     assert computed["value"] == [3, 5, 7]
+
+
+def test_a_lost_device_fails_its_slice_and_the_next_slice_gets_a_new_one(gpu_page: Any) -> None:
+    python = {
+        "id": "gpu-lost-py",
+        "language": "python",
+        "source": (
+            "from dcp import gpu\n"
+            f"DOUBLE = {gpu_contract.DOUBLE_PLUS_ONE!r}\n"
+            "def work(lose):\n"
+            "    if lose:\n"
+            "        gpu.device().destroy()\n"
+            "    return gpu.run(DOUBLE, [[1, 2, 3]], 1)[0]\n"
+        ),
+    }
+    js = {
+        "id": "gpu-lost-js",
+        "language": "js",
+        "source": (
+            f"const DOUBLE = {gpu_contract.DOUBLE_PLUS_ONE!r};\n"
+            "async function work(lose) {\n"
+            "  if (lose) (await gpu.device()).destroy();\n"
+            "  const [out] = await gpu.run(DOUBLE, [new Uint32Array([1, 2, 3])], 1);\n"
+            "  return Array.from(out);\n"
+            "}\n"
+        ),
+    }
+
+    for job in (python, js):
+        lost = gpu_page.evaluate("(job) => runSlice('gpu', job, 1, true)", job)
+        again = gpu_page.evaluate("(job) => runSlice('gpu', job, 2, false)", job)
+
+        assert lost["error"]["name"] == "GPUError", (job["language"], lost)
+        assert "lost" in lost["error"]["message"], (job["language"], lost)
+        assert again.get("error") is None, (job["language"], again)
+        assert again["value"] == [3, 5, 7], job["language"]
+
+
+def test_a_pool_told_not_to_use_the_gpu_gives_its_sandboxes_none(gpu_page: Any) -> None:
+    gpu_page.evaluate("newPool('no-gpu', {size: 1, gpu: false})")
+    python = {
+        "id": "no-gpu-py",
+        "language": "python",
+        "source": "from dcp import gpu\ndef work(x):\n    return gpu.available()\n",
+    }
+    js = {
+        "id": "no-gpu-js",
+        "language": "js",
+        "source": (
+            "async function work(x) {\n"
+            "  try { navigator.gpu; } catch (error) { return `${error.name}: ${error.message}`; }\n"
+            "  return 'navigator.gpu is there';\n"
+            "}\n"
+        ),
+    }
+
+    from_python = gpu_page.evaluate("(job) => runSlice('no-gpu', job, 1, 0)", python)
+    from_js = gpu_page.evaluate("(job) => runSlice('no-gpu', job, 1, 0)", js)
+    gpu_page.evaluate("poolTerminate('no-gpu')")
+
+    assert from_python["value"] is False
+    assert from_js["value"] == "SandboxDeviceError: device access is not allowed in a sandbox"
