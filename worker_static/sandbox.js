@@ -597,7 +597,14 @@ async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
   runPythonPrivately(pyodide, PYTHON_SETUP);
   // The module stays for the sandbox's lifetime: SliceRuntime is an attribute borrowed from it.
   const module = pyodide.pyimport(PYTHON_RUNTIME_MODULE);
-  if (makeSnapshot && !fromSnapshot) sendSnapshot(pyodide, id);
+  if (makeSnapshot && !fromSnapshot) {
+    sendSnapshot(pyodide, id);
+    // A Pyodide that takes snapshots gives Python a `js` module that cannot read the global
+    // scope's getters (js.navigator throws "Illegal invocation"): this sandbox's job gets the
+    // plain one, as every sandbox started from the snapshot has.
+    pyodide.registerJsModule("js", globalThis);
+    runPythonPrivately(pyodide, "import sys\nsys.modules.pop('js', None)");
+  }
   pyodide.registerJsModule("dcp_webgpu", webgpuModule()); // after the snapshot: it holds JS objects
   return { pyodide, SliceRuntime: module.SliceRuntime, fromSnapshot };
 }

@@ -789,3 +789,27 @@ def test_a_jobs_timers_run_only_during_its_slices_and_cannot_delay_another_job(
     assert b_outcome.get("value") == 42, b_outcome
     assert {s["jobId"] for s in harness.stats()} == {job_a["id"], job_b["id"], None}
     sandbox_page.evaluate("poolTerminate('timers')")
+
+
+def test_a_python_job_reads_the_global_scope_through_js_in_the_sandbox_that_took_the_snapshot(
+    browser: Any, server: WorkerSite
+) -> None:
+    """The first Python sandbox of a page boots Pyodide in its snapshot-taking mode; its job
+    still gets the ordinary `js` module (getters such as js.navigator included)."""
+    context = browser.new_context()
+    context.set_default_timeout(SLICE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{server.origin}/harness.html")
+    page.wait_for_function("window.harnessReady === true")
+    page.evaluate("newPool('fresh', {size: 1})")
+    job = python_job(
+        "import js\n\ndef work(x):\n    return [str(js.navigator), js.performance.now() > 0]\n"
+    )
+
+    outcome = Harness(page, "fresh").run(job, 1, 0)
+    first_sandbox = Harness(page, "fresh").stats()
+    context.close()
+
+    assert outcome.get("error") is None, outcome
+    assert outcome["value"] == ["[object WorkerNavigator]", True]
+    assert [s["fromSnapshot"] for s in first_sandbox if s["jobId"] == job["id"]] == [False]
