@@ -43,6 +43,7 @@ export class Connection {
   #reconnectAttempt = 0;
   #reconnectTimer = null;
   #nextRequestId = 0;
+  #helloId = null;
   #pendingAcks = new Map(); // request id -> {socket, job, count}
 
   constructor({ url, WebSocket, hello, handlers, events, log }) {
@@ -88,6 +89,11 @@ export class Connection {
     return true;
   }
 
+  /** The id of the hello this socket opened with (its welcome or refusal echoes it). */
+  get helloId() {
+    return this.#helloId;
+  }
+
   /** A fresh id for a request whose reply echoes it. */
   requestId() {
     this.#nextRequestId += 1;
@@ -125,7 +131,8 @@ export class Connection {
   #onOpen(socket) {
     if (socket !== this.#socket) return;
     this.#events.opened();
-    this.send({ type: WORKER_SENDS.HELLO, id: this.requestId(), version: PROTOCOL_VERSION, ...this.#hello() });
+    this.#helloId = this.requestId();
+    this.send({ type: WORKER_SENDS.HELLO, id: this.#helloId, version: PROTOCOL_VERSION, ...this.#hello() });
   }
 
   #onClose(socket, event) {

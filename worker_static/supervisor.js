@@ -8,6 +8,8 @@
  *     pyodideURL: "https://portal.example/worker/vendor/pyodide/",
  *     cores: 3,
  *     gpu: true,                       // offer this browser's GPU to jobs that need one
+ *     computeGroups: [{ joinKey, joinSecret }],  // also compute these groups' jobs
+ *     leavePublicGroup: false,         // true: only the groups' jobs
  *     onState: (state, detail) => {},  // see STATES below
  *     onStats: ({ slicesComputed, creditsEarned, inFlight, state }) => {},
  *     log: (message, level) => {},     // level: "info" | "warn" | "error"
@@ -27,6 +29,10 @@
  * (the constructor's option, then setGPU()). The scheduler sends jobs that require WebGPU only
  * to such workers. setGPU() while connected says hello again on the same socket with the new
  * capability: the worker keeps its id and the slices it holds.
+ *
+ * Compute groups: the hello joins `computeGroups` (each a join key and secret, from the group's
+ * page) and, unless `leavePublicGroup`, the public group too; setComputeGroups() changes them
+ * with a new hello. A wrong key or secret is refused: the tab shows the scheduler's message.
  *
  * The parts: connection.js (the socket), batching.js (what is sent in batches), held-slices.js
  * (the slices this worker holds), isolated-pool.js (the sandboxes, in a frame and process of their
@@ -138,7 +144,9 @@ export class Supervisor {
   #gpu = null; // what findGPU() found, once it has answered
   #starts = 0; // start() calls: only the latest one connects, once the GPU search answers
   #announcedGPU = false; // what the last hello said of webgpu
-  #helloAgainId = null; // the id of the hello that setGPU() sent on a live socket
+  #helloAgainId = null; // the id of the hello that setGPU() or setComputeGroups() sent
+  #computeGroups = []; // [{joinKey, joinSecret}]
+  #leavePublicGroup = false;
 
   /**
    * @param {object} options
@@ -148,6 +156,8 @@ export class Supervisor {
    * @param {number} [options.cores] slices computed at once (default: hardware threads - 1)
    * @param {boolean} [options.gpu] offer the GPU (WebGPU) when one is found (default: true);
    *   false: the hello says webgpu false and no adapter is asked for; setGPU() changes it
+   * @param {Array<{joinKey: string, joinSecret: string}>} [options.computeGroups] groups to join
+   * @param {boolean} [options.leavePublicGroup] true: compute only the groups' jobs
    * @param {function} [options.onState] (state, detail) on every change of state
    * @param {function} [options.onStats] ({slicesComputed, creditsEarned, inFlight, state})
    * @param {function} [options.log] (message, level) for a person-readable event log
@@ -160,6 +170,8 @@ export class Supervisor {
     pyodideURL,
     cores = Math.max(1, (globalThis.navigator?.hardwareConcurrency ?? 2) - 1),
     gpu = true,
+    computeGroups = [],
+    leavePublicGroup = false,
     onState,
     onStats,
     log,
@@ -172,6 +184,7 @@ export class Supervisor {
     this.#pyodideURL = pyodideURL;
     this.#cores = coreCount(cores);
     this.#gpuWanted = Boolean(gpu);
+    this.#setGroups(computeGroups, leavePublicGroup);
     this.#onState = onState;
     this.#onStats = onStats;
     this.#log = log;
@@ -267,12 +280,27 @@ export class Supervisor {
     });
   }
 
+  /** Joins these compute groups ([{joinKey, joinSecret}]) and, unless `leavePublicGroup`, the
+   * public group; while connected, tells the scheduler at once with a new hello. */
+  setComputeGroups(groups, { leavePublicGroup = false } = {}) {
+    this.#setGroups(groups, leavePublicGroup);
+    this.#helloAgain();
+  }
+
+  #setGroups(groups, leavePublicGroup) {
+    this.#computeGroups = (groups ?? []).map(({ joinKey, joinSecret }) => ({ joinKey, joinSecret }));
+    this.#leavePublicGroup = Boolean(leavePublicGroup);
+  }
+
   // ------------------------------------------------------------------------ connection
 
   /** The fields of the hello message (connection.js adds its type, id and version). */
   #hello() {
     this.#announcedGPU = this.usesGPU;
-    return { cores: this.#cores, capabilities: { webgpu: this.#announcedGPU } };
+    const hello = { cores: this.#cores, capabilities: { webgpu: this.#announcedGPU } };
+    if (this.#computeGroups.length) hello.compute_groups = this.#computeGroups;
+    if (this.#leavePublicGroup) hello.leave_public_group = true;
+    return hello;
   }
 
   /** Waits for findGPU() when the GPU may be offered (it asks the browser once a page). */
@@ -337,10 +365,12 @@ export class Supervisor {
 
   #onWelcome(message) {
     const paid = message.address ? `; credits go to ${message.address}` : "";
+    const groups = message.compute_groups?.length ? `; compute groups ${message.compute_groups.join(", ")}` : "";
+    const publicJobs = message.public_group === false ? "; public jobs not taken" : "";
     if (message.id != null && message.id === this.#helloAgainId) {
-      this.#logLine(`The scheduler was told: GPU ${this.usesGPU ? "offered" : "not offered"}`);
+      this.#logLine(`The scheduler was told: GPU ${this.usesGPU ? "offered" : "not offered"}${groups}${publicJobs}`);
     } else {
-      this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}`);
+      this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}${groups}${publicJobs}`);
     }
     this.#updateWorkState();
     this.#announceReady();
@@ -393,6 +423,18 @@ export class Supervisor {
       return;
     }
     const what = `${message.code ?? "error"} ${message.message ?? ""}`.trim();
+    if (message.id != null && message.id === this.#connection.helloId) {
+      // Not welcomed, so no work would come: stop and say why (a wrong compute group secret).
+      this.#logLine(`The scheduler refused this worker's hello: ${what}`, "error");
+      this.stop();
+      this.#setState(STATES.ERROR, { message: message.message ?? what });
+      return;
+    }
+    if (message.id != null && message.id === this.#helloAgainId) {
+      // The earlier hello still holds on the scheduler: the worker goes on as it was.
+      this.#logLine(`The scheduler refused the change: ${what}`, "error");
+      return;
+    }
     this.#logLine(`The scheduler refused a message: ${what}`, "warn");
   }
 

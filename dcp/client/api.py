@@ -26,6 +26,7 @@ def compute_for(
     requirements: dict[str, Any] | None = None,
     public: dict[str, str] | None = None,
     verify: Quorum | dict[str, Any] | None = None,
+    compute_groups: list[dict[str, str]] | None = None,
 ) -> Job:
     """Make a job that calls `work(datum, *args)` once per slice of the input set.
 
@@ -44,7 +45,9 @@ def compute_for(
     makes an open job that takes `job.add_slices()` until `job.close()`. A slice that runs
     `progress_timeout` seconds without calling progress() is stopped. `verify=dcp.Quorum(2)`
     has each slice computed by workers of 2 distinct users and accepted when their results
-    agree (the escrow covers 2 results a slice). Deploy with `job.exec()`.
+    agree (the escrow covers 2 results a slice). `compute_groups=[{"joinKey": ...,
+    "joinSecret": ...}]` runs the job only on workers that joined one of those compute groups
+    (made on the portal's Compute groups page). Deploy with `job.exec()`.
     """
     input_set, work, arguments = parse_compute_args(params, args, allow_empty=not auto_close)
     if not (callable(work) or isinstance(work, str)):
@@ -61,6 +64,7 @@ def compute_for(
         requirements=requirements,
         public=public,
         verify=verify,
+        compute_groups=compute_groups,
     )
 
 

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 
 from ..errors import DCPError
 from ..keys.keystore import address_of
-from ..protocol.messages import Deploy, Payment, Public, Requirements, Work, describe
+from ..protocol.messages import (
+    Deploy,
+    GroupCredential,
+    Payment,
+    Public,
+    Requirements,
+    Work,
+    describe,
+)
 from ..protocol.verify import replicas
 from . import remote
 from .cheques import sign_deploy, total_credits
@@ -38,8 +46,8 @@ def build_deploy(
     options: dict[str, Any],
 ) -> Frame:
     """The signed `deploy` frame; `total` slices are paid for at `offer` each (times the
-    quorum of `verify`); `options` are `progress_timeout`, `open`, `public`, `requirements` and
-    `verify` (a protocol `Verify`; the last four sent when set)."""
+    quorum of `verify`); `options` are `progress_timeout`, `open`, `public`, `requirements`,
+    `verify` (a protocol `Verify`) and `compute_groups` (the last five sent when set)."""
     slices = len(input_wire["values"]) if input_wire["kind"] == "values" else total
     paid_results = slices * replicas(options.get("verify"))
     try:
@@ -82,7 +90,8 @@ def _deploy_model(
 
 
 def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
-    """open, public, requirements and verify: sent only when they say something."""
+    """open, public, requirements, verify and compute_groups: sent only when they say
+    something."""
     parts: dict[str, Any] = {}
     if options.get("open"):
         parts["open"] = True
@@ -92,6 +101,8 @@ def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
         parts["requirements"] = Requirements.model_validate(options["requirements"])
     if options.get("verify") is not None:
         parts["verify"] = options["verify"]
+    if options.get("compute_groups"):
+        parts["compute_groups"] = [GroupCredential(**g) for g in options["compute_groups"]]
     return parts
 
 

@@ -28,6 +28,7 @@ from .inputs import InputSet, ProductInput, RangeInput, StreamInput
 from .options import (
     DEFAULT_PROGRESS_TIMEOUT_S,
     Quorum,
+    check_compute_groups,
     check_progress_timeout,
     check_public,
     check_requirements,
@@ -53,7 +54,9 @@ class Job:
     Options: `job.public = {"name", "description", "link"}`, `job.requirements = {...}`
     (DCP's schema; a work function that uses the GPU requires WebGPU workers by itself),
     `job.auto_close = False` for an open job, `job.progress_timeout` (seconds),
-    `job.verify = dcp.Quorum(2)` for result verification.
+    `job.verify = dcp.Quorum(2)` for result verification,
+    `job.compute_groups = [{"joinKey": ..., "joinSecret": ...}]` to run only on the workers of
+    those compute groups.
     `job.id` is set once the scheduler accepts the job.
     """
 
@@ -68,6 +71,7 @@ class Job:
         requirements: dict[str, Any] | None = None,
         public: dict[str, str] | None = None,
         verify: Quorum | dict[str, Any] | None = None,
+        compute_groups: list[dict[str, str]] | None = None,
     ) -> None:
         self.input: Any = input_set
         self.work = work
@@ -77,6 +81,7 @@ class Job:
         self.requirements = requirements
         self.public = public
         self.verify = verify
+        self.compute_groups = compute_groups
         self._state = JobState(input_set.total if input_set is not None else 0)
         self._requests = JobRequests(self._state)
 
@@ -151,6 +156,17 @@ class Job:
     @verify.setter
     def verify(self, value: Quorum | dict[str, Any] | None) -> None:
         self._verify = check_verify(value)
+
+    @property
+    def compute_groups(self) -> list[dict[str, str]]:
+        """The compute groups the job is deployed into (`[{"joinKey", "joinSecret"}]`): only
+        workers that joined one of them get its slices. Empty: the public group, which every
+        worker serves unless it left it. local_exec() ignores it."""
+        return self._compute_groups
+
+    @compute_groups.setter
+    def compute_groups(self, value: list[dict[str, str]] | None) -> None:
+        self._compute_groups = check_compute_groups(value)
 
     @property
     def progress_timeout(self) -> float:
@@ -312,6 +328,7 @@ class Job:
             )
         self.requirements = self._requirements  # mutated since it was set? check again
         self.public = self._public
+        self.compute_groups = self._compute_groups
         if self.work is not None:
             deploy_requirements(self.requirements, self.work)  # refused before keys are asked
 
@@ -356,6 +373,7 @@ class Job:
             "public": self.public,
             "requirements": deploy_requirements(self.requirements, self.work),
             "verify": self.verify.protocol() if self.verify is not None else None,
+            "compute_groups": self.compute_groups,
         }
         return build_deploy(
             ref=self.ref,

@@ -14,12 +14,13 @@ from pydantic import ValidationError
 
 from ..errors import DCPError
 from ..protocol.gpu_use import uses_gpu
-from ..protocol.messages import Verify, describe
+from ..protocol.messages import MAX_COMPUTE_GROUPS, GroupCredential, Verify, describe
 
 __all__ = [
     "DEFAULT_PROGRESS_TIMEOUT_S",
     "REQUIREMENTS_SCHEMA",
     "Quorum",
+    "check_compute_groups",
     "check_progress_timeout",
     "check_public",
     "check_requirements",
@@ -170,3 +171,35 @@ def check_verify(verify: Any) -> Quorum | None:
         "EINVALID",
         f"verify must be dcp.Quorum(...) (or a dict of its fields), not {type(verify).__name__}",
     )
+
+
+def check_compute_groups(groups: Any) -> list[dict[str, str]]:
+    """The compute groups a job is deployed into, as a list of `{"joinKey", "joinSecret"}`
+    dicts (None or empty: the public group); EINVALID naming the first bad entry."""
+    if groups is None:
+        return []
+    if not isinstance(groups, list | tuple):
+        raise DCPError(
+            "EINVALID",
+            'compute_groups must be a list such as [{"joinKey": "my-group", "joinSecret": "..."}]'
+            f", not {type(groups).__name__}",
+        )
+    if len(groups) > MAX_COMPUTE_GROUPS:
+        raise DCPError(
+            "EINVALID", f"compute_groups lists {len(groups)} groups: at most {MAX_COMPUTE_GROUPS}"
+        )
+    return [_group_credential(index, group) for index, group in enumerate(groups)]
+
+
+def _group_credential(index: int, group: Any) -> dict[str, str]:
+    if not isinstance(group, Mapping):
+        raise DCPError(
+            "EINVALID",
+            f'compute_groups[{index}] must be a dict {{"joinKey": ..., "joinSecret": ...}}, '
+            f"not {type(group).__name__}",
+        )
+    try:
+        credential = GroupCredential.model_validate(dict(group), strict=True)
+    except ValidationError as exc:
+        raise DCPError("EINVALID", f"compute_groups[{index}].{describe(exc)}") from None
+    return credential.model_dump()

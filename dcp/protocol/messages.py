@@ -134,6 +134,20 @@ class Public(Shape):
     link: str = Field(default="", max_length=500, pattern=r"^(https?://\S+)?$")
 
 
+MAX_COMPUTE_GROUPS = 16  # groups one job is deployed into, or one worker joins, at most
+
+
+class GroupCredential(Shape):
+    """A compute group's join key and join secret (DCP's names): deploying into the group or
+    joining it as a worker needs both. The secret is checked, never stored or echoed."""
+
+    joinKey: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    joinSecret: str = Field(min_length=1, max_length=200)
+
+
+ComputeGroups = Annotated[list[GroupCredential], Field(max_length=MAX_COMPUTE_GROUPS)]
+
+
 class Payment(Shape):
     account: Address
     max_total: Credits = Field(ge=0)
@@ -259,6 +273,8 @@ class Deploy(Request):
     requirements: Requirements = Field(default_factory=Requirements)
     progress_timeout: int = Field(default=60, ge=1, le=24 * 3600)
     verify: Verify | None = None
+    # Only workers that joined one of these groups get the job; none: the public group.
+    compute_groups: ComputeGroups = Field(default_factory=list)
 
 
 class AddSlices(Request):
@@ -464,6 +480,10 @@ class WorkerHello(Request):
     version: int = PROTOCOL_VERSION
     cores: int = Field(default=1, ge=1, le=256)
     capabilities: dict[str, Any] = Field(default_factory=dict)
+    # The compute groups whose jobs this worker takes, besides the public group's (unless it
+    # leaves that).
+    compute_groups: ComputeGroups = Field(default_factory=list)
+    leave_public_group: bool = False
 
 
 class Ready(Request):
@@ -521,6 +541,10 @@ class WorkerWelcome(Request):
     type: Literal["welcome"] = "welcome"
     worker: str
     address: str
+    # The join keys of the compute groups joined, and whether it serves the public group;
+    # sent only when they say more than the defaults (no group, the public group).
+    compute_groups: list[str] = Field(default_factory=list, exclude_if=lambda keys: not keys)
+    public_group: bool = Field(default=True, exclude_if=lambda public: public)
 
 
 class Waiting(Message):

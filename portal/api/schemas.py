@@ -16,7 +16,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS, written_as_number
 from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
-from dcp.protocol.messages import Language, Public, Requirements, Verify
+from dcp.protocol.messages import (
+    MAX_COMPUTE_GROUPS,
+    GroupCredential,
+    Language,
+    Public,
+    Requirements,
+    Verify,
+)
 
 Json = Any
 
@@ -75,6 +82,13 @@ class JobIn(ApiModel):
         "distinct users and accepted when their results agree; the escrow covers `quorum` "
         "results a slice. Fields as the websocket protocol's (quorum, max_results, tolerance, "
         "adaptive, spot_check).",
+    )
+    computeGroups: list[GroupCredential] = Field(
+        default_factory=list,
+        max_length=MAX_COMPUTE_GROUPS,
+        description="The compute groups to deploy into, each as its joinKey and joinSecret: "
+        "only workers that joined one of them get the job. Empty (the default): the public "
+        "group. An unknown joinKey or a wrong joinSecret is 400 EINVALID.",
     )
     slicePaymentOffer: Offer | Literal["MARKET_VALUE"] = Field(
         default="MARKET_VALUE",

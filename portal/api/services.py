@@ -151,6 +151,7 @@ def deploy_job(
         public=body.public.model_dump(exclude_defaults=True),
         requirements=body.requirements.model_dump(exclude_defaults=True),
         verify=verify,
+        compute_groups=scheduler.credentials(body.computeGroups),
     )
     return scheduler.deploy_job(
         owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec

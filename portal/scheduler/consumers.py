@@ -218,18 +218,20 @@ class WorkerConsumer(ProtocolConsumer):
         await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
 
     async def on_hello(self, request: wire.WorkerHello, frame: dict[str, Any]) -> None:
+        """Take the worker's cores, capabilities and compute groups; a hello refused (a wrong
+        join secret) changes nothing: an earlier hello's still hold, and the socket stays."""
+        address, capabilities = await database_sync_to_async(services.connect_worker)(
+            worker=self.worker_id, user=self.user, hello=request
+        )
+        self.payee_address, self.capabilities = address, capabilities
         self.sizer.cores = request.cores
-        self.capabilities = services.Capabilities(
-            webgpu=request.capabilities.get("webgpu") is True,
-            offscreen_canvas=request.capabilities.get("offscreenCanvas") is True,
-        )
-        self.payee_address = await database_sync_to_async(services.connect_worker)(
+        reply = wire.WorkerWelcome(
+            id=request.id,
             worker=self.worker_id,
-            user=self.user,
-            cores=request.cores,
-            capabilities=self.capabilities,
+            address=address,
+            compute_groups=list(dict.fromkeys(group.joinKey for group in request.compute_groups)),
+            public_group=capabilities.public_group,
         )
-        reply = wire.WorkerWelcome(id=request.id, worker=self.worker_id, address=self.payee_address)
         await self.send_message(reply)
 
     async def on_ready(self, request: wire.Ready, frame: dict[str, Any]) -> None:

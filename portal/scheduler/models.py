@@ -5,6 +5,9 @@ its range, and a values job stores its input once per slice (SliceInput), so dep
 million-slice range job writes one row. `Job.issued` counts slice numbers handed out so far;
 slices with a row and status NEW are ones given back (a lapsed lease, a disconnect, a retry).
 
+A job deployed into compute groups (`Job.compute_groups`) goes only to workers that joined one
+of them; a job of no group is the public group's, which every worker serves unless it left it.
+
 A job that asked for verification (`Job.verify`, the protocol's Verify) keeps each worker's
 result of a slice as a Replica until the vote decides (portal/scheduler/verification.py); the
 slice goes back to NEW after each result that did not decide, for a worker of another user.
@@ -12,6 +15,8 @@ slice goes back to NEW after each result that did not decide, for a worker of an
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +31,39 @@ class JobStatus(models.TextChoices):
     RUNNING = "running"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+
+
+GROUP_NAME_LENGTH = 100
+
+
+class ComputeGroup(models.Model):
+    """A closed set of workers: jobs deployed into it go only to workers that joined it.
+
+    Deploying into it and joining it both need its join key (public, unique) and join secret;
+    only a SHA-256 digest of the secret is kept (it carries 192 random bits, so a fast hash is
+    enough: there is nothing to brute-force)."""
+
+    name = models.CharField(max_length=GROUP_NAME_LENGTH)
+    join_key = models.SlugField(max_length=64, unique=True)
+    join_secret_hash = models.CharField(max_length=64, help_text="SHA-256 of the secret, hex.")
+    # Protected, as the group's link to its jobs is: were a group to vanish, its jobs would
+    # be of no group, which is the public group's.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="compute_groups"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"compute group {self.join_key}"
+
+    def opens(self, join_secret: str) -> bool:
+        """Whether this is the group's join secret (compared in constant time)."""
+        return hmac.compare_digest(self.join_secret_hash, join_secret_digest(join_secret))
+
+
+def join_secret_digest(join_secret: str) -> str:
+    """What is stored of a join secret: its SHA-256, in hex."""
+    return hashlib.sha256(join_secret.encode()).hexdigest()
 
 
 class Job(models.Model):
@@ -55,6 +93,13 @@ class Job(models.Model):
     public = models.JSONField(default=dict)
     verify = models.JSONField(
         null=True, blank=True, help_text="Result verification as deployed (protocol Verify)."
+    )
+    compute_groups = models.ManyToManyField(
+        ComputeGroup,
+        through="JobComputeGroup",
+        blank=True,
+        related_name="jobs",
+        help_text="Only workers of these groups get it; none: the public group's workers.",
     )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.RUNNING)
     cancel_code = models.CharField(max_length=20, blank=True)
@@ -108,6 +153,21 @@ class Job(models.Model):
             return [stored[n] for n in numbers]
         expand = span_of(self.input_kind, self.input_spec)
         return [expand.datum(n) for n in numbers]
+
+
+class JobComputeGroup(models.Model):
+    """A job deployed into a compute group."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="group_links")
+    group = models.ForeignKey(ComputeGroup, on_delete=models.PROTECT, related_name="job_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "group"], name="job_compute_group_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} in {self.group_id}"
 
 
 class SliceStatus(models.TextChoices):

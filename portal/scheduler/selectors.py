@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,17 @@ from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
 from . import verification
-from .models import Job, JobStatus, Slice, SliceInput, SliceStatus, WorkerConnection, WorkerTally
+from .errors import SchedulerError
+from .models import (
+    ComputeGroup,
+    Job,
+    JobStatus,
+    Slice,
+    SliceInput,
+    SliceStatus,
+    WorkerConnection,
+    WorkerTally,
+)
 from .sizing import SLICE_OVERHEAD_BYTES, json_bytes
 
 
@@ -28,6 +38,24 @@ def identity_owner(address: str) -> User | None:
 def job_of_identity(job_id: str, identity: str) -> Job | None:
     """The job, if this identity deployed it."""
     return Job.objects.filter(pk=job_id, identity=identity).first()
+
+
+def groups_for(credentials: Iterable[tuple[str, str]]) -> list[ComputeGroup]:
+    """The compute groups these (join key, join secret) pairs open, each once, in the order
+    given; EINVALID naming the first join key that is unknown or whose secret is wrong (one
+    refusal for both, so that it tells nobody which keys exist)."""
+    pairs = list(credentials)
+    keys = {join_key for join_key, _ in pairs}
+    found = {group.join_key: group for group in ComputeGroup.objects.filter(join_key__in=keys)}
+    opened: dict[str, ComputeGroup] = {}
+    for join_key, join_secret in pairs:
+        group = found.get(join_key)
+        if group is None or not group.opens(join_secret):
+            raise SchedulerError(
+                "EINVALID", f"compute group {join_key}: unknown group or wrong join secret"
+            )
+        opened.setdefault(join_key, group)
+    return list(opened.values())
 
 
 def final_events(job: Job) -> list[tuple[EventName, dict[str, Any]]]:

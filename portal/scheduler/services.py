@@ -22,14 +22,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from dcp.protocol import policy
 from dcp.protocol.credits import MAX_CREDITS, format_credits, to_units
 from dcp.protocol.gpu_use import uses_gpu
 from dcp.protocol.inputs import InputError, span_of
-from dcp.protocol.messages import AddSlices, Deploy, ValuesInput
+from dcp.protocol.messages import AddSlices, Deploy, GroupCredential, ValuesInput, WorkerHello
 from dcp.protocol.signed import recover_signer, session_text
 from dcp.protocol.verify import NO_QUORUM, replicas
 from portal.bank import services as bank
@@ -41,6 +41,7 @@ from .errors import SchedulerError
 from .models import (
     InputBatch,
     Job,
+    JobComputeGroup,
     JobStatus,
     LostLease,
     Replica,
@@ -50,7 +51,7 @@ from .models import (
     WorkerConnection,
     WorkerTally,
 )
-from .selectors import identity_owner, job_status
+from .selectors import groups_for, identity_owner, job_status
 
 __all__ = ["SchedulerError"]  # re-exported: callers catch it from here
 
@@ -74,6 +75,9 @@ class JobSpec:
     requirements: dict[str, Any] = field(default_factory=dict)
     progress_timeout: int = 60
     verify: dict[str, Any] | None = None  # the protocol's Verify, as deployed
+    # (join key, join secret) of each compute group it is deployed into; none: the public
+    # group. Checked, never stored, and kept out of the spec's repr.
+    compute_groups: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     @property
     def replicas(self) -> int:
@@ -157,12 +161,18 @@ def job_spec(request: Deploy) -> JobSpec:
         requirements=request.requirements.model_dump(exclude_defaults=True),
         progress_timeout=request.progress_timeout,
         verify=request.verify.model_dump() if request.verify is not None else None,
+        compute_groups=credentials(request.compute_groups),
     )
     if isinstance(request.input, ValuesInput):
         spec.values = request.input.values
     else:
         spec.input_spec = request.input.model_dump(exclude={"kind"})
     return spec
+
+
+def credentials(groups: list[GroupCredential]) -> list[tuple[str, str]]:
+    """(join key, join secret) of each compute group of a deploy or a worker's hello."""
+    return [(group.joinKey, group.joinSecret) for group in groups]
 
 
 def deploy_signed(
@@ -250,6 +260,7 @@ def _create_job(
     total = _checked_total(owner, spec)
     if values is None and sizing.frame_slices(spec.source, spec.args, 0) < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
+    groups = groups_for(spec.compute_groups)
     environment = spec.requirements.get("environment", {})
     job = Job.objects.create(
         id=uuid.uuid4().hex,
@@ -276,6 +287,7 @@ def _create_job(
         public=spec.public,
         verify=spec.verify,
     )
+    JobComputeGroup.objects.bulk_create(JobComputeGroup(job=job, group=g) for g in groups)
     _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
     return job
 
@@ -531,20 +543,23 @@ def extend_leases(*, worker: str, job_id: str, numbers: list[int]) -> int:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a worker can run; jobs needing more are not handed to it."""
+    """What a worker can run and whose jobs it takes; other jobs are not handed to it.
+
+    `compute_groups`: the ids of the compute groups it joined; `public_group`: whether it also
+    takes the jobs of no group (every worker does unless its hello leaves the public group).
+    """
 
     webgpu: bool = False
     offscreen_canvas: bool = False
+    compute_groups: frozenset[int] = frozenset()
+    public_group: bool = True
 
 
 def jobs_with_work(capabilities: Capabilities) -> list[str]:
     """Running jobs that have slices to hand out and that this worker can run: those never
     handed out first, then the one served longest ago, so that jobs take turns (a job of
     huge or slow slices does not hold every worker while newer jobs wait)."""
-    returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
-    rows = Job.objects.filter(status=JobStatus.RUNNING).filter(
-        Q(issued__lt=F("total")) | Exists(returned)
-    )
+    rows = _running_with_work().filter(_served_by(capabilities))
     if not capabilities.webgpu:
         rows = rows.filter(needs_webgpu=False)
     if not capabilities.offscreen_canvas:
@@ -553,9 +568,26 @@ def jobs_with_work(capabilities: Capabilities) -> list[str]:
     return list(rows.order_by(*turns).values_list("id", flat=True)[:8])
 
 
+def _running_with_work() -> QuerySet[Job]:
+    returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
+    return Job.objects.filter(status=JobStatus.RUNNING).filter(
+        Q(issued__lt=F("total")) | Exists(returned)
+    )
+
+
+def _served_by(capabilities: Capabilities) -> Q:
+    """The jobs of the worker's groups: those deployed into a group it joined, and those of no
+    group when it serves the public group."""
+    links = JobComputeGroup.objects.filter(job=OuterRef("pk"))
+    served = Q(Exists(links.filter(group_id__in=capabilities.compute_groups)))
+    if capabilities.public_group:
+        served |= Q(~Exists(links))
+    return served
+
+
 def any_work() -> bool:
     """Whether some running job has slices to hand out (for any worker)."""
-    return bool(jobs_with_work(Capabilities(webgpu=True, offscreen_canvas=True)))
+    return _running_with_work().exists()
 
 
 def claim_slices(
@@ -999,6 +1031,12 @@ def cancel_job_of_owner(*, job_id: str, owner: User, reason: str = "") -> tuple[
     return job, _cancel(job, code="ECANCELLED", reason=reason or OWNER_CANCELLED)
 
 
+def cancel_locked_job(job: Job, *, code: str, reason: str) -> bool:
+    """Cancel a running job whose row the caller's transaction holds locked, as the owner's
+    cancel does (announced, refunded); False when it had ended."""
+    return _cancel(job, code=code, reason=reason)
+
+
 def _cancel(job: Job, *, code: str, reason: str) -> bool:
     """Cancel a running job and announce it, once, whoever asked; False when it had ended."""
     if job.status != JobStatus.RUNNING:
@@ -1027,20 +1065,29 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
 # --- worker connections -----------------------------------------------------------------------
 
 
-def connect_worker(*, worker: str, user: User, cores: int, capabilities: Capabilities) -> str:
-    """Record a connected worker tab; returns the address its results are paid into (the
-    user's default account key, made on first use)."""
+def connect_worker(*, worker: str, user: User, hello: WorkerHello) -> tuple[str, Capabilities]:
+    """Record a connected worker tab as its hello describes it; returns the address its results
+    are paid into (the user's default account key, made on first use) and what it may be
+    handed. A compute group whose join key or secret is wrong refuses the hello (EINVALID)
+    before anything is recorded."""
+    groups = groups_for(credentials(hello.compute_groups))
+    capabilities = Capabilities(
+        webgpu=hello.capabilities.get("webgpu") is True,
+        offscreen_canvas=hello.capabilities.get("offscreenCanvas") is True,
+        compute_groups=frozenset(group.pk for group in groups),
+        public_group=not hello.leave_public_group,
+    )
     address = ensure_default_account(user=user).address
     WorkerConnection.objects.update_or_create(
         id=worker,
         defaults={
             "user": user,
-            "cores": cores,
+            "cores": hello.cores,
             "webgpu": capabilities.webgpu,
             "offscreen_canvas": capabilities.offscreen_canvas,
         },
     )
-    return address
+    return address, capabilities
 
 
 def worker_disconnected(*, worker: str) -> int:

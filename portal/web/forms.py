@@ -7,6 +7,7 @@ import uuid
 from django import forms
 
 from dcp.protocol.credits import AmountError, to_units
+from portal.scheduler.models import GROUP_NAME_LENGTH
 from portal.wallet.services import WalletError, normalise_address, validate_label
 
 
@@ -58,6 +59,10 @@ class TransferForm(forms.Form):
         if units <= 0:
             raise forms.ValidationError("Send a positive number of credits.")
         return units
+
+
+class ComputeGroupForm(forms.Form):
+    name = forms.CharField(max_length=GROUP_NAME_LENGTH)
 
 
 def first_error(form: forms.Form) -> str:

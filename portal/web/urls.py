@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, examples, jobs, views, worker_files
+from . import api_keys, compute_groups, examples, jobs, views, worker_files
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -30,6 +30,18 @@ urlpatterns = [
     path("portal/jobs/status.json", jobs.jobs_status, name="jobs_status"),
     path("portal/jobs/<str:job_id>/cancel/", jobs.cancel, name="cancel_job"),
     path("portal/jobs/<str:job_id>/results.json", jobs.results, name="job_results"),
+    path("portal/compute-groups/", compute_groups.compute_groups, name="compute_groups"),
+    path("portal/compute-groups/new/", compute_groups.create, name="create_compute_group"),
+    path(
+        "portal/compute-groups/<slug:join_key>/rotate/",
+        compute_groups.rotate_secret,
+        name="rotate_compute_group_secret",
+    ),
+    path(
+        "portal/compute-groups/<slug:join_key>/jobs/<str:job_id>/remove/",
+        compute_groups.remove_job,
+        name="remove_compute_group_job",
+    ),
     path("dcp-client/dcp-client.js", examples.dcp_client_script, name="dcp_client_script"),
     path("examples/uppercase/", examples.uppercase, name="example_uppercase"),
 ]

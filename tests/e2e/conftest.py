@@ -26,9 +26,14 @@ def payer(browser: Any, portal_site: LiveSite, tmp_path: Path) -> Iterator[Perso
 
 @pytest.fixture
 def volunteer(browser: Any, portal_site: LiveSite) -> Iterator[Person]:
+    yield from volunteer_in(browser, portal_site)
+
+
+def volunteer_in(browser: Any, site: LiveSite) -> Iterator[Person]:
+    """A person signed up in a context of `browser` of their own, for as long as it is used."""
     context = browser.new_context()
     context.set_default_timeout(120_000)
-    person = sign_up(context.new_page(), portal_site)
+    person = sign_up(context.new_page(), site)
     yield person
     context.close()
 

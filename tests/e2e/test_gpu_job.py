@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from testkit.livesite import LiveSite
-from tests.e2e.conftest import deploy_in_background, wait_for
-from tests.e2e.portal_flows import Person, sign_up, start_worker
+from tests.e2e.conftest import deploy_in_background, volunteer_in, wait_for
+from tests.e2e.portal_flows import Person, start_worker
 
 N, TILE = 32, 16  # a 32x32 integer matrix product in four 16x16 tiles
 
@@ -56,11 +56,7 @@ print(json.dumps({{"job": job.id, "exact": results.values() == expected,
 @pytest.fixture
 def gpu_volunteer(webgpu_browser: Any, portal_site: LiveSite) -> Iterator[Person]:
     """A volunteer whose browser has a WebGPU adapter."""
-    context = webgpu_browser.new_context()
-    context.set_default_timeout(120_000)
-    person = sign_up(context.new_page(), portal_site)
-    yield person
-    context.close()
+    yield from volunteer_in(webgpu_browser, portal_site)
 
 
 def test_a_gpu_job_from_python_is_computed_exactly_on_a_worker_tabs_gpu(

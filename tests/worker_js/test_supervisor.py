@@ -147,7 +147,15 @@ class FakeScheduler:
                 if generation == self.generation:
                     self.received.append({**message, "_connection": number})
             kind = message.get("type")
-            if kind == "hello":
+            if kind == "hello" and _wrong_group_secret(message):
+                await self._reply(
+                    connection,
+                    type="error",
+                    id=message["id"],
+                    code="EINVALID",
+                    message="compute group lab: unknown group or wrong join secret",
+                )
+            elif kind == "hello":
                 await self._reply(
                     connection,
                     type="welcome",
@@ -252,8 +260,11 @@ class Worker:
     def __init__(self, page: Any) -> None:
         self.page = page
 
-    def start(self, cores: int = 2) -> None:
-        self.page.evaluate("(cores) => { newSupervisor(cores); supervisor.start(); }", cores)
+    def start(self, cores: int = 2, **options: Any) -> None:
+        self.page.evaluate(
+            "([cores, options]) => { newSupervisor(cores, options); supervisor.start(); }",
+            [cores, options],
+        )
 
     def stop(self) -> None:
         self.page.evaluate("supervisor.stop()")
@@ -333,6 +344,32 @@ def test_the_worker_says_hello_then_announces_its_free_cores(
     assert ready["capacity"] == 2
     scheduler.wait_for(lambda: worker.states()[-1:] == ["waiting"], what="state waiting")
     assert worker.states()[:1] == ["connecting"]
+
+
+def test_the_worker_joins_compute_groups_in_its_hello_and_a_wrong_secret_stops_it(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    lab = {"joinKey": "lab", "joinSecret": "s3cret"}
+    worker.start(cores=1, computeGroups=[lab])
+    first = scheduler.wait_for_message("hello")
+    scheduler.wait_for_message("ready")
+
+    worker.call("(lab) => supervisor.setComputeGroups([lab], {leavePublicGroup: true})", lab)
+    scheduler.wait_for(lambda: len(scheduler.messages("hello")) == 2, what="a second hello")
+    second = scheduler.messages("hello")[1]
+    worker.stop()
+    scheduler.reset()
+    worker.start(cores=1, computeGroups=[{"joinKey": "lab", "joinSecret": "wrong"}])
+    scheduler.wait_for(lambda: worker.states()[-1:] == ["error"], what="state error")
+
+    assert first["compute_groups"] == [lab] and "leave_public_group" not in first
+    assert second["compute_groups"] == [lab] and second["leave_public_group"] is True
+    assert second["_connection"] == first["_connection"]  # the same socket
+    log = worker.call("events.log.map((entry) => entry.message)")
+    assert any(
+        "refused this worker's hello" in line and "wrong join secret" in line for line in log
+    )
+    assert scheduler.messages("ready") == []
 
 
 def test_python_slices_come_back_as_results_and_the_ack_counts_in_the_stats(
@@ -805,3 +842,8 @@ def test_a_js_slice_that_exhausts_memory_crashes_its_sandboxes_not_the_worker_ta
         assert evaluate("pool.stats().length") >= 1  # a fresh frame of sandboxes
     finally:
         context.close()
+
+
+def _wrong_group_secret(hello: Message) -> bool:
+    """The fake's stand-in for a compute group check: the secret "wrong" is refused."""
+    return any(group.get("joinSecret") == "wrong" for group in hello.get("compute_groups", []))

@@ -235,6 +235,8 @@
       // Result verification, e.g. {quorum: 2}: each slice is computed by workers of that many
       // users and accepted when their results agree; the escrow covers quorum results a slice.
       this.verify = null;
+      // [{joinKey, joinSecret}]: computed only by workers that joined one of these groups.
+      this.computeGroups = [];
       this.readyState = "new";
     }
 
@@ -295,6 +297,7 @@
         slicePaymentOffer: offer,
       };
       if (this.verify) body.verify = this.verify;
+      if (this.computeGroups.length) body.computeGroups = this.computeGroups;
       if (account) body.account = { address: account };
       const { jobId } = await call("POST", "/job", { body, idempotencyKey: newIdempotencyKey() });
       this.id = jobId;

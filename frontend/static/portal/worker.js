@@ -16,6 +16,9 @@ const stopButton = root.querySelector("[data-worker-stop]");
 const coresSelect = root.querySelector("[data-worker-cores]");
 const gpuSwitch = root.querySelector("[data-worker-gpu]");
 const gpuLine = root.querySelector('[data-testid="worker-gpu"]');
+const groupsField = root.querySelector("[data-worker-groups]");
+const publicJobsBox = root.querySelector("[data-worker-public]");
+const groupsProblem = root.querySelector("[data-worker-groups-problem]");
 const statusLine = root.querySelector('[data-testid="worker-status"]');
 const slicesOutput = document.querySelector('[data-testid="slices-computed"]');
 const creditsOutput = document.querySelector('[data-testid="credits-earned"]');
@@ -74,6 +77,27 @@ function showGPU({ found, description, reason }) {
   gpuLine.textContent = found ? `GPU: ${description}` : `GPU: none found${reason ? ` (${reason})` : ""}`;
   gpuSwitch.disabled = !found;
   gpuSwitch.checked = found && gpuChosen();
+}
+
+/** The compute groups typed in the field: [{joinKey, joinSecret}], or a line that is not KEY,SECRET. */
+function parseGroups(text) {
+  const groups = [];
+  for (const [index, line] of text.split("\n").entries()) {
+    if (!line.trim()) continue;
+    const [joinKey, joinSecret, ...rest] = line.split(",").map((part) => part.trim());
+    if (!joinKey || !joinSecret || rest.length) return { problem: `line ${index + 1} is not KEY,SECRET` };
+    groups.push({ joinKey, joinSecret });
+  }
+  return { groups };
+}
+
+/** Joins what the field says (with a new hello when connected); a malformed line joins nothing. */
+function applyGroups() {
+  const { groups, problem } = parseGroups(groupsField.value);
+  groupsProblem.hidden = !problem;
+  groupsProblem.textContent = problem ?? "";
+  if (problem) return;
+  supervisor.setComputeGroups(groups, { leavePublicGroup: !publicJobsBox.checked });
 }
 
 function shortJob(jobId) {
@@ -154,6 +178,8 @@ const supervisor = new Supervisor({
 startButton.addEventListener("click", () => supervisor.start());
 stopButton.addEventListener("click", () => supervisor.stop());
 coresSelect.addEventListener("change", () => supervisor.setCores(Number(coresSelect.value)));
+groupsField.addEventListener("change", applyGroups);
+publicJobsBox.addEventListener("change", applyGroups);
 gpuSwitch.addEventListener("change", () => {
   rememberGPUChoice(gpuSwitch.checked);
   supervisor.setGPU(gpuSwitch.checked);
