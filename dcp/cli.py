@@ -5,6 +5,7 @@
     dcp results JOB --range 1-10  # stored results as JSON
     dcp cancel JOB --reason why   # stop a job, refund its escrow
     dcp keys                      # the DCP home's keystores and their addresses
+    dcp worker --payment-address 0x…  # compute other people's slices in headless Chromium
 
 `--scheduler URL` (or `DCP_SCHEDULER_URL`) picks the portal; `--identity PATH` the identity
 keystore (default: `id.keystore` in the DCP home). Errors go to stderr with exit status 1.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,25 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import dcp_home, init
+from .config import dcp_home, init, portal_url
 from .errors import DCPError
 from .keys import ACCOUNT_KEYSTORE, IDENTITY_KEYSTORE, Role, missing_keystore_message
+from .worker.options import (
+    WorkerOptions,
+    check_cores,
+    check_join,
+    check_max_hours,
+    check_payment_address,
+    check_scheduler,
+)
 
 __all__ = ["main"]
 
 ROLES = {IDENTITY_KEYSTORE: "identity", ACCOUNT_KEYSTORE: "account"}
 CONNECT_GIVE_UP_S = 5.0  # a command should not hang a minute on a scheduler that is down
+# For tests, and for embedding `dcp worker` where a signed-in session exists: NAME=VALUE of the
+# portal's session cookie, which the worker page then connects with (in place of --token).
+SESSION_COOKIE_VARIABLE = "DCP_WORKER_SESSION_COOKIE"
 
 
 def _reported[F: Callable[..., Any]](command: F) -> F:
@@ -160,6 +173,91 @@ def keys() -> None:
         click.echo(missing_keystore_message(home / name, role), err=True)
     if missing:
         click.get_current_context().exit(1)
+
+
+@main.command()
+@click.option(
+    "--scheduler",
+    "worker_scheduler",
+    metavar="URL",
+    help="The portal (default: the one given before `worker`, $DCP_SCHEDULER_URL or local).",
+)
+@click.option(
+    "--payment-address",
+    metavar="0x…",
+    default="",
+    help="The account address paid for results (default: the worker owner's).",
+)
+@click.option(
+    "--token",
+    envvar="DCP_WORKER_TOKEN",
+    default="",
+    help="A worker token from the portal (or $DCP_WORKER_TOKEN).",
+)
+@click.option("--cores", type=int, help="Slices computed at once (default: CPU threads - 1).")
+@click.option("--gpu/--no-gpu", default=False, help="Offer the GPU (WebGPU) to jobs (default: no).")
+@click.option(
+    "--join",
+    "joins",
+    multiple=True,
+    metavar="KEY,SECRET",
+    help="Join a compute group (from its page); repeatable.",
+)
+@click.option("--leave-public-group", is_flag=True, help="Compute only the joined groups' jobs.")
+@click.option("--max-hours", type=float, metavar="H", help="Stop after H hours.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Append the worker's event log to this file.",
+)
+@_reported
+def worker(
+    worker_scheduler: str | None,
+    payment_address: str,
+    token: str,
+    cores: int | None,
+    gpu: bool,
+    joins: tuple[str, ...],
+    leave_public_group: bool,
+    max_hours: float | None,
+    log_file: str | None,
+) -> None:
+    """Compute slices in headless Chromium until Ctrl-C, which hands in-flight slices back.
+
+    Work functions run in the browser's sandboxes, as on the Worker tab, never in this process.
+    Needs Debian's chromium and Playwright: pip install 'dcp-portal[worker]'.
+    """
+    ctx = click.get_current_context()
+    scheduler = worker_scheduler or portal_url()
+    options = WorkerOptions(
+        scheduler=_check(ctx, "worker_scheduler", check_scheduler, scheduler),
+        payment_address=_check(ctx, "payment_address", check_payment_address, payment_address),
+        token=token,
+        cores=_check(ctx, "cores", check_cores, cores),
+        gpu=gpu,
+        join=tuple(_check(ctx, "joins", check_join, text) for text in joins),
+        leave_public_group=leave_public_group,
+        max_hours=_check(ctx, "max_hours", check_max_hours, max_hours),
+        log_file=log_file,
+        session_cookie=os.environ.get(SESSION_COOKIE_VARIABLE, ""),
+    )
+    from .worker import WorkerError, run_worker
+
+    try:
+        ctx.exit(run_worker(options))
+    except WorkerError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _check(ctx: click.Context, name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """`value` through `check`, a ValueError as a usage error naming the flag (exit status 2)."""
+    if value is None or value == "":
+        return value
+    try:
+        return check(value)
+    except ValueError as error:
+        param = next(p for p in ctx.command.params if p.name == name)
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
 
 if __name__ == "__main__":

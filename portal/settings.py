@@ -275,6 +275,9 @@ SOCKET_MESSAGES_PER_SECOND = env_int("SOCKET_MESSAGES_PER_SECOND", 200)
 VERIFY_TRUSTED_STREAK = env_int("VERIFY_TRUSTED_STREAK", 10)
 VERIFY_MAX_STRIKES = env_int("VERIFY_MAX_STRIKES", 3)
 VERIFY_SUSPENSION_SECONDS = env_int("VERIFY_SUSPENSION_SECONDS", 600)
+# Workers with neither a signed-in session nor a worker token may work, paid to the account
+# address their hello names (portal/scheduler/worker_credentials.py). Off unless asked for.
+ALLOW_ANONYMOUS_WORKERS = env_bool("ALLOW_ANONYMOUS_WORKERS", False)
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

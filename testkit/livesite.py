@@ -19,24 +19,18 @@ import sys
 import time
 from pathlib import Path
 
+from dcp.worker.browser import CHROMIUM, CHROMIUM_ARGS, WEBGPU_CHROMIUM_ARGS
+
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# A real WebGPU adapter without a GPU: SwiftShader, Chromium's software Vulkan (slow, but WebGPU).
-WEBGPU_CHROMIUM_ARGS = [
-    *(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"),
-    "--enable-unsafe-webgpu",
-    "--enable-features=Vulkan",
-    "--use-webgpu-adapter=swiftshader",
-    "--use-angle=swiftshader",
+# The browser flags are the headless worker's (one definition); tests take them from here too.
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "REPO",
+    "WEBGPU_CHROMIUM_ARGS",
+    "LiveSite",
+    "free_port",
+    "read_json",
 ]
 
 

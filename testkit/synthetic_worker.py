@@ -5,6 +5,7 @@ For tests and benchmarks only: it executes job code without any sandbox.
 
     python -m testkit.synthetic_worker --url http://127.0.0.1:8000 --email w@example.com \
         --password '...' --workers 4
+    python -m testkit.synthetic_worker --url http://127.0.0.1:8000 --token dcpw_...
 """
 
 from __future__ import annotations
@@ -67,9 +68,13 @@ class SyntheticWorker:
         delay: float = 0.0,
         lie: float = 0.0,
         gpu_ms: float | None = None,
+        token: str | None = None,
+        payment_address: str | None = None,
     ) -> None:
         self.url = url
-        self.session = session
+        self.session = session  # "": none, then a worker token or anonymous
+        self.token = token
+        self.payment_address = payment_address
         self.cores = cores
         self.delay = delay  # seconds of "work" per slice, for chaos tests
         self.lie = lie  # the fraction of slices answered with a forged value, for trust tests
@@ -91,13 +96,21 @@ class SyntheticWorker:
 
     async def session_once(self) -> None:
         ws_url = self.url.replace("http", "ws", 1) + "/ws/worker/"
-        headers = {"Cookie": f"sessionid={self.session}", "Origin": self.url}
+        headers = {"Origin": self.url}
+        if self.session:
+            headers["Cookie"] = f"sessionid={self.session}"
         async with websockets.connect(
             ws_url, additional_headers=headers, max_size=2**26, ping_interval=None
         ) as socket:
-            hello = wire.WorkerHello(type="hello", id=1, cores=self.cores)
+            hello = wire.WorkerHello(
+                type="hello",
+                id=1,
+                cores=self.cores,
+                token=self.token,
+                payment_address=self.payment_address,
+            )
             ready = wire.Ready(type="ready", capacity=self.cores).model_dump_json()
-            await socket.send(hello.model_dump_json())
+            await socket.send(hello.model_dump_json(exclude_none=True))
             await socket.send(ready)
             async for frame in socket:
                 message = json.loads(frame)
@@ -145,9 +158,21 @@ async def run_workers(
     delay: float,
     lie: float = 0.0,
     gpu_ms: float | None = None,
+    *,
+    token: str | None = None,
+    payment_address: str | None = None,
 ) -> None:
     workers = [
-        SyntheticWorker(url, session, delay=delay, lie=lie, gpu_ms=gpu_ms) for _ in range(count)
+        SyntheticWorker(
+            url,
+            session,
+            delay=delay,
+            lie=lie,
+            gpu_ms=gpu_ms,
+            token=token,
+            payment_address=payment_address,
+        )
+        for _ in range(count)
     ]
     await asyncio.gather(*(worker.run_forever() for worker in workers))
 
@@ -162,11 +187,22 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--lie", type=float, default=0.0, help="fraction of results to forge")
     parser.add_argument("--gpu-ms", type=float, help="GPU milliseconds each result claims")
+    parser.add_argument("--token", help="a worker token (instead of a session)")
+    parser.add_argument("--payment-address", help="the account address paid for its results")
     options = parser.parse_args()
-    session = options.session or log_in(options.url, options.email, options.password)
+    session = options.session or ""
+    if not session and options.email:
+        session = log_in(options.url, options.email, options.password)
     asyncio.run(
         run_workers(
-            options.url, session, options.workers, options.delay, options.lie, options.gpu_ms
+            options.url,
+            session,
+            options.workers,
+            options.delay,
+            options.lie,
+            options.gpu_ms,
+            token=options.token,
+            payment_address=options.payment_address,
         )
     )
 

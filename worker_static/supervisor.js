@@ -10,6 +10,8 @@
  *     gpu: true,                       // offer this browser's GPU to jobs that need one
  *     computeGroups: [{ joinKey, joinSecret }],  // also compute these groups' jobs
  *     leavePublicGroup: false,         // true: only the groups' jobs
+ *     token: "…",                      // a worker token: connect without a signed-in session
+ *     paymentAddress: "0x…",           // pay credits into this account address
  *     onState: (state, detail) => {},  // see STATES below
  *     onStats: ({ slicesComputed, creditsEarned, inFlight, state }) => {},
  *     log: (message, level) => {},     // level: "info" | "warn" | "error"
@@ -33,6 +35,10 @@
  * Compute groups: the hello joins `computeGroups` (each a join key and secret, from the group's
  * page) and, unless `leavePublicGroup`, the public group too; setComputeGroups() changes them
  * with a new hello. A wrong key or secret is refused: the tab shows the scheduler's message.
+ *
+ * Headless workers (worker_static/headless.js): the hello carries `token` (a worker token, in
+ * place of a signed-in session) and `payment_address` (the account paid for this worker's
+ * results) when those options are given; a page with a session sends neither.
  *
  * The parts: connection.js (the socket), batching.js (what is sent in batches), held-slices.js
  * (the slices this worker holds), isolated-pool.js (the sandboxes, in a frame and process of their
@@ -147,6 +153,8 @@ export class Supervisor {
   #helloAgainId = null; // the id of the hello that setGPU() or setComputeGroups() sent
   #computeGroups = []; // [{joinKey, joinSecret}]
   #leavePublicGroup = false;
+  #token = "";
+  #paymentAddress = "";
 
   /**
    * @param {object} options
@@ -158,6 +166,8 @@ export class Supervisor {
    *   false: the hello says webgpu false and no adapter is asked for; setGPU() changes it
    * @param {Array<{joinKey: string, joinSecret: string}>} [options.computeGroups] groups to join
    * @param {boolean} [options.leavePublicGroup] true: compute only the groups' jobs
+   * @param {string} [options.token] a worker token, sent in the hello (no session needed)
+   * @param {string} [options.paymentAddress] 0x… account address the results are paid into
    * @param {function} [options.onState] (state, detail) on every change of state
    * @param {function} [options.onStats] ({slicesComputed, creditsEarned, inFlight, state})
    * @param {function} [options.log] (message, level) for a person-readable event log
@@ -172,6 +182,8 @@ export class Supervisor {
     gpu = true,
     computeGroups = [],
     leavePublicGroup = false,
+    token = "",
+    paymentAddress = "",
     onState,
     onStats,
     log,
@@ -185,6 +197,8 @@ export class Supervisor {
     this.#cores = coreCount(cores);
     this.#gpuWanted = Boolean(gpu);
     this.#setGroups(computeGroups, leavePublicGroup);
+    this.#token = token ?? "";
+    this.#paymentAddress = paymentAddress ?? "";
     this.#onState = onState;
     this.#onStats = onStats;
     this.#log = log;
@@ -300,6 +314,8 @@ export class Supervisor {
     const hello = { cores: this.#cores, capabilities: { webgpu: this.#announcedGPU } };
     if (this.#computeGroups.length) hello.compute_groups = this.#computeGroups;
     if (this.#leavePublicGroup) hello.leave_public_group = true;
+    if (this.#token) hello.token = this.#token;
+    if (this.#paymentAddress) hello.payment_address = this.#paymentAddress;
     return hello;
   }
 
@@ -423,6 +439,10 @@ export class Supervisor {
       return;
     }
     const what = `${message.code ?? "error"} ${message.message ?? ""}`.trim();
+    if (message.code === "ENOTAUTHENTICATED") {
+      this.#logLine(`The scheduler refused this worker: ${message.message ?? what}`, "warn");
+      return; // the socket closes with 4401 next, which stops the worker with its own words
+    }
     if (message.id != null && message.id === this.#connection.helloId) {
       // Not welcomed, so no work would come: stop and say why (a wrong compute group secret).
       this.#logLine(`The scheduler refused this worker's hello: ${what}`, "error");

@@ -36,6 +36,7 @@ from .limits import (
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 RequestId = int | str | None
 JobId = Annotated[str, Field(max_length=32)]
+WORKER_TOKEN_MAX_CHARS = 100  # a worker token is `dcpw_<12 hex>_<43 base64url>`: 61
 Ref = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Json = Any
 Language = Literal["python", "js"]  # the work-function runtimes every worker has
@@ -484,6 +485,12 @@ class WorkerHello(Request):
     # leaves that).
     compute_groups: ComputeGroups = Field(default_factory=list)
     leave_public_group: bool = False
+    # A worker token (the portal's Workers page) for a worker without a signed-in session;
+    # kept out of the message's repr, so it is never logged.
+    token: str | None = Field(default=None, max_length=WORKER_TOKEN_MAX_CHARS, repr=False)
+    # The account its results are paid into (any account of the portal); none: the user's
+    # default account. An anonymous worker must name one.
+    payment_address: Address | None = None
 
 
 class Ready(Request):

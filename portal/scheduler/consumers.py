@@ -23,9 +23,9 @@ from dcp.protocol import messages as wire
 from dcp.protocol.credits import format_credits
 from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
 
-from . import selectors, services, verification
+from . import selectors, services, verification, worker_credentials
 from .errors import SchedulerError
-from .notify import WORKERS_GROUP, job_group, relay, user_workers_group
+from .notify import WORKERS_GROUP, job_group, relay, token_workers_group, user_workers_group
 from .sizing import TaskSizer, frame_budget
 from .sockets import ProtocolConsumer
 
@@ -185,16 +185,18 @@ def _status_and_info(job: Any) -> tuple[wire.JobStatus, wire.JobInfo]:
 
 
 class WorkerConsumer(ProtocolConsumer):
-    """`/ws/worker/`: hand tasks to a signed-in user's worker tab and take its results."""
+    """`/ws/worker/`: hand tasks to a worker and take its results. A worker works as its
+    signed-in session's user, as its worker token's owner, or anonymously where allowed
+    (worker_credentials.py): who it is, is settled by its first hello that is welcomed."""
 
     requests = wire.worker_requests
 
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
-        await self.accept()
-        if self.user is None or not self.user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+        session_user = self.scope.get("user")
+        signed_in = session_user is not None and session_user.is_authenticated
+        self.session_user = session_user if signed_in else None
+        self.user: Any = None  # who it works as, from its first welcomed hello
+        self.groups_joined: list[str] = []
         self.worker_id = uuid.uuid4().hex[:20]
         self.sizer = TaskSizer()
         self.capacity = 0
@@ -206,23 +208,30 @@ class WorkerConsumer(ProtocolConsumer):
         self.progress: dict[str, set[int]] = {}  # slices said to progress, not renewed yet
         self.renewed: dict[str, float] = {}  # when each job's leases were last renewed
         self.capabilities = services.Capabilities()
-        await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
-        await self.channel_layer.group_add(user_workers_group(self.user.pk), self.channel_name)
+        await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "worker_id"):
-            return
         idle_workers.discard(self)
-        await self.channel_layer.group_discard(WORKERS_GROUP, self.channel_name)
-        await self.channel_layer.group_discard(user_workers_group(self.user.pk), self.channel_name)
-        await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.user is not None:
+            await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
 
     async def on_hello(self, request: wire.WorkerHello, frame: dict[str, Any]) -> None:
-        """Take the worker's cores, capabilities and compute groups; a hello refused (a wrong
-        join secret) changes nothing: an earlier hello's still hold, and the socket stays."""
+        """Take the worker's cores, capabilities, compute groups and payment address; a hello
+        refused (a wrong join secret, an unknown payment address) changes nothing: an earlier
+        hello's still hold, and the socket stays. Credentials that do not hold close it."""
+        if self.user is None:
+            identity = await self.authenticate(request)
+            if identity is None:
+                return
+        else:
+            identity = self.identity
         address, capabilities = await database_sync_to_async(services.connect_worker)(
-            worker=self.worker_id, user=self.user, hello=request
+            worker=self.worker_id, user=identity.user, hello=request, anonymous=identity.anonymous
         )
+        if self.user is None:
+            await self.work_as(identity)
         self.payee_address, self.capabilities = address, capabilities
         self.sizer.cores = request.cores
         reply = wire.WorkerWelcome(
@@ -233,6 +242,33 @@ class WorkerConsumer(ProtocolConsumer):
             public_group=capabilities.public_group,
         )
         await self.send_message(reply)
+
+    async def authenticate(
+        self, request: wire.WorkerHello
+    ) -> worker_credentials.WorkerIdentity | None:
+        """Who the first hello says this worker is; None, said and closed, when no one."""
+        try:
+            return await database_sync_to_async(worker_credentials.authenticate_worker)(
+                session_user=self.session_user, token=request.token
+            )
+        except SchedulerError as error:
+            await self.send_error(request.id, error.code, error.message)
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return None
+
+    async def work_as(self, identity: worker_credentials.WorkerIdentity) -> None:
+        """Settle who this connection works as, and listen to what concerns them."""
+        self.identity, self.user = identity, identity.user
+        self.groups_joined = [WORKERS_GROUP, user_workers_group(identity.user.pk)]
+        if identity.token_id is not None:
+            self.groups_joined.append(token_workers_group(identity.token_id))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def worker_token_revoked(self, event: dict[str, Any]) -> None:
+        """The worker token this connection said hello with was revoked: stop working."""
+        await self.send_error(None, "ENOTAUTHENTICATED", "the worker token was revoked")
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def on_ready(self, request: wire.Ready, frame: dict[str, Any]) -> None:
         if not self.payee_address:
@@ -308,6 +344,8 @@ class WorkerConsumer(ProtocolConsumer):
         await relay(request.job, "console", data)
 
     async def on_result(self, request: wire.Results, frame: dict[str, Any]) -> None:
+        if not self.payee_address:
+            raise SchedulerError("ENOTAUTHENTICATED", "say hello first")
         self.batches += 1
         self.sizer.measured(result.ms for result in request.results)
         outcome = await database_sync_to_async(services.record_results)(
@@ -328,7 +366,7 @@ class WorkerConsumer(ProtocolConsumer):
         read from it, go back to the queue at once for another worker (not after the lease)."""
         await super().refuse(text, request_id, why)
         job_id, numbers = _answered_slices(text)
-        if job_id and numbers and hasattr(self, "worker_id"):
+        if job_id and numbers and self.user is not None:
             await database_sync_to_async(services.return_slices)(
                 worker=self.worker_id, job_id=job_id, numbers=numbers
             )

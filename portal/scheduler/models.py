@@ -325,3 +325,40 @@ class InputBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.ref} of {self.job_id}"
+
+
+WORKER_TOKEN_NAME_LENGTH = 40
+
+
+class WorkerToken(models.Model):
+    """A credential that lets a worker without a signed-in session (a headless browser) work
+    as its owner: it opens the worker socket and nothing else (never the REST API).
+
+    A token reads `dcpw_<prefix>_<secret>`: the prefix is a public id to find the row, the
+    secret 256 random bits; only a SHA-256 digest of the whole token is kept (there is
+    nothing to brute-force, so a fast hash is enough), and the token is shown once."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="worker_tokens"
+    )
+    name = models.CharField(max_length=WORKER_TOKEN_NAME_LENGTH)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public id of the token.")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the whole token, in hex.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"worker token {self.name} ({self.hint})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def hint(self) -> str:
+        """What the Workers page shows of a token after creation: its public prefix only."""
+        return f"dcpw_{self.prefix}_…"

@@ -5,7 +5,8 @@ commits, and one transaction's announcements go out together, in the order they 
 one trip to the channel layer (so a batch of results costs one trip, not one per slice). The
 messages are the channel layer's: `job.event` to a job's group (clients watching it; several
 in a row travel as one `job.events`),
-`work.available` and `job.abort` to every worker, `worker.suspended` to one user's workers.
+`work.available` and `job.abort` to every worker, `worker.suspended` to one user's workers,
+`worker.token_revoked` to the workers of one worker token.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ WORK_AVAILABLE = {"type": "work.available"}
 def user_workers_group(user_id: int) -> str:
     """The channel-layer group of one user's worker tabs."""
     return f"workers.{user_id}"
+
+
+def token_workers_group(token_id: int) -> str:
+    """The channel-layer group of the workers that said hello with one worker token."""
+    return f"workers.token.{token_id}"
 
 
 def job_group(job_id: str) -> str:
@@ -136,6 +142,11 @@ def work_available() -> None:
 def workers_suspended(user_id: int, reason: str) -> None:
     """Tell a user's worker tabs they get no work for a while (verification votes lost)."""
     announce(Send(user_workers_group(user_id), {"type": "worker.suspended", "reason": reason}))
+
+
+def worker_token_revoked(token_id: int) -> None:
+    """Disconnect the workers that work with a worker token just revoked."""
+    announce(Send(token_workers_group(token_id), {"type": "worker.token_revoked"}))
 
 
 def job_deployed(job: Job, status: dict[str, Any], subscriber: str | None) -> None:

@@ -36,7 +36,7 @@ from portal.bank import services as bank
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
-from . import cheques, notify, sizing, verification
+from . import cheques, notify, sizing, verification, worker_credentials
 from .errors import SchedulerError
 from .models import (
     InputBatch,
@@ -1065,19 +1065,22 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
 # --- worker connections -----------------------------------------------------------------------
 
 
-def connect_worker(*, worker: str, user: User, hello: WorkerHello) -> tuple[str, Capabilities]:
-    """Record a connected worker tab as its hello describes it; returns the address its results
-    are paid into (the user's default account key, made on first use) and what it may be
-    handed. A compute group whose join key or secret is wrong refuses the hello (EINVALID)
-    before anything is recorded."""
+def connect_worker(
+    *, worker: str, user: User, hello: WorkerHello, anonymous: bool = False
+) -> tuple[str, Capabilities]:
+    """Record a connected worker as its hello describes it; returns the address its results
+    are paid into and what it may be handed. That address is the hello's `payment_address`
+    (any account of the portal) or else the user's default account (made on first use); an
+    `anonymous` worker has none, so it must name one. A wrong compute group or payment address
+    refuses the hello (EINVALID) before anything is recorded."""
     groups = groups_for(credentials(hello.compute_groups))
+    address = _payee_address(user, hello.payment_address, anonymous)
     capabilities = Capabilities(
         webgpu=hello.capabilities.get("webgpu") is True,
         offscreen_canvas=hello.capabilities.get("offscreenCanvas") is True,
         compute_groups=frozenset(group.pk for group in groups),
         public_group=not hello.leave_public_group,
     )
-    address = ensure_default_account(user=user).address
     WorkerConnection.objects.update_or_create(
         id=worker,
         defaults={
@@ -1088,6 +1091,14 @@ def connect_worker(*, worker: str, user: User, hello: WorkerHello) -> tuple[str,
         },
     )
     return address, capabilities
+
+
+def _payee_address(user: User, named: str | None, anonymous: bool) -> str:
+    if named is not None:
+        return worker_credentials.named_payee(named)
+    if anonymous:
+        raise SchedulerError("EINVALID", "an anonymous worker must name its payment_address")
+    return ensure_default_account(user=user).address
 
 
 def worker_disconnected(*, worker: str) -> int:

@@ -10,7 +10,9 @@ when `max_results` results never agree, the job is cancelled with ENOQUORUM.
 Reputation: a user whose results agreed VERIFY_TRUSTED_STREAK times in a row is trusted, and a
 job with `adaptive` verification accepts a trusted user's result alone, except for a
 `spot_check` fraction of them, which are replicated as usual. VERIFY_MAX_STRIKES lost votes
-suspend a user's workers for VERIFY_SUSPENSION_SECONDS (and clear the strikes).
+suspend a user's workers for VERIFY_SUSPENSION_SECONDS (and clear the strikes). Anonymous
+workers are one user (worker_credentials.py): one party in every vote, never trusted whatever
+their streak, and suspended together.
 
 The caller (services.record_results) holds the job's row lock, so one job's votes never race.
 """
@@ -41,6 +43,7 @@ from .models import (
     WorkerConnection,
     WorkerReputation,
 )
+from .worker_credentials import is_anonymous_workers
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ def _decide(verify: Verify, replicas: list[Replica], trusted: bool) -> Vote:
 
 
 def _trusted(user: User) -> bool:
+    if is_anonymous_workers(user):  # anyone may be behind it: never accepted alone
+        return False
     reputation = WorkerReputation.objects.filter(user=user).first()
     return reputation is not None and reputation.streak >= settings.VERIFY_TRUSTED_STREAK
 

@@ -7,7 +7,7 @@ import uuid
 from django import forms
 
 from dcp.protocol.credits import AmountError, to_units
-from portal.scheduler.models import GROUP_NAME_LENGTH
+from portal.scheduler.models import GROUP_NAME_LENGTH, WORKER_TOKEN_NAME_LENGTH
 from portal.wallet.services import WalletError, normalise_address, validate_label
 
 
@@ -63,6 +63,10 @@ class TransferForm(forms.Form):
 
 class ComputeGroupForm(forms.Form):
     name = forms.CharField(max_length=GROUP_NAME_LENGTH)
+
+
+class WorkerTokenForm(forms.Form):
+    name = forms.CharField(max_length=WORKER_TOKEN_NAME_LENGTH)
 
 
 def first_error(form: forms.Form) -> str:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, compute_groups, examples, jobs, views, worker_files
+from . import api_keys, compute_groups, examples, jobs, views, worker_files, workers
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -41,6 +41,13 @@ urlpatterns = [
         "portal/compute-groups/<slug:join_key>/jobs/<str:job_id>/remove/",
         compute_groups.remove_job,
         name="remove_compute_group_job",
+    ),
+    path("portal/workers/", workers.workers, name="workers"),
+    path("portal/workers/new/", workers.create_token, name="create_worker_token"),
+    path(
+        "portal/workers/<str:prefix>/revoke/",
+        workers.revoke_token,
+        name="revoke_worker_token",
     ),
     path("dcp-client/dcp-client.js", examples.dcp_client_script, name="dcp_client_script"),
     path("examples/uppercase/", examples.uppercase, name="example_uppercase"),

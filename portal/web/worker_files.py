@@ -33,6 +33,7 @@ CONTENT_TYPES = {
 VENDOR_PATH = "/worker/vendor/pyodide/"
 RUNTIME_PATH = "/worker/runtime/"
 SANDBOX_HOST_PAGE = "sandbox-host.html"
+HEADLESS_PAGE = "headless.html"  # the page `dcp worker` drives in headless Chromium
 # The scripts of the sandboxes' frame: its own and the sandbox's (each file by name).
 SANDBOX_HOST_SCRIPTS = (
     "sandbox-host.js",
@@ -99,6 +100,11 @@ def worker_file(request: HttpRequest, path: str) -> FileResponse:
         response["Content-Security-Policy"] = csp
     if path == SANDBOX_HOST_PAGE:
         response["X-Frame-Options"] = "SAMEORIGIN"  # the Worker tab frames it; no one else
+    if path == HEADLESS_PAGE:
+        # `dcp worker`'s page: cross-origin isolated like the Worker tab (so a runaway Python
+        # slice is interrupted, not its sandbox killed), and framed by no one.
+        response["Cross-Origin-Opener-Policy"] = "same-origin"
+        response["X-Frame-Options"] = "DENY"
     return response
 
 

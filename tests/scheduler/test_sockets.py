@@ -26,13 +26,20 @@ async def test_worker_socket_refuses_a_foreign_origin(volunteer):
     assert not connected
 
 
-async def test_worker_socket_closes_without_a_signed_in_session():
+async def test_a_worker_without_a_session_or_a_token_is_refused_at_its_hello():
     communicator = WebsocketCommunicator(
         application, "/ws/worker/", headers=[(b"origin", b"http://127.0.0.1:8000")]
     )
     connected, _ = await communicator.connect()
     assert connected
+    await communicator.send_json_to(
+        {"type": "hello", "id": 1, "version": 1, "cores": 1, "capabilities": {}}
+    )
+    error = await communicator.receive_json_from()
     closed = await communicator.receive_output()
+
+    assert error["code"] == "ENOTAUTHENTICATED"
+    assert "worker token" in error["message"]
     assert closed == {"type": "websocket.close", "code": 4401}
 
 

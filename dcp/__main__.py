@@ -1,0 +1,5 @@
+"""`python -m dcp ...`: the `dcp` command."""
+
+from dcp.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""What a headless worker is asked to do, checked, and the page URL that says it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+HEADLESS_PAGE = "/worker/headless.html"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The flags of `dcp worker`, checked (see the checks below)."""
+
+    scheduler: str
+    payment_address: str = ""
+    token: str = ""
+    cores: int | None = None
+    gpu: bool = False
+    join: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    leave_public_group: bool = False
+    max_hours: float | None = None
+    log_file: str | None = None
+    session_cookie: str = ""  # NAME=VALUE of a signed-in session (tests, embedding)
+
+
+def check_scheduler(url: str) -> str:
+    """The portal's base URL without a trailing slash; http(s) only."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"the scheduler must be an http(s) URL, not {url!r}")
+    return url.rstrip("/")
+
+
+def check_payment_address(address: str) -> str:
+    if not ADDRESS.fullmatch(address):
+        raise ValueError(f"a payment address is 0x and 40 hex digits, not {address!r}")
+    return address
+
+
+def check_join(text: str) -> tuple[str, str]:
+    """KEY,SECRET (a compute group's join key and secret) as a pair."""
+    key, comma, secret = text.partition(",")
+    if not comma or not key.strip() or not secret.strip():
+        raise ValueError(f"--join takes KEY,SECRET (from the group's page), not {text!r}")
+    return key.strip(), secret.strip()
+
+
+def check_cores(cores: int) -> int:
+    if cores < 1:
+        raise ValueError(f"--cores must be 1 or more, not {cores}")
+    return cores
+
+
+def check_max_hours(hours: float) -> float:
+    if hours <= 0:
+        raise ValueError(f"--max-hours must be more than 0, not {hours}")
+    return hours
+
+
+def headless_url(options: WorkerOptions) -> str:
+    """The headless worker page with the options in its fragment: a fragment never reaches the
+    server, so the token stays out of its logs."""
+    fragment: list[tuple[str, str]] = []
+    if options.token:
+        fragment.append(("token", options.token))
+    if options.payment_address:
+        fragment.append(("paymentAddress", options.payment_address))
+    if options.cores is not None:
+        fragment.append(("cores", str(options.cores)))
+    fragment.append(("gpu", "1" if options.gpu else "0"))
+    fragment += [("join", f"{key},{secret}") for key, secret in options.join]
+    if options.leave_public_group:
+        fragment.append(("leavePublicGroup", "1"))
+    return f"{options.scheduler}{HEADLESS_PAGE}#{urlencode(fragment)}"

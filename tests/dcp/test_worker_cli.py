@@ -1,0 +1,77 @@
+"""`dcp worker`'s flags: bad ones are usage errors (exit status 2), good ones make the page URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from dcp.cli import main
+from dcp.worker import WorkerOptions, headless_url
+from dcp.worker.options import check_join
+from dcp.worker.status import Stats, Totals, status_line
+
+ADDRESS = "0x" + "ab" * 20
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--payment-address", "0x1234"], "a payment address is 0x and 40 hex digits"),
+        (["--payment-address", "ab" * 21], "a payment address is 0x and 40 hex digits"),
+        (["--join", "key-without-secret"], "--join takes KEY,SECRET"),
+        (["--cores", "0"], "--cores must be 1 or more"),
+        (["--max-hours", "0"], "--max-hours must be more than 0"),
+        (["--scheduler", "ftp://example.org"], "the scheduler must be an http(s) URL"),
+    ],
+)
+def test_a_bad_flag_is_a_usage_error_that_says_why(flags: list[str], message: str) -> None:
+    outcome = CliRunner().invoke(main, ["worker", *flags])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+
+
+def test_the_page_url_carries_every_option_in_its_fragment_and_the_token_nowhere_else() -> None:
+    options = WorkerOptions(
+        scheduler="https://portal.example",
+        payment_address=ADDRESS,
+        token="secret-token",
+        cores=3,
+        gpu=True,
+        join=(("key-1", "s,1"), check_join(" key-2 , s2 ")),
+        leave_public_group=True,
+    )
+    parts = urlsplit(headless_url(options))
+
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == (
+        "https://portal.example/worker/headless.html"
+    )
+    assert parts.query == ""
+    assert parse_qsl(parts.fragment) == [
+        ("token", "secret-token"),
+        ("paymentAddress", ADDRESS),
+        ("cores", "3"),
+        ("gpu", "1"),
+        ("join", "key-1,s,1"),
+        ("join", "key-2,s2"),
+        ("leavePublicGroup", "1"),
+    ]
+
+
+def test_a_plain_worker_url_says_only_that_the_gpu_is_off() -> None:
+    url = headless_url(WorkerOptions(scheduler="http://127.0.0.1:8000"))
+    assert url == "http://127.0.0.1:8000/worker/headless.html#gpu=0"
+
+
+def test_the_totals_keep_what_a_crashed_page_earned() -> None:
+    totals = Totals()
+    totals.live = Stats.from_page({"slicesComputed": 4, "creditsEarned": "0.04"})
+    totals.page_lost("restarting")
+    totals.live = Stats.from_page(
+        {"slicesComputed": 2, "creditsEarned": "0.02", "inFlight": 1, "state": "computing"}
+        | {"jobs": ["j1"]}
+    )
+    assert status_line(totals) == (
+        "computing: 6 slices computed, 0.06 credits earned, 1 in flight, jobs: j1"
+    )
