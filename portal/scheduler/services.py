@@ -728,29 +728,16 @@ def record_results(
     results, errors, repeated = _one_answer_each(results, errors)
     numbers = [n for n, _ in results] + [e["slice"] for e in errors]
     now = timezone.now()
-    leases = list(
-        Slice.objects.filter(
-            job=job,
-            worker=worker,
-            status=SliceStatus.LEASED,
-            lease_expires__gte=now,
-            number__in=numbers,
-        ).values_list("number", "id", "leased_at")
-    )
-    held = {number: pk for number, pk, _ in leases}
+    leases = _held_leases(job, worker, numbers, now)
     suspended = verification.suspension(payee) if job.verify else ""
     if suspended:  # a suspended user's results are not taken; their slices go to others
         return_slices(worker=worker, job_id=job.id)
-        held = {}
+        leases = {}
+    held = {number: pk for number, (pk, _) in leases.items()}
     _refuse(held, numbers, repeated, outcome, suspended or NOT_LEASED)
-    if job.verify:
-        paid = _store_verified(job, held, results, worker, payee, payee_address, outcome)
-    else:
-        _store_results(job, held, results, outcome)
-        paid = Counter({verification.Payee(payee.pk, payee_address): len(outcome.accepted)})
-    _store_errors(job, held, errors, outcome)
-    leased_at = {number: began for number, _, began in leases}
+    paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
     kept = [n for n, _ in results if n in held]
+    leased_at = {number: began for number, (_, began) in leases.items()}
     _count_gpu_time(job, gpu_ms or {}, kept, leased_at, now=now, worker=worker)
     _pay(job, paid, batch_key, payee, outcome)
     _settle(job, outcome)
@@ -760,6 +747,42 @@ def record_results(
 
 
 NOT_LEASED = "not leased to this worker (never handed to it, sent twice, or its lease lapsed)"
+
+
+def _held_leases(
+    job: Job, worker: str, numbers: list[int], now: datetime
+) -> dict[int, tuple[int, datetime | None]]:
+    """number -> (slice id, when it was leased) of the slices among `numbers` that `worker`
+    holds a live lease on."""
+    rows = Slice.objects.filter(
+        job=job,
+        worker=worker,
+        status=SliceStatus.LEASED,
+        lease_expires__gte=now,
+        number__in=numbers,
+    ).values_list("number", "id", "leased_at")
+    return {number: (pk, leased_at) for number, pk, leased_at in rows}
+
+
+def _store_answers(
+    job: Job,
+    held: dict[int, int],
+    results: list[tuple[int, Any]],
+    errors: list[dict[str, Any]],
+    worker: str,
+    payee: User,
+    payee_address: str,
+    outcome: BatchOutcome,
+) -> Counter[verification.Payee]:
+    """Store the results and errors of held slices; returns what each payee is owed results
+    for (a verified job's once they agree, another job's at once)."""
+    if job.verify:
+        paid = _store_verified(job, held, results, worker, payee, payee_address, outcome)
+    else:
+        _store_results(job, held, results, outcome)
+        paid = Counter({verification.Payee(payee.pk, payee_address): len(outcome.accepted)})
+    _store_errors(job, held, errors, outcome)
+    return paid
 
 
 def _one_answer_each(
