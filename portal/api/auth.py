@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from ninja.security.http import HttpAuthBase
 from dcp.keys.keystore import KeystoreError, address_of, keystore_address, read_keystore
 from portal.scheduler.selectors import identity_owner
 from portal.users.models import User
+from portal.wallet.digests import secret_matches
 from portal.wallet.models import Key, KeyKind
 
 from . import throttle
@@ -59,10 +58,6 @@ class Principal:
     user: User
     identity: str
     api_key: ApiKey | None = None
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _refused(message: str) -> ApiError:
@@ -100,7 +95,7 @@ def authenticate_api_key(token: str) -> Principal:
     )
     if (
         key is None
-        or not hmac.compare_digest(key.digest, token_digest(token))
+        or not secret_matches(key.digest, token)
         or not key.is_active
         or not key.user.is_active
     ):

@@ -22,10 +22,11 @@ from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus
 from portal.scheduler.services import JobSpec
 from portal.users.models import User
+from portal.wallet.digests import secret_digest
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import WalletError, normalise_address, validate_label
 
-from .auth import Principal, token_digest
+from .auth import Principal
 from .errors import ApiError
 from .models import ApiKey
 from .schemas import JobIn
@@ -55,7 +56,7 @@ def create_api_key(
         user=user,
         label=label,
         prefix=prefix,
-        digest=token_digest(token),
+        digest=secret_digest(token),
         identity=identity,
         account=account,
     )

@@ -16,10 +16,11 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from portal.users.models import User
+from portal.wallet.digests import secret_digest
 
 from . import services
 from .errors import SchedulerError
-from .models import GROUP_NAME_LENGTH, ComputeGroup, Job, JobComputeGroup, join_secret_digest
+from .models import GROUP_NAME_LENGTH, ComputeGroup, Job, JobComputeGroup
 
 SECRET_BYTES = 24  # 192 random bits: a fast hash of the secret is enough
 KEY_SUFFIX_BYTES = 4  # the random part of a join key, after the name's slug
@@ -40,7 +41,7 @@ def create_group(*, owner: User, name: str) -> tuple[ComputeGroup, str]:
         owner=owner,
         name=name,
         join_key=_new_join_key(name),
-        join_secret_hash=join_secret_digest(secret),
+        join_secret_hash=secret_digest(secret),
     )
     return group, secret
 
@@ -50,7 +51,7 @@ def rotate_secret(*, group: ComputeGroup) -> str:
     one from now on; jobs already in the group stay, and workers already joined keep serving
     it until they say hello again."""
     secret = _new_secret()
-    group.join_secret_hash = join_secret_digest(secret)
+    group.join_secret_hash = secret_digest(secret)
     group.save(update_fields=["join_secret_hash"])
     return secret
 

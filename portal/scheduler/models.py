@@ -15,8 +15,6 @@ slice goes back to NEW after each result that did not decide, for a worker of an
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +23,7 @@ from django.db.models import Q
 
 from dcp.protocol.inputs import span_of
 from dcp.protocol.verify import replicas
+from portal.wallet.digests import secret_matches
 
 
 class JobStatus(models.TextChoices):
@@ -58,12 +57,7 @@ class ComputeGroup(models.Model):
 
     def opens(self, join_secret: str) -> bool:
         """Whether this is the group's join secret (compared in constant time)."""
-        return hmac.compare_digest(self.join_secret_hash, join_secret_digest(join_secret))
-
-
-def join_secret_digest(join_secret: str) -> str:
-    """What is stored of a join secret: its SHA-256, in hex."""
-    return hashlib.sha256(join_secret.encode()).hexdigest()
+        return secret_matches(self.join_secret_hash, join_secret)
 
 
 class Job(models.Model):

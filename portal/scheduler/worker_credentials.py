@@ -11,8 +11,6 @@ once for all of them, and they share one reputation, which is never trusted
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -25,6 +23,7 @@ from django.utils import timezone
 
 from portal.bank.models import AccountKind, LedgerAccount
 from portal.users.models import User
+from portal.wallet.digests import secret_digest, secret_matches
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import WalletError, normalise_address
 
@@ -42,11 +41,6 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 # --- worker tokens ----------------------------------------------------------------------------
 
 
-def token_digest(token: str) -> str:
-    """What is stored of a worker token: its SHA-256, in hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_worker_token(*, owner: User, name: str) -> tuple[WorkerToken, str]:
     """A new worker token of `owner`; returns it and its text, which is stored nowhere and
     cannot be shown again."""
@@ -58,7 +52,7 @@ def create_worker_token(*, owner: User, name: str) -> tuple[WorkerToken, str]:
     prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     text = f"dcpw_{prefix}_{secret}"
     token = WorkerToken.objects.create(
-        owner=owner, name=name, prefix=prefix, digest=token_digest(text)
+        owner=owner, name=name, prefix=prefix, digest=secret_digest(text)
     )
     return token, text
 
@@ -85,7 +79,7 @@ def token_owner(text: str) -> WorkerToken | None:
     )
     if (
         token is None
-        or not hmac.compare_digest(token.digest, token_digest(text))
+        or not secret_matches(token.digest, text)
         or not token.is_active
         or not token.owner.is_active
     ):
