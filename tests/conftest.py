@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -15,9 +17,11 @@ PASSWORD = "correct horse battery staple 42"
 
 
 @pytest.fixture(autouse=True)
-def _fast_keystores(settings: Any) -> None:
-    # Keystores in unit tests use a light scrypt; the e2e server keeps the real default.
+def _fast_secrets(settings: Any) -> None:
+    # Keystores in unit tests use a light scrypt and passwords a fast hash (PBKDF2's 0.6 s a
+    # user made most of a test's setup); the e2e server keeps the real defaults.
     settings.KEYSTORE_SCRYPT_N = 2**10
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -87,6 +91,28 @@ def page(browser: Any) -> Iterator[Any]:
     tab = context.new_page()
     yield tab
     context.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist every worker process gets a Redis database of its own, as
+    pytest-django gives each one its own test database: the tests clear the channel layer's
+    keys between tests, which must not reach another process's test in flight."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not worker or not redis_url.startswith("redis"):
+        return
+    parts = urlsplit(redis_url)
+    base = int(parts.path.strip("/") or 0)
+    own = urlunsplit(parts._replace(path=f"/{base + int(worker.removeprefix('gw'))}"))
+    os.environ["REDIS_URL"] = own
+    from django.conf import settings
+
+    settings.REDIS_URL = own
+    for layer in settings.CHANNEL_LAYERS.values():
+        layer.get("CONFIG", {})["hosts"] = [own]
+    for cache in settings.CACHES.values():
+        if cache.get("LOCATION") == redis_url:
+            cache["LOCATION"] = own
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

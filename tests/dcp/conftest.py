@@ -22,7 +22,7 @@ KEYS: dict[str, Any] = {"identity": "0x" + IDENTITY_KEY.hex(), "account": ACCOUN
 
 
 @pytest.fixture(autouse=True)
-def _fast_keystores() -> None:
+def _fast_secrets() -> None:
     """Overrides the autouse fixture of tests/conftest.py: these tests need no Django."""
 
 

@@ -42,7 +42,7 @@ require_vendored_pyodide()
 
 
 @pytest.fixture(autouse=True)
-def _fast_keystores() -> None:
+def _fast_secrets() -> None:
     """Overrides the autouse fixture of tests/conftest.py: these tests need no Django."""
 
 

@@ -218,7 +218,7 @@ class FakeScheduler:
 
 
 @pytest.fixture(autouse=True)
-def _fast_keystores() -> None:
+def _fast_secrets() -> None:
     """Overrides the autouse fixture of tests/conftest.py: these tests need no database."""
 
 
