@@ -71,8 +71,8 @@ run: venv frontend migrate
 # has driven a browser keeps an event loop in its thread, which the ORM refuses; and the
 # browser tests time interrupts and crashes, which two Chromiums on two cores make late).
 # Then the database and channel-layer tests again on PostgreSQL and Redis when those services
-# answer, in one process (not the browser tests, and not tests/dcp: the client never touches
-# either). pytest's exit status 5, "no tests collected", is fine when PYTEST_ARGS names only
+# answer, in TEST_PROCESSES processes with a test database and a Redis database each (not the
+# browser tests, and not tests/dcp: the client never touches either). pytest's exit status 5, "no tests collected", is fine when PYTEST_ARGS names only
 # tests of another pass.
 TEST_PROCESSES ?= $(shell nproc 2>/dev/null || echo 2)
 test: venv frontend chromium
@@ -80,7 +80,7 @@ test: venv frontend chromium
 	$(PY) -m pytest -m e2e $(PYTEST_REPORT) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	@if $(PY) -m tests.services_up "$(PG_URL)" "$(REDIS_SERVICE_URL)"; then \
 	  echo "== again on PostgreSQL and Redis =="; \
-	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" --ignore=tests/dcp $(PYTEST_REPORT) $(PYTEST_ARGS) \
+	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" --ignore=tests/dcp -n $(TEST_PROCESSES) $(PYTEST_REPORT) $(PYTEST_ARGS) \
 	    || [ $$? -eq 5 ]; \
 	else echo "PostgreSQL or Redis is not answering: their runs were skipped."; fi
 

@@ -64,7 +64,7 @@ class LiveSite:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(
-            DJANGO_SETTINGS_MODULE="portal.settings",
+            DJANGO_SETTINGS_MODULE="testkit.live_settings",
             DEBUG="true" if self.debug else "false",
             SQLITE_PATH=str(self.db_path),
             EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
