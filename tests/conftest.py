@@ -24,6 +24,25 @@ def _fast_secrets(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_sessions_left_on_the_test_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On PostgreSQL the test database is dropped at the end, which waits for and then fails on
+    connections that threads of the socket tests left open: end them first."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # torn down after this fixture
+    blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    from django.db import connection
+
+    with blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
 def user(db: None) -> Any:
     """A user whose email is verified and who has a default account key."""
