@@ -12,15 +12,20 @@
  *     leavePublicGroup: false,         // true: only the groups' jobs
  *     token: "…",                      // a worker token: connect without a signed-in session
  *     paymentAddress: "0x…",           // pay credits into this account address
+ *     jobs: ["<job id>", …],           // only these jobs (default []: any job)
+ *     dutyCycle: 0.5,                  // each core computes at most half the time (default 1)
+ *     onPacing: (pacing) => {},        // see "Pacing" below
  *     onState: (state, detail) => {},  // see STATES below
  *     onStats: ({ slicesComputed, creditsEarned, inFlight, state }) => {},
  *     log: (message, level) => {},     // level: "info" | "warn" | "error"
  *   });
  *   supervisor.start();  supervisor.setCores(2);  supervisor.setGPU(false);  supervisor.stop();
+ *   supervisor.setDutyCycle(0.25);  supervisor.pacing;  // {dutyCycle, cores, activeCores, …}
  *
  * It speaks the worker side of docs/protocol.md ("Worker socket"): hello, then ready {capacity}
  * whenever it has free cores; it runs each task's slices on the pool, at most `cores` at once
- * (the rest wait in a local queue, which counts against the capacity it announces); it sends
+ * (fewer while pacing holds back, below; the rest wait in a local queue, which counts against
+ * the capacity it announces); it sends
  * progress, console lines and result batches (batching.js), and re-announces its capacity after
  * each batch. stop() hands unfinished slices back with `return`; a lost connection drops them
  * (the scheduler requeues them) and reconnects with exponential backoff and jitter
@@ -40,11 +45,31 @@
  * place of a signed-in session) and `payment_address` (the account paid for this worker's
  * results) when those options are given; a page with a session sends neither.
  *
+ * Jobs: a non-empty `jobs` option (job ids) puts `jobs` in the hello: the worker takes only those
+ * jobs, of the ones its groups allow.
+ *
+ * Pacing (pacing.js): the worker computes on spare cycles only.
+ * - `dutyCycle` (a number from 0.1 to 1, default 1; anything else is a TypeError, from the
+ *   constructor and from setDutyCycle()): after a slice that ran L ms, its core rests
+ *   L*(1-d)/d ms before it takes another slice. A resting core is not free capacity: `ready`
+ *   leaves it out, and capacity is announced again when a rest ends (a timer, and every tick
+ *   and sandbox report, since a hidden tab's timers are throttled).
+ * - Holding back: while slices run SLOW_RATIO times slower than their job's recent pace, a
+ *   few in a row (the machine is busy with something else), it uses a core fewer and a lower
+ *   duty cycle, step by step, and steps back as the pace returns; while the machine runs on
+ *   battery (navigator.getBattery(), where the browser has it), at most half the cores and a
+ *   duty cycle of at most 0.5. Slices already running finish; no new one starts past the limit.
+ * - `pacing` (and onPacing(pacing) on every change) is {dutyCycle: the chosen one,
+ *   activeDutyCycle: the one in force, cores: the chosen number, activeCores: how many may
+ *   compute now, holdingBack, reason: "" or a sentence such as "holding back: on battery"}.
+ *   The log says when holding back starts, changes and stops.
+ *
  * The parts: connection.js (the socket), batching.js (what is sent in batches), held-slices.js
- * (the slices this worker holds), isolated-pool.js (the sandboxes, in a frame and process of their
- * own, so that a work function that exhausts memory crashes that process, not the tab; its
- * slices fail with SandboxCrashed), protocol.js (names, limits,
- * credit arithmetic). This module wires them together and reports state and totals to the page.
+ * (the slices this worker holds), pacing.js (cores, duty cycle, holding back), isolated-pool.js
+ * (the sandboxes, in a frame and process of their own, so that a work function that exhausts
+ * memory crashes that process, not the tab; its slices fail with SandboxCrashed), protocol.js
+ * (names, limits, credit arithmetic). This module wires them together and reports state and
+ * totals to the page.
  *
  * Background tabs: nothing here waits on requestAnimationFrame. Timers of a hidden tab are
  * throttled (to once a second, or less), so every deadline is also checked whenever a sandbox
@@ -56,6 +81,7 @@ import { Connection } from "./connection.js";
 import { HeldSlices, isWellFormedTask } from "./held-slices.js";
 import { formatCredits, parseCredits, PROTOCOL_VERSION, WORKER_RECEIVES, WORKER_SENDS } from "./protocol.js";
 import { IsolatedPool } from "./isolated-pool.js";
+import { Pacing } from "./pacing.js";
 import { callQuietly, plural } from "./util.js";
 
 export { addCredits, formatCredits, parseCredits, PROTOCOL_VERSION } from "./protocol.js";
@@ -82,6 +108,18 @@ function coreCount(cores) {
   return Math.max(1, Math.floor(Number(cores) || 1));
 }
 
+function jobIds(jobs) {
+  if (!Array.isArray(jobs) || !jobs.every((job) => typeof job === "string")) {
+    throw new TypeError(`jobs is an array of job ids (strings), not ${JSON.stringify(jobs)}`);
+  }
+  return [...jobs];
+}
+
+/** "1 of 2 cores at duty cycle 0.5": what the cores may do now, for the log. */
+function describeUse({ activeCores, cores, activeDutyCycle }) {
+  return `${activeCores} of ${plural(cores, "core")} at duty cycle ${activeDutyCycle}`;
+}
+
 /** Holds a Web Lock until the returned function is called: one of the signals that keep
  * browsers from freezing a hidden tab. Returns null where there are no Web Locks. */
 function holdPageLock() {
@@ -91,6 +129,15 @@ function holdPageLock() {
   const name = `dcp-worker-${globalThis.crypto?.randomUUID?.() ?? Math.random()}`;
   navigator.locks.request(name, () => held).catch(() => {});
   return release;
+}
+
+/** The page's BatteryManager, or null where the browser does not tell. Never rejects. */
+async function findBattery() {
+  try {
+    return (await globalThis.navigator?.getBattery?.()) ?? null;
+  } catch {
+    return null; // a browser that refuses to tell: as if there were no battery
+  }
 }
 
 let gpuSearch = null;
@@ -130,10 +177,11 @@ function adapterDescription({ description, vendor, architecture }) {
 export class Supervisor {
   #sandboxURL;
   #pyodideURL;
-  #cores;
+  #pacing; // cores, duty cycle and holding back (pacing.js)
   #gpuWanted;
   #onState;
   #onStats;
+  #onPacing;
   #log;
   #pool;
   #connection;
@@ -155,6 +203,11 @@ export class Supervisor {
   #leavePublicGroup = false;
   #token = "";
   #paymentAddress = "";
+  #jobs = [];
+  #lastPacing; // the pacing state onPacing last heard (or the first one)
+  #rests = []; // cores resting after a slice: {endedAt, sliceMs} (performance.now() based)
+  #restTimer = null;
+  #unwatchBattery = () => {};
 
   /**
    * @param {object} options
@@ -168,6 +221,10 @@ export class Supervisor {
    * @param {boolean} [options.leavePublicGroup] true: compute only the groups' jobs
    * @param {string} [options.token] a worker token, sent in the hello (no session needed)
    * @param {string} [options.paymentAddress] 0x… account address the results are paid into
+   * @param {string[]} [options.jobs] job ids: take only these jobs (default []: any job)
+   * @param {number} [options.dutyCycle] the share of each core's time spent computing, 0.1 to 1
+   *   (default 1); a TypeError for anything else
+   * @param {function} [options.onPacing] (pacing) whenever `pacing` changes
    * @param {function} [options.onState] (state, detail) on every change of state
    * @param {function} [options.onStats] ({slicesComputed, creditsEarned, inFlight, state})
    * @param {function} [options.log] (message, level) for a person-readable event log
@@ -184,8 +241,11 @@ export class Supervisor {
     leavePublicGroup = false,
     token = "",
     paymentAddress = "",
+    jobs = [],
+    dutyCycle = 1,
     onState,
     onStats,
+    onPacing,
     log,
     pool = null,
     WebSocket: WebSocketClass = globalThis.WebSocket,
@@ -194,13 +254,16 @@ export class Supervisor {
     if (!pool && (!sandboxURL || !pyodideURL)) throw new TypeError("Supervisor needs sandboxURL and pyodideURL");
     this.#sandboxURL = sandboxURL;
     this.#pyodideURL = pyodideURL;
-    this.#cores = coreCount(cores);
+    this.#pacing = new Pacing({ cores: coreCount(cores), dutyCycle });
+    this.#lastPacing = this.#pacing.state;
+    this.#jobs = jobIds(jobs ?? []);
     this.#gpuWanted = Boolean(gpu);
     this.#setGroups(computeGroups, leavePublicGroup);
     this.#token = token ?? "";
     this.#paymentAddress = paymentAddress ?? "";
     this.#onState = onState;
     this.#onStats = onStats;
+    this.#onPacing = onPacing;
     this.#log = log;
     this.#pool = pool;
     const logLine = (message, level) => this.#logLine(message, level);
@@ -220,7 +283,17 @@ export class Supervisor {
   }
 
   get cores() {
-    return this.#cores;
+    return this.#pacing.cores;
+  }
+
+  /** The chosen duty cycle (what the constructor or setDutyCycle() was given). */
+  get dutyCycle() {
+    return this.#pacing.dutyCycle;
+  }
+
+  /** {dutyCycle, activeDutyCycle, cores, activeCores, holdingBack, reason}: see "Pacing" above. */
+  get pacing() {
+    return this.#pacing.state;
   }
 
   /** Whether the hello offers the GPU: one was found and the `gpu` switch is on. */
@@ -242,9 +315,10 @@ export class Supervisor {
   start() {
     if (this.#running) return;
     this.#running = true;
-    if (this.#pool) this.#pool.resize(this.#cores);
-    else this.#pool = new IsolatedPool({ size: this.#cores, sandboxURL: this.#sandboxURL, pyodideURL: this.#pyodideURL });
+    if (this.#pool) this.#pool.resize(this.cores);
+    else this.#pool = new IsolatedPool({ size: this.cores, sandboxURL: this.#sandboxURL, pyodideURL: this.#pyodideURL });
     this.#releaseLock ??= holdPageLock();
+    this.#watchBattery();
     this.#starts += 1;
     const start = this.#starts;
     this.#searchForGPU().then(() => {
@@ -268,6 +342,9 @@ export class Supervisor {
     this.#connection.stop();
     this.#stopTicking();
     this.#dropAll("the worker was stopped");
+    this.#rests = [];
+    this.#scheduleRestEnd();
+    this.#unwatchBattery();
     this.#releasePageLock();
     this.#logLine(returned ? `Stopped: handed ${plural(returned, "slice")} back` : "Stopped");
     this.#setState(STATES.STOPPED);
@@ -276,12 +353,20 @@ export class Supervisor {
   /** Changes how many slices run at once; announces the new capacity when connected. */
   setCores(cores) {
     const count = coreCount(cores);
-    if (count === this.#cores) return;
-    this.#cores = count;
+    if (count === this.cores) return;
+    this.#pacing.setCores(count);
     this.#pool?.resize(count);
-    this.#pump();
-    this.#announceReady();
+    if (!this.#pacingChanged()) {
+      this.#pump();
+      this.#announceReady();
+    }
     this.#emitStats();
+  }
+
+  /** Changes the share of each core's time spent computing (0.1 to 1, else a TypeError). */
+  setDutyCycle(fraction) {
+    this.#pacing.setDutyCycle(fraction);
+    this.#pacingChanged();
   }
 
   /** Turns offering the GPU on or off; while connected, tells the scheduler at once (a new
@@ -311,7 +396,8 @@ export class Supervisor {
   /** The fields of the hello message (connection.js adds its type, id and version). */
   #hello() {
     this.#announcedGPU = this.usesGPU;
-    const hello = { cores: this.#cores, capabilities: { webgpu: this.#announcedGPU } };
+    const hello = { cores: this.cores, capabilities: { webgpu: this.#announcedGPU } };
+    if (this.#jobs.length) hello.jobs = this.#jobs;
     if (this.#computeGroups.length) hello.compute_groups = this.#computeGroups;
     if (this.#leavePublicGroup) hello.leave_public_group = true;
     if (this.#token) hello.token = this.#token;
@@ -383,10 +469,11 @@ export class Supervisor {
     const paid = message.address ? `; credits go to ${message.address}` : "";
     const groups = message.compute_groups?.length ? `; compute groups ${message.compute_groups.join(", ")}` : "";
     const publicJobs = message.public_group === false ? "; public jobs not taken" : "";
+    const onlyJobs = message.jobs?.length ? `; only jobs ${message.jobs.join(", ")}` : "";
     if (message.id != null && message.id === this.#helloAgainId) {
       this.#logLine(`The scheduler was told: GPU ${this.usesGPU ? "offered" : "not offered"}${groups}${publicJobs}`);
     } else {
-      this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}${groups}${publicJobs}`);
+      this.#logLine(`Connected as worker ${message.worker ?? "?"}${paid}${groups}${publicJobs}${onlyJobs}`);
     }
     this.#updateWorkState();
     this.#announceReady();
@@ -460,10 +547,10 @@ export class Supervisor {
 
   // ---------------------------------------------------------------------------- slices
 
-  /** Hands queued slices to the pool while cores are free. */
+  /** Hands queued slices to the pool while cores are free (neither computing nor resting). */
   #pump() {
     if (!this.#pool) return;
-    while (this.#held.computing < this.#cores) {
+    while (this.#held.computing + this.#restingCores() < this.#pacing.activeCores) {
       const record = this.#held.nextQueued();
       if (!record) return;
       this.#compute(record);
@@ -497,13 +584,15 @@ export class Supervisor {
 
   #onSliceDone(record, { value, error, gpuMs }) {
     if (record.dropped) return;
-    const ms = Math.round(performance.now() - record.startedAt);
+    const exactMs = performance.now() - record.startedAt;
     this.#held.forget(record);
     this.#outbox.forgetProgress(record.job.id, record.slice);
-    let capacityFreed = this.#report(record, { value, error, ms, gpuMs });
+    this.#pace(record, exactMs, error); // before #pump(): the core rests first
+    let capacityFreed = this.#report(record, { value, error, ms: Math.round(exactMs), gpuMs });
     this.#pump();
     capacityFreed = this.#outbox.sendDue() || capacityFreed;
     if (capacityFreed) this.#announceReady();
+    this.#endRests();
     this.#updateWorkState();
   }
 
@@ -531,16 +620,112 @@ export class Supervisor {
     return dropped.length;
   }
 
-  /** Timer: sends what is due and announces capacity after results. */
+  /** Timer: sends what is due and announces capacity after results or rests. */
   #tick() {
     if (this.#outbox.sendDue()) this.#announceReady();
+    this.#pacing.noteTime({ now: performance.now(), idle: this.#held.size === 0 });
+    this.#pacingChanged();
+    this.#endRests();
   }
 
-  /** Tells the scheduler how many more slices this worker can take now (absolute, not added). */
+  /** Tells the scheduler how many more slices this worker can take now (absolute, not added):
+   * its active cores, less those computing, resting or promised to queued slices. */
   #announceReady() {
     if (!this.#connection.welcomed) return;
-    const capacity = this.#cores - this.#held.busy;
+    const capacity = this.#pacing.activeCores - this.#restingCores() - this.#held.busy;
     if (capacity > 0) this.#connection.send({ type: WORKER_SENDS.READY, capacity });
+  }
+
+  // ---------------------------------------------------------------------------- pacing
+
+  /** A slice ended after `ms`: its job's pace learns from it (results only), its core rests. */
+  #pace(record, ms, error) {
+    if (!error) this.#pacing.noteSlice({ job: record.job.id, ms, now: performance.now() });
+    if (this.#pacing.restMs(ms) > 0) {
+      this.#rests.push({ endedAt: performance.now(), sliceMs: ms });
+      this.#scheduleRestEnd();
+    }
+    this.#pacingChanged();
+  }
+
+  /** When a rest ends: each rest lasts as the duty cycle in force says, so it can change. */
+  #restEnd({ endedAt, sliceMs }) {
+    return endedAt + this.#pacing.restMs(sliceMs);
+  }
+
+  #restingCores() {
+    const now = performance.now();
+    return this.#rests.filter((rest) => this.#restEnd(rest) > now).length;
+  }
+
+  /** Lets cores whose rest is over take slices again, and says so to the scheduler. */
+  #endRests() {
+    if (!this.#forgetEndedRests()) return;
+    this.#pump();
+    this.#announceReady();
+  }
+
+  /** Forgets the rests that are over; true if there were any. */
+  #forgetEndedRests() {
+    const now = performance.now();
+    const resting = this.#rests.filter((rest) => this.#restEnd(rest) > now);
+    if (resting.length === this.#rests.length) return false;
+    this.#rests = resting;
+    this.#scheduleRestEnd();
+    return true;
+  }
+
+  /** A timer for the first rest to end (the tick and sandbox reports check too). */
+  #scheduleRestEnd() {
+    clearTimeout(this.#restTimer);
+    this.#restTimer = null;
+    if (!this.#rests.length) return;
+    const first = Math.min(...this.#rests.map((rest) => this.#restEnd(rest)));
+    this.#restTimer = setTimeout(() => this.#endRests(), Math.max(0, first - performance.now()) + 1);
+  }
+
+  /** Tells the page (onPacing, the log) when the pacing changed, and acts on it: true if it
+   * announced the capacity (more cores may compute). */
+  #pacingChanged() {
+    const before = this.#lastPacing;
+    const now = this.#pacing.state;
+    if (JSON.stringify(now) === JSON.stringify(before)) return false;
+    this.#lastPacing = now;
+    if (now.reason !== before.reason) this.#logPacing(now);
+    callQuietly(this.#onPacing, now);
+    this.#scheduleRestEnd(); // a new duty cycle moves the ends of rests
+    const restsEnded = this.#forgetEndedRests();
+    if (!restsEnded && now.activeCores <= before.activeCores) return false;
+    this.#pump();
+    this.#announceReady();
+    return true;
+  }
+
+  #logPacing(pacing) {
+    const reason = pacing.reason.replace(/^holding back: /, "");
+    if (pacing.holdingBack) this.#logLine(`Holding back: ${reason}; ${describeUse(pacing)}`, "warn");
+    else this.#logLine(`No longer holding back; ${describeUse(pacing)}`);
+  }
+
+  /** Follows the battery, where the browser tells, until stop(): on battery, it holds back. */
+  #watchBattery() {
+    this.#unwatchBattery();
+    let unwatch = () => {};
+    let watching = true;
+    this.#unwatchBattery = () => {
+      watching = false;
+      unwatch();
+    };
+    findBattery().then((battery) => {
+      if (!battery || !watching) return;
+      const follow = () => {
+        this.#pacing.setOnBattery(battery.charging === false);
+        this.#pacingChanged();
+      };
+      battery.addEventListener?.("chargingchange", follow);
+      unwatch = () => battery.removeEventListener?.("chargingchange", follow);
+      follow();
+    });
   }
 
   // ---------------------------------------------------------------------- state, stats

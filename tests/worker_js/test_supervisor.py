@@ -10,7 +10,9 @@ Needs the vendored Pyodide: `npm ci --prefix frontend && node frontend/build.mjs
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -653,6 +655,209 @@ def test_credits_are_added_exactly(worker: Worker) -> None:
         worker.call("addCredits('123456789012.123456789', '0.000000001')")
         == "123456789012.12345679"
     )
+
+
+# --------------------------------------------------------------------------------- pacing
+
+# Starts a supervisor on pretend sandboxes: a slice's datum is how long it runs (ms) and its
+# value. The page records each run (`runs`: job, slice, start, end on the page's clock), each
+# `ready` the supervisor sends (`readies`: at, capacity) and each pacing it reports (`pacings`).
+START_PACED_JS = """
+([cores, options]) => {
+  window.runs = [];
+  window.readies = [];
+  window.pacings = [];
+  class RecordingWebSocket extends WebSocket {
+    send(text) {
+      const message = JSON.parse(text);
+      const { type, capacity } = message;
+      if (type === "ready") readies.push({ at: performance.now(), capacity });
+      super.send(text);
+    }
+  }
+  const pool = {
+    resize() {},
+    setGpu() {},
+    abortJob() {},
+    run(job, slice, ms) {
+      const run = { job: job.id, slice, start: performance.now(), end: null };
+      runs.push(run);
+      return new Promise((done) => setTimeout(() => {
+        run.end = performance.now();
+        done({ value: ms });
+      }, ms));
+    },
+  };
+  newSupervisor(cores, {
+    ...options, pool, WebSocket: RecordingWebSocket, onPacing: (pacing) => pacings.push(pacing),
+  });
+  supervisor.start();
+}
+"""
+
+# navigator.getBattery() answering with a battery that the test charges or not.
+FAKE_BATTERY_JS = """
+() => {
+  window.battery = Object.assign(new EventTarget(), { charging: false });
+  const getBattery = async () => battery;
+  Object.defineProperty(navigator, "getBattery", { configurable: true, value: getBattery });
+}
+"""
+
+BUSY_REASON = re.compile(
+    r"holding back: slices run \d+\.\d\N{MULTIPLICATION SIGN} slower than their recent pace"
+    r" \(the machine is busy\)"
+)
+CLOCK_GRAIN_MS = 0.5  # performance.now() is coarsened; a rest is never cut shorter than this
+
+
+def start_paced(worker: Worker, cores: int, **options: Any) -> None:
+    worker.call(START_PACED_JS, [cores, options])
+
+
+def runs_done(worker: Worker, count: int, scheduler: FakeScheduler) -> list[Message]:
+    """The pretend sandboxes' runs, once `count` of them have ended (in the order they began)."""
+    scheduler.wait_for(
+        lambda: sum(run["end"] is not None for run in worker.call("runs")) == count,
+        what=f"{count} slices computed",
+    )
+    return list(worker.call("runs"))
+
+
+def slices_of(job: Message, first: int, durations: list[int]) -> Message:
+    """A task of more slices of `job`'s job, numbered from `first`."""
+    more = task("js", "unused", durations)
+    more["job"] = job["job"]
+    more["slices"] = [{"slice": first + n, "datum": ms} for n, ms in enumerate(durations)]
+    return more
+
+
+def assert_each_rest_as_long_as_the_slice_before(runs: list[Message], duty_cycle: float) -> None:
+    """One core: each run began no sooner than the last one's length * (1-d)/d after it ended,
+    so the busy share of the whole, counted run by run, is at most the duty cycle."""
+    for before, after in itertools.pairwise(runs):
+        ran = before["end"] - before["start"]
+        rest = ran * (1 - duty_cycle) / duty_cycle
+        assert after["start"] - before["end"] >= rest - CLOCK_GRAIN_MS
+    busy = sum(run["end"] - run["start"] for run in runs[:-1])
+    assert busy / (runs[-1]["start"] - runs[0]["start"]) <= duty_cycle + 0.01
+
+
+def test_at_a_duty_cycle_of_one_half_a_core_rests_as_long_as_it_ran_and_is_not_announced_meanwhile(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    first = task("js", "unused", [150, 60, 150])
+    second = task("js", "unused", [90, 150])
+    scheduler.queue_task(first)
+    scheduler.queue_task(second)
+    jobs = [first["job"]["id"], second["job"]["id"]]
+
+    start_paced(worker, cores=1, dutyCycle=0.5, jobs=jobs)
+
+    assert scheduler.wait_for_message("hello")["jobs"] == jobs
+    runs = runs_done(worker, 5, scheduler)
+    assert_each_rest_as_long_as_the_slice_before(runs, 0.5)
+    # The second task came only when the first task's last slice had rested: every `ready`
+    # after the first slice waited for the rest of the slice before it.
+    readies = worker.call("readies")
+    assert readies[0]["capacity"] == 1
+    for ready in readies[1:]:
+        last = max((run for run in runs if run["start"] < ready["at"]), key=lambda r: r["start"])
+        assert last["end"] is not None and last["end"] <= ready["at"]
+        assert ready["at"] - last["end"] >= last["end"] - last["start"] - CLOCK_GRAIN_MS
+    assert len(readies) >= 2
+    assert worker.call("supervisor.pacing") == {
+        "dutyCycle": 0.5,
+        "activeDutyCycle": 0.5,
+        "cores": 1,
+        "activeCores": 1,
+        "holdingBack": False,
+        "reason": "",
+    }
+
+    refused = worker.call(
+        "() => { try { supervisor.setDutyCycle(0); }"
+        " catch (error) { return `${error.name}: ${error.message}`; } }"
+    )
+    worker.call("supervisor.setDutyCycle(0.25)")
+
+    assert refused == (
+        "TypeError: dutyCycle is the share of each core's time spent computing, "
+        "a number from 0.1 to 1, not 0"
+    )
+    assert worker.call("pacings")[-1]["dutyCycle"] == 0.25
+    assert worker.call("supervisor.dutyCycle") == 0.25
+
+
+def test_slices_slower_than_their_job_s_pace_make_the_worker_hold_back_until_the_pace_returns(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    at_pace = task("js", "unused", [200] * 6)
+    slow = slices_of(at_pace, 7, [800] * 4)  # the machine got busy: 4x slower
+    at_pace_again = slices_of(at_pace, 11, [200] * 6)
+    for queued in (at_pace, slow, at_pace_again):
+        scheduler.queue_task(queued)
+
+    start_paced(worker, cores=2)
+
+    runs = runs_done(worker, 16, scheduler)
+    pacings = worker.call("pacings")
+    held_back = [pacing for pacing in pacings if pacing["holdingBack"]]
+    assert held_back, pacings
+    assert BUSY_REASON.fullmatch(held_back[0]["reason"]), held_back[0]
+    assert (held_back[0]["cores"], held_back[0]["activeCores"]) == (2, 1)
+    # One core fewer: the task after the slow ones was asked for with capacity 1, and its
+    # first slices ran one at a time; at their pace again, the worker let go.
+    readies = worker.call("readies")
+    recovering = [run for run in runs if run["slice"] > 10]
+    asked = [ready for ready in readies if ready["at"] < recovering[0]["start"]][-1]
+    assert asked["capacity"] == 1
+    assert all(b["start"] >= a["end"] for a, b in itertools.pairwise(recovering[:3]))
+    scheduler.wait_for(lambda: not worker.call("supervisor.pacing.holdingBack"), what="let go")
+    assert worker.call("supervisor.pacing") == {
+        "dutyCycle": 1,
+        "activeDutyCycle": 1,
+        "cores": 2,
+        "activeCores": 2,
+        "holdingBack": False,
+        "reason": "",
+    }
+    scheduler.wait_for(lambda: worker.call("readies")[-1]["capacity"] == 2, what="ready 2")
+    log = [entry["message"] for entry in worker.call("events.log")]
+    assert any(line.startswith("Holding back: slices run ") for line in log), log
+    assert "No longer holding back; 2 of 2 cores at duty cycle 1" in log
+
+
+def test_on_battery_the_worker_holds_back_to_half_its_cores_and_half_the_time(
+    worker: Worker, scheduler: FakeScheduler
+) -> None:
+    job = task("js", "unused", [120, 120, 120])
+    scheduler.queue_task(job)
+    worker.call(FAKE_BATTERY_JS)
+    try:
+        start_paced(worker, cores=2)
+
+        runs = runs_done(worker, 3, scheduler)
+        assert worker.call("readies")[0]["capacity"] == 1
+        assert_each_rest_as_long_as_the_slice_before(runs, 0.5)
+        assert worker.call("supervisor.pacing") == {
+            "dutyCycle": 1,
+            "activeDutyCycle": 0.5,
+            "cores": 2,
+            "activeCores": 1,
+            "holdingBack": True,
+            "reason": "holding back: on battery",
+        }
+
+        worker.call("battery.charging = true; battery.dispatchEvent(new Event('chargingchange'))")
+
+        assert worker.call("pacings")[-1]["reason"] == ""
+        scheduler.wait_for(lambda: worker.call("readies")[-1]["capacity"] == 2, what="ready 2")
+        log = [entry["message"] for entry in worker.call("events.log")]
+        assert "Holding back: on battery; 1 of 2 cores at duty cycle 0.5" in log
+        assert "No longer holding back; 2 of 2 cores at duty cycle 1" in log
+    finally:
+        worker.call("() => { delete navigator.getBattery; }")
 
 
 # ------------------------------------------------------------------------- Worker tab
