@@ -29,6 +29,8 @@ from .keys import ACCOUNT_KEYSTORE, IDENTITY_KEYSTORE, Role, missing_keystore_me
 from .worker.options import (
     WorkerOptions,
     check_cores,
+    check_duty_cycle,
+    check_jobs,
     check_join,
     check_max_hours,
     check_payment_address,
@@ -204,6 +206,20 @@ def keys() -> None:
     help="Join a compute group (from its page); repeatable.",
 )
 @click.option("--leave-public-group", is_flag=True, help="Compute only the joined groups' jobs.")
+@click.option(
+    "--job",
+    "jobs",
+    multiple=True,
+    metavar="JOB_ID",
+    help="Compute only this job (of those the groups allow); repeatable.",
+)
+@click.option(
+    "--duty-cycle",
+    type=float,
+    default=1.0,
+    metavar="FRACTION",
+    help="Compute this share of the time, 0.1 to 1 (default: 1, all the time).",
+)
 @click.option("--max-hours", type=float, metavar="H", help="Stop after H hours.")
 @click.option(
     "--log-file",
@@ -219,6 +235,8 @@ def worker(
     gpu: bool,
     joins: tuple[str, ...],
     leave_public_group: bool,
+    jobs: tuple[str, ...],
+    duty_cycle: float,
     max_hours: float | None,
     log_file: str | None,
 ) -> None:
@@ -237,6 +255,8 @@ def worker(
         gpu=gpu,
         join=tuple(_check(ctx, "joins", check_join, text) for text in joins),
         leave_public_group=leave_public_group,
+        jobs=_check(ctx, "jobs", check_jobs, jobs),
+        duty_cycle=_check(ctx, "duty_cycle", check_duty_cycle, duty_cycle),
         max_hours=_check(ctx, "max_hours", check_max_hours, max_hours),
         log_file=log_file,
         session_cookie=os.environ.get(SESSION_COOKIE_VARIABLE, ""),

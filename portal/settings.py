@@ -278,6 +278,10 @@ VERIFY_SUSPENSION_SECONDS = env_int("VERIFY_SUSPENSION_SECONDS", 600)
 # Workers with neither a signed-in session nor a worker token may work, paid to the account
 # address their hello names (portal/scheduler/worker_credentials.py). Off unless asked for.
 ALLOW_ANONYMOUS_WORKERS = env_bool("ALLOW_ANONYMOUS_WORKERS", False)
+# Origins (https://shop.example) whose pages may embed a worker with /dcp-client/dcp-worker.js,
+# or "*" for any site (portal/web/worker_files.py). The portal's own pages always may; by
+# default no one else.
+WORKER_EMBED_ORIGINS = env_list("WORKER_EMBED_ORIGINS", [])
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

@@ -4,6 +4,11 @@
  * drives the browser.
  *
  *   /worker/headless.html#token=…&paymentAddress=0x…&cores=2&gpu=0&join=KEY,SECRET&leavePublicGroup=1
+ *     &job=JOB_ID&job=JOB_ID&dutyCycle=0.5
+ *
+ * `join` and `job` may repeat: the groups joined, and the only jobs taken (of those the groups
+ * allow; none: any). `dutyCycle` is the share of the time the cores compute (0.1 to 1; absent:
+ * all the time).
  *
  * The options live in the fragment, never the query string: a fragment is not sent to the
  * server, so a worker token does not land in its logs.
@@ -28,9 +33,12 @@ export function optionsFromFragment(fragment) {
     gpu: !["0", "false", "no"].includes(params.get("gpu") ?? "1"),
     computeGroups: params.getAll("join").map(joinCredentials),
     leavePublicGroup: ["1", "true", "yes"].includes(params.get("leavePublicGroup") ?? ""),
+    jobs: params.getAll("job").map((job) => job.trim()).filter(Boolean),
   };
   const cores = Number.parseInt(params.get("cores") ?? "", 10);
   if (cores >= 1) options.cores = cores;
+  // Checked by the Supervisor (and before that by dcp/worker/options.py), not here.
+  if (params.has("dutyCycle")) options.dutyCycle = Number(params.get("dutyCycle"));
   return options;
 }
 

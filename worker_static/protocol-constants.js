@@ -9,6 +9,7 @@ export const MAX_CONSOLE_CHARS = 10_000;
 export const MAX_RESULTS_PER_FETCH = 10_000;
 export const MAX_SLICES_PER_BATCH = 100_000;
 export const MAX_SOURCE_CHARS = 1_000_000;
+export const MAX_WORKER_JOBS = 100;
 export const CLOSE_FLOOD = 4_008;
 export const CLOSE_TOO_BIG = 4_009;
 export const CLOSE_UNAUTHENTICATED = 4_401;

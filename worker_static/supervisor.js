@@ -43,7 +43,8 @@
  *
  * Headless workers (worker_static/headless.js): the hello carries `token` (a worker token, in
  * place of a signed-in session) and `payment_address` (the account paid for this worker's
- * results) when those options are given; a page with a session sends neither.
+ * results) when those options are given; a page with a session sends no token, and a
+ * `payment_address` only when given one (the Worker tab's Pay into).
  *
  * Jobs: a non-empty `jobs` option (job ids) puts `jobs` in the hello: the worker takes only those
  * jobs, of the ones its groups allow.
@@ -203,6 +204,7 @@ export class Supervisor {
   #leavePublicGroup = false;
   #token = "";
   #paymentAddress = "";
+  #refusal = ""; // the scheduler's ENOTAUTHENTICATED words, until the socket closes
   #jobs = [];
   #lastPacing; // the pacing state onPacing last heard (or the first one)
   #rests = []; // cores resting after a slice: {endedAt, sliceMs} (performance.now() based)
@@ -436,10 +438,13 @@ export class Supervisor {
     this.#stopTicking();
     const lost = this.#dropAll("the connection to the scheduler was lost");
     if (fatal) {
+      // The scheduler's own words (a revoked token), else the close's ("Not signed in").
+      const words = this.#refusal ? `The scheduler refused this worker: ${this.#refusal}` : fatal;
+      this.#refusal = "";
       this.#running = false;
       this.#releasePageLock();
-      this.#logLine(`Disconnected (${why}): ${fatal}`, "error");
-      this.#setState(STATES.ERROR, { message: fatal });
+      this.#logLine(`Disconnected (${why}): ${words}`, "error");
+      this.#setState(STATES.ERROR, { message: words });
       return;
     }
     const dropped = lost ? `; dropped ${plural(lost, "slice")}, the scheduler requeues them` : "";
@@ -527,8 +532,9 @@ export class Supervisor {
     }
     const what = `${message.code ?? "error"} ${message.message ?? ""}`.trim();
     if (message.code === "ENOTAUTHENTICATED") {
-      this.#logLine(`The scheduler refused this worker: ${message.message ?? what}`, "warn");
-      return; // the socket closes with 4401 next, which stops the worker with its own words
+      this.#refusal = message.message ?? what;
+      this.#logLine(`The scheduler refused this worker: ${this.#refusal}`, "warn");
+      return; // the socket closes with 4401 next, which stops the worker with these words
     }
     if (message.id != null && message.id === this.#connection.helloId) {
       // Not welcomed, so no work would come: stop and say why (a wrong compute group secret).

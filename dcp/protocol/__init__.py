@@ -3,6 +3,7 @@ the test workers (and rendered into worker_static/protocol.js for the browser).
 
 - `limits`: the version and the size limits both ends agree on;
 - `messages`: every message of both websockets, as pydantic models;
+- `ids`: the forms of the ids they carry (a job id);
 - `signed`: the texts keys sign and the job hash a cheque covers;
 - `inputs`: the computed input forms (ranges, products) and their exact arithmetic;
 - `credits`: credits as exact decimals and as the ledger's integer base units;

@@ -9,6 +9,7 @@ MAX_CONSOLE_CHARS = 10_000  # one console line, as a worker forwards it
 MAX_RESULTS_PER_FETCH = 10_000  # results a single `results` request returns
 MAX_SLICES_PER_BATCH = 100_000  # values one `add_slices` request carries
 MAX_SOURCE_CHARS = 1_000_000  # a work function's source
+MAX_WORKER_JOBS = 100  # jobs one worker's hello may limit it to
 
 # Close codes of the scheduler's sockets. An application may close only with 1000 or 3000-4999
 # (servers and browsers refuse the others), so the standard 1008 and 1009 are given as 4008 and

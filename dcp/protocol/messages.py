@@ -26,16 +26,19 @@ from pydantic import (
 )
 
 from .credits import credits_text, parse_credits, written_as_number
+from .ids import check_job_id
 from .limits import (
     MAX_CONSOLE_CHARS,
     MAX_SLICES_PER_BATCH,
     MAX_SOURCE_CHARS,
+    MAX_WORKER_JOBS,
     PROTOCOL_VERSION,
 )
 
 Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 RequestId = int | str | None
 JobId = Annotated[str, Field(max_length=32)]
+WellFormedJobId = Annotated[str, AfterValidator(check_job_id)]
 WORKER_TOKEN_MAX_CHARS = 100  # a worker token is `dcpw_<12 hex>_<43 base64url>`: 61
 Ref = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Json = Any
@@ -485,6 +488,8 @@ class WorkerHello(Request):
     # leaves that).
     compute_groups: ComputeGroups = Field(default_factory=list)
     leave_public_group: bool = False
+    # Only these jobs, where the worker may take them (its groups still decide); none: any job.
+    jobs: list[WellFormedJobId] = Field(default_factory=list, max_length=MAX_WORKER_JOBS)
     # A worker token (the portal's Workers page) for a worker without a signed-in session;
     # kept out of the message's repr, so it is never logged.
     token: str | None = Field(default=None, max_length=WORKER_TOKEN_MAX_CHARS, repr=False)
@@ -552,6 +557,8 @@ class WorkerWelcome(Request):
     # sent only when they say more than the defaults (no group, the public group).
     compute_groups: list[str] = Field(default_factory=list, exclude_if=lambda keys: not keys)
     public_group: bool = Field(default=True, exclude_if=lambda public: public)
+    # The jobs it is limited to, sent only when its hello named some.
+    jobs: list[str] = Field(default_factory=list, exclude_if=lambda jobs: not jobs)
 
 
 class Waiting(Message):

@@ -6,8 +6,12 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from dcp.protocol.ids import check_job_id
+from dcp.protocol.limits import MAX_WORKER_JOBS
+
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 HEADLESS_PAGE = "/worker/headless.html"
+MIN_DUTY_CYCLE = 0.1  # the least share of the time --duty-cycle lets a worker compute
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class WorkerOptions:
     gpu: bool = False
     join: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     leave_public_group: bool = False
+    jobs: tuple[str, ...] = ()
+    duty_cycle: float = 1.0
     max_hours: float | None = None
     log_file: str | None = None
     session_cookie: str = ""  # NAME=VALUE of a signed-in session (tests, embedding)
@@ -54,6 +60,23 @@ def check_cores(cores: int) -> int:
     return cores
 
 
+def check_jobs(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The --job ids in the protocol's form, each once, no more than a hello may carry."""
+    jobs = tuple(dict.fromkeys(check_job_id(text.strip()) for text in texts))
+    if len(jobs) > MAX_WORKER_JOBS:
+        raise ValueError(f"--job may name at most {MAX_WORKER_JOBS} jobs, not {len(jobs)}")
+    return jobs
+
+
+def check_duty_cycle(fraction: float) -> float:
+    if not MIN_DUTY_CYCLE <= fraction <= 1:
+        raise ValueError(
+            f"--duty-cycle is a fraction from {MIN_DUTY_CYCLE} to 1 (of the time the cores "
+            f"compute), not {fraction}"
+        )
+    return fraction
+
+
 def check_max_hours(hours: float) -> float:
     if hours <= 0:
         raise ValueError(f"--max-hours must be more than 0, not {hours}")
@@ -74,4 +97,7 @@ def headless_url(options: WorkerOptions) -> str:
     fragment += [("join", f"{key},{secret}") for key, secret in options.join]
     if options.leave_public_group:
         fragment.append(("leavePublicGroup", "1"))
+    fragment += [("job", job) for job in options.jobs]
+    if options.duty_cycle != 1:
+        fragment.append(("dutyCycle", str(options.duty_cycle)))
     return f"{options.scheduler}{HEADLESS_PAGE}#{urlencode(fragment)}"

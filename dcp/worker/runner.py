@@ -16,7 +16,10 @@ from .options import WorkerOptions, headless_url
 from .status import Stats, Totals, status_line
 
 POLL_S = 1.0
-RETRY_S = (1, 2, 4, 8, 15, 30)  # waits between tries to open the page while the portal is down
+# Waits before the tries to (re)open the page after the first (at once): the portal is down, or
+# the browser keeps crashing. The last one repeats until a page runs STEADY_S without a loss.
+RETRY_S = (1, 2, 4, 8, 15, 30)
+STEADY_S = 60.0
 
 __all__ = ["WorkerError", "run_worker"]
 
@@ -83,7 +86,8 @@ class Display:
 
     def record(self, message: str, level: str, at: str | None = None) -> None:
         if self.log is not None:
-            at = at or datetime.now(UTC).isoformat(timespec="seconds")
+            # As the page writes its lines' times (JavaScript's toISOString), so the log sorts.
+            at = at or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             self.log.write(f"{at} {level} {message}\n")
             self.log.flush()
 
@@ -94,13 +98,38 @@ class Display:
             self.log.close()
 
 
-class WorkerPage:
-    """One browser and one worker page; `lost` is set when either crashes."""
+class Backoff:
+    """The wait before each try to open a worker page: none for the first, then RETRY_S in
+    turn, the last one repeated; reset() once a page has run steadily."""
 
-    def __init__(self, playwright: Any, options: WorkerOptions) -> None:
+    def __init__(self) -> None:
+        self.tries = 0
+
+    @property
+    def upcoming(self) -> float:
+        """The wait before the next try."""
+        return RETRY_S[min(self.tries, len(RETRY_S)) - 1] if self.tries else 0
+
+    def next_wait(self) -> float:
+        """The wait before the next try, counting that try."""
+        wait = self.upcoming
+        self.tries += 1
+        return wait
+
+    def reset(self) -> None:
+        self.tries = 0
+
+
+class WorkerPage:
+    """One browser and one worker page; `lost` says why, once either crashed or closed."""
+
+    def __init__(self, browser: Any, options: WorkerOptions) -> None:
         self.options = options
-        self.browser = launch_chromium(playwright, gpu=options.gpu)
+        self.browser = browser
         self.lost = ""
+        self.opened_at = time.monotonic()
+        self.log_index = 0
+        # Playwright delivers these during its next call (a poll): the poll fails the same way.
         self.browser.on("disconnected", lambda _: self._lose("the browser closed"))
         context = self.browser.new_context()
         if options.session_cookie:
@@ -108,14 +137,27 @@ class WorkerPage:
             context.add_cookies([{"name": name, "value": value, "url": options.scheduler}])
         self.page = context.new_page()
         self.page.on("crash", lambda _: self._lose("the worker page crashed"))
-        self.log_index = 0
+
+    @classmethod
+    def open(cls, playwright: Any, options: WorkerOptions) -> WorkerPage:
+        """A new Chromium showing the worker page; nothing left running when that fails."""
+        browser = launch_chromium(playwright, gpu=options.gpu)
+        try:
+            worker_page = cls(browser, options)
+            worker_page.page.goto(headless_url(options))
+            worker_page.page.wait_for_function("window.dcpWorker !== undefined")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                browser.close()
+            raise
+        return worker_page
 
     def _lose(self, why: str) -> None:
         self.lost = self.lost or why
 
-    def open(self) -> None:
-        self.page.goto(headless_url(self.options))
-        self.page.wait_for_function("window.dcpWorker !== undefined")
+    @property
+    def steady(self) -> bool:
+        return not self.lost and time.monotonic() - self.opened_at >= STEADY_S
 
     def poll(self) -> tuple[Stats, list[dict[str, str]]]:
         raw = self.page.evaluate(
@@ -164,6 +206,7 @@ class _Run:
         self.totals = Totals()
         self.deadline = time.monotonic() + options.max_hours * 3600 if options.max_hours else None
         self.page: WorkerPage | None = None
+        self.backoff = Backoff()
 
     def run(self) -> int:
         try:
@@ -195,37 +238,41 @@ class _Run:
             self.page.lost = self.page.lost or "the worker page stopped answering"
             return "lost"
         self.totals.live = stats
+        if self.page.steady:
+            self.backoff.reset()
         for line in lines:
             self.display.record(line.get("message", ""), line.get("level", "info"), line.get("at"))
         return stats.state
 
     def _restart(self) -> None:
-        """Opens a (new) browser and page; a lost page's slices go back to the queue when its
-        socket closes, so nothing is computed twice for pay."""
+        """Opens a (new) browser and worker page once the backoff's wait is over. A lost page's
+        slices are not lost: its socket closed with it, and the scheduler puts every slice of a
+        closed socket back in the queue for another worker."""
         if self.page is not None:
-            self.display.say(
-                f"{self.page.lost}: restarting it (the slices it held go back to the scheduler)"
-            )
-            self.page.close()
-            self.totals.page_lost("restarting")
+            self._forget_lost_page(self.page)
             self.page = None
-        for wait in (0, *RETRY_S):
-            self.stop.wait(wait)
-            if self._should_stop():
-                return
-            page = WorkerPage(self.playwright, self.options)
-            try:
-                page.open()
-            except BrowserMissing:
-                page.close()
-                raise
-            except Exception as error:
-                page.close()
-                self.display.say(f"could not open {self.options.scheduler}: {_first_line(error)}")
-                continue
-            self.page = page
+        self.stop.wait(self.backoff.next_wait())
+        if self._should_stop():
             return
-        self.display.say("still no portal: trying again")
+        try:
+            self.page = WorkerPage.open(self.playwright, self.options)
+        except BrowserMissing:
+            raise
+        except Exception as error:
+            self.display.say(
+                f"could not open the worker page of {self.options.scheduler}: "
+                f"{_first_line(error)}; trying again in {self.backoff.upcoming:g} s"
+            )
+
+    def _forget_lost_page(self, page: WorkerPage) -> None:
+        wait = self.backoff.upcoming
+        when = f" in {wait:g} s" if wait else ""
+        self.display.say(
+            f"{page.lost}: restarting it{when} (the slices it held go back to the scheduler)"
+        )
+        page.close()
+        self.totals.page_lost("restarting")
+        self.display.status(status_line(self.totals))
 
     def _stop_page(self) -> None:
         self.display.say(f"stopping ({self.stop.reason}): handing in-flight slices back")

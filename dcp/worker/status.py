@@ -39,7 +39,8 @@ def _credits(text: Any) -> Decimal:
 
 @dataclass
 class Totals:
-    """The totals of this run: those of pages that crashed, plus the live page's."""
+    """The totals of this run: those of pages that crashed (as their last poll read them: what a
+    page earned after that, the ledger has but this cannot know), plus the live page's."""
 
     done_before: Stats = field(default_factory=Stats)  # pages that are gone
     live: Stats = field(default_factory=Stats)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from dcp.protocol.credits import format_credits
+from dcp.protocol.ids import JOB_ID_FORM
 from portal.bank.selectors import balances_of
 from portal.scheduler import selectors as scheduler
 from portal.scheduler.errors import SchedulerError
@@ -20,7 +21,6 @@ from .errors import ApiError
 if TYPE_CHECKING:
     from .auth import Principal
 
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 RANGE = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
 MAX_RANGES = 100
 
@@ -28,7 +28,9 @@ MAX_RANGES = 100
 def own_job(principal: Principal, job_id: str) -> Job:
     """The caller's job; ENOJOB for any other id, whoever deployed it."""
     job = (
-        scheduler.job_of_identity(job_id, principal.identity) if JOB_ID.fullmatch(job_id) else None
+        scheduler.job_of_identity(job_id, principal.identity)
+        if JOB_ID_FORM.fullmatch(job_id)
+        else None
     )
     if job is None:
         raise SchedulerError("ENOJOB", f"no job {job_id[:40]} for this identity")

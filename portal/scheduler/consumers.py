@@ -218,7 +218,7 @@ class WorkerConsumer(ProtocolConsumer):
             await database_sync_to_async(services.worker_disconnected)(worker=self.worker_id)
 
     async def on_hello(self, request: wire.WorkerHello, frame: dict[str, Any]) -> None:
-        """Take the worker's cores, capabilities, compute groups and payment address; a hello
+        """Take the worker's cores, capabilities, compute groups, jobs and payment address; a hello
         refused (a wrong join secret, an unknown payment address) changes nothing: an earlier
         hello's still hold, and the socket stays. Credentials that do not hold close it."""
         if self.user is None:
@@ -240,6 +240,7 @@ class WorkerConsumer(ProtocolConsumer):
             address=address,
             compute_groups=list(dict.fromkeys(group.joinKey for group in request.compute_groups)),
             public_group=capabilities.public_group,
+            jobs=list(dict.fromkeys(request.jobs)),
         )
         await self.send_message(reply)
 

@@ -546,13 +546,16 @@ class Capabilities:
     """What a worker can run and whose jobs it takes; other jobs are not handed to it.
 
     `compute_groups`: the ids of the compute groups it joined; `public_group`: whether it also
-    takes the jobs of no group (every worker does unless its hello leaves the public group).
+    takes the jobs of no group (every worker does unless its hello leaves the public group);
+    `jobs`: the only jobs it takes, when its hello named some (they narrow what its groups
+    allow, never widen it).
     """
 
     webgpu: bool = False
     offscreen_canvas: bool = False
     compute_groups: frozenset[int] = frozenset()
     public_group: bool = True
+    jobs: frozenset[str] = frozenset()
 
 
 def jobs_with_work(capabilities: Capabilities) -> list[str]:
@@ -577,11 +580,13 @@ def _running_with_work() -> QuerySet[Job]:
 
 def _served_by(capabilities: Capabilities) -> Q:
     """The jobs of the worker's groups: those deployed into a group it joined, and those of no
-    group when it serves the public group."""
+    group when it serves the public group; of those, only the jobs it named, if it named any."""
     links = JobComputeGroup.objects.filter(job=OuterRef("pk"))
     served = Q(Exists(links.filter(group_id__in=capabilities.compute_groups)))
     if capabilities.public_group:
         served |= Q(~Exists(links))
+    if capabilities.jobs:
+        served &= Q(pk__in=capabilities.jobs)
     return served
 
 
@@ -1103,6 +1108,7 @@ def connect_worker(
         offscreen_canvas=hello.capabilities.get("offscreenCanvas") is True,
         compute_groups=frozenset(group.pk for group in groups),
         public_group=not hello.leave_public_group,
+        jobs=frozenset(hello.jobs),
     )
     WorkerConnection.objects.update_or_create(
         id=worker,

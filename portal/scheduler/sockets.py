@@ -89,7 +89,7 @@ class ProtocolConsumer(AsyncWebsocketConsumer):
             else:
                 message = self.requests.validate_python(raw)
         except ValidationError as error:
-            await self.refuse(text_data, request_id, f"{raw['type']}.{describe(error)}")
+            await self.refuse(text_data, request_id, describe(error))
             return
         try:
             await handler(message, raw)

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("portal/worker/", views.worker, name="worker"),
     path("worker/runtime/<str:name>", worker_files.runtime_file, name="worker_runtime_file"),
+    path("worker/embed.html", worker_files.embed_page, name="worker_embed_page"),
+    path("worker/embed.json", worker_files.embed_access, name="worker_embed_access"),
     path("worker/<path:path>", worker_files.worker_file, name="worker_file"),
     path("portal/accounts/", views.accounts, name="accounts"),
     path("portal/accounts/new/", views.new_account_key, name="new_account_key"),
@@ -50,5 +52,7 @@ urlpatterns = [
         name="revoke_worker_token",
     ),
     path("dcp-client/dcp-client.js", examples.dcp_client_script, name="dcp_client_script"),
+    path("dcp-client/dcp-worker.js", examples.dcp_worker_script, name="dcp_worker_script"),
     path("examples/uppercase/", examples.uppercase, name="example_uppercase"),
+    path("examples/embedded-worker/", examples.embedded_worker, name="example_embedded_worker"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -30,6 +31,14 @@ class AuthedRequest(HttpRequest):
     user: User  # type: ignore[assignment]
 
 
+def account_cards(user: User) -> list[dict[str, Any]]:
+    """The user's account keys with their balances, the default first (Key's ordering): the
+    Accounts tab's cards and the Worker tab's "Pay into" choices."""
+    keys = list(Key.objects.filter(user=user, kind=KeyKind.ACCOUNT))
+    balances = balances_of([key.address for key in keys])
+    return [{"key": key, "balance": format_credits(balances[key.address])} for key in keys]
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html")
 
@@ -37,7 +46,12 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def worker(request: AuthedRequest) -> HttpResponse:
     slices, earned = worker_tally(request.user)
-    context = {"tab": "worker", "slices_computed": slices, "credits_earned": format_credits(earned)}
+    context = {
+        "tab": "worker",
+        "slices_computed": slices,
+        "credits_earned": format_credits(earned),
+        "accounts": account_cards(request.user),  # what "Pay into" offers, the default first
+    }
     response = render(request, "web/worker.html", context)
     # Cross-origin isolation lets the page interrupt a runaway Python slice without killing
     # its sandbox (SharedArrayBuffer); everything the tab loads is the portal's own.
@@ -48,9 +62,7 @@ def worker(request: AuthedRequest) -> HttpResponse:
 
 @login_required
 def accounts(request: AuthedRequest) -> HttpResponse:
-    keys = list(Key.objects.filter(user=request.user, kind=KeyKind.ACCOUNT))
-    balances = balances_of([key.address for key in keys])
-    cards = [{"key": key, "balance": format_credits(balances[key.address])} for key in keys]
+    cards = account_cards(request.user)
     context = {"tab": "accounts", "cards": cards, "transfer_request_id": uuid.uuid4()}
     return render(request, "web/accounts.html", context)
 

@@ -13,11 +13,15 @@ scripts.
 from __future__ import annotations
 
 import mimetypes
+import re
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.template import Context, Template
+from django.views.decorators.http import require_GET
 
 from dcp.runtime.runtimes import sandbox_file
 
@@ -34,6 +38,11 @@ VENDOR_PATH = "/worker/vendor/pyodide/"
 RUNTIME_PATH = "/worker/runtime/"
 SANDBOX_HOST_PAGE = "sandbox-host.html"
 HEADLESS_PAGE = "headless.html"  # the page `dcp worker` drives in headless Chromium
+EMBED_PAGE = "embed.html"  # the frame dcp-worker.js puts in pages of other sites
+ANY_ORIGIN = "*"
+# An origin as WORKER_EMBED_ORIGINS takes it: scheme, host and port, no path.
+EMBED_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}  # browsers leave these out of an origin
 # The scripts of the sandboxes' frame: its own and the sandbox's (each file by name).
 SANDBOX_HOST_SCRIPTS = (
     "sandbox-host.js",
@@ -43,6 +52,36 @@ SANDBOX_HOST_SCRIPTS = (
     "util.js",
     "sandbox.js",
 )
+
+
+def portal_origin(request: HttpRequest) -> str:
+    """This portal's origin as the browser sees it, e.g. https://portal.example."""
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def embed_origins() -> tuple[str, ...]:
+    """The origins WORKER_EMBED_ORIGINS lets embed a worker (ANY_ORIGIN: any), normalised."""
+    origins = []
+    for entry in settings.WORKER_EMBED_ORIGINS:
+        origin = entry.strip().lower().rstrip("/")
+        if origin != ANY_ORIGIN and not EMBED_ORIGIN.fullmatch(origin):
+            raise ImproperlyConfigured(
+                f"WORKER_EMBED_ORIGINS: {entry!r} is not an origin such as https://shop.example, "
+                f"nor {ANY_ORIGIN}"
+            )
+        origins.append(origin.removesuffix(DEFAULT_PORTS.get(origin.split(":")[0], "")))
+    return tuple(origins)
+
+
+def may_embed(origin: str, *, portal: str) -> bool:
+    """Whether a page of `origin` may embed this portal's worker (the portal's own always may)."""
+    allowed = embed_origins()
+    return origin == portal or ANY_ORIGIN in allowed or origin.lower() in allowed
+
+
+def frame_ancestors() -> str:
+    """The CSP directive that lets the portal's own pages and the embedding origins frame."""
+    return " ".join(("frame-ancestors 'self'", *embed_origins()))
 
 
 def sandbox_csp(origin: str) -> str:
@@ -62,7 +101,16 @@ def sandbox_host_csp(origin: str) -> str:
         sandbox_csp(origin)
         .replace("script-src ", f"script-src {scripts} ", 1)
         .replace("; connect-src ", "; worker-src data:; connect-src ", 1)
-        + "; frame-ancestors 'self'"
+        + f"; {frame_ancestors()}"  # the Worker tab, or an embedded worker's frame
+    )
+
+
+def embed_csp(origin: str) -> str:
+    """The embedded worker's frame: the worker's scripts, its socket, the sandboxes' frame."""
+    socket = re.sub("^http", "ws", origin)  # https -> wss, http -> ws
+    return (
+        f"default-src 'none'; script-src {origin}/worker/; connect-src {socket}/ws/worker/; "
+        f"frame-src {origin}/worker/{SANDBOX_HOST_PAGE}; base-uri 'none'; {frame_ancestors()}"
     )
 
 
@@ -95,11 +143,16 @@ def worker_file(request: HttpRequest, path: str) -> FileResponse:
     )
     # The Pyodide files are pinned by version; the portal's own scripts change with deploys.
     worker_headers(response, cache=path.startswith("vendor/"))
-    csp = file_csp(path, request.build_absolute_uri("/").rstrip("/"))
+    csp = file_csp(path, portal_origin(request))
     if csp is not None:
         response["Content-Security-Policy"] = csp
     if path == SANDBOX_HOST_PAGE:
-        response["X-Frame-Options"] = "SAMEORIGIN"  # the Worker tab frames it; no one else
+        # The Worker tab frames it, and so do embedded workers' frames in the pages of the
+        # WORKER_EMBED_ORIGINS: frame-ancestors names those, X-Frame-Options cannot.
+        if embed_origins():
+            response.xframe_options_exempt = True  # type: ignore[attr-defined]
+        else:
+            response["X-Frame-Options"] = "SAMEORIGIN"
     if path == HEADLESS_PAGE:
         # `dcp worker`'s page: cross-origin isolated like the Worker tab (so a runaway Python
         # slice is interrupted, not its sandbox killed), and framed by no one.
@@ -116,4 +169,33 @@ def runtime_file(request: HttpRequest, name: str) -> HttpResponse:
     content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
     response = HttpResponse(content, content_type=content_type)
     worker_headers(response, cache=False)  # the manifest's hashes must match what is served
+    return response
+
+
+@require_GET
+def embed_page(request: HttpRequest) -> HttpResponse:
+    """The frame of a worker embedded in another site's page (worker_static/embed.html), with
+    the origins it takes commands from; only those origins may frame it."""
+    portal = portal_origin(request)
+    page = Template((Path(settings.WORKER_STATIC_DIR) / EMBED_PAGE).read_text())
+    origins = " ".join((portal, *embed_origins()))
+    response = HttpResponse(page.render(Context({"origins": origins})), CONTENT_TYPES[".html"])
+    worker_headers(response, cache=False)
+    # A cross-origin isolated page (COEP) may frame it; frame-ancestors, not X-Frame-Options,
+    # says who may.
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    response["Content-Security-Policy"] = embed_csp(portal)
+    response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    return response
+
+
+@require_GET
+def embed_access(request: HttpRequest) -> JsonResponse:
+    """What dcp-worker.js asks before it frames the worker, so that a refusal comes with words:
+    may a page of `?origin=` embed it, and must it bring a worker token."""
+    embeddable = may_embed(request.GET.get("origin", ""), portal=portal_origin(request))
+    token_needed = not settings.ALLOW_ANONYMOUS_WORKERS and not request.user.is_authenticated
+    response = JsonResponse({"embeddable": embeddable, "tokenNeeded": token_needed})
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "no-cache"
     return response

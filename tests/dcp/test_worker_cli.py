@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from dcp.cli import main
+from dcp.protocol.limits import MAX_WORKER_JOBS
 from dcp.worker import WorkerOptions, headless_url
-from dcp.worker.options import check_join
+from dcp.worker.options import check_jobs, check_join
 from dcp.worker.status import Stats, Totals, status_line
 
 ADDRESS = "0x" + "ab" * 20
@@ -75,3 +76,42 @@ def test_the_totals_keep_what_a_crashed_page_earned() -> None:
     assert status_line(totals) == (
         "computing: 6 slices computed, 0.06 credits earned, 1 in flight, jobs: j1"
     )
+
+
+JOB = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--job", "not-a-job"], "a job id is 32 lowercase hex digits, not 'not-a-job'"),
+        (["--job", JOB.upper()], "a job id is 32 lowercase hex digits"),
+        (["--duty-cycle", "0.05"], "--duty-cycle is a fraction from 0.1 to 1"),
+        (["--duty-cycle", "1.5"], "--duty-cycle is a fraction from 0.1 to 1"),
+        (["--duty-cycle", "nan"], "--duty-cycle is a fraction from 0.1 to 1"),
+    ],
+)
+def test_a_bad_job_or_duty_cycle_is_a_usage_error_that_says_why(
+    flags: list[str], message: str
+) -> None:
+    outcome = CliRunner().invoke(main, ["worker", *flags])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+
+
+def test_more_jobs_than_a_hello_carries_are_refused_and_repeats_are_dropped() -> None:
+    many = tuple(f"{n:032x}" for n in range(MAX_WORKER_JOBS + 1))
+    with pytest.raises(ValueError, match=f"at most {MAX_WORKER_JOBS} jobs"):
+        check_jobs(many)
+    assert check_jobs((f" {JOB} ", JOB)) == (JOB,)
+
+
+def test_the_page_url_carries_the_jobs_and_the_duty_cycle() -> None:
+    other = "f" * 32
+    options = WorkerOptions(scheduler="http://127.0.0.1:8000", jobs=(JOB, other), duty_cycle=0.5)
+    assert parse_qsl(urlsplit(headless_url(options)).fragment) == [
+        ("gpu", "0"),
+        ("job", JOB),
+        ("job", other),
+        ("dutyCycle", "0.5"),
+    ]

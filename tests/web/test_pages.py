@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -194,3 +195,26 @@ def test_new_identity_key_is_listed_with_a_download_button(user, browser_client)
     html = browser_client.get("/portal/first-devs/").content.decode()
     key = Key.objects.get(user=user, kind=KeyKind.IDENTITY)
     assert "Your Keys To DCP" in html and key.address in html and "laptop" in html
+
+
+def test_worker_tab_offers_each_account_to_pay_into_the_default_first(first_dev, browser_client):
+    from portal.wallet.services import create_key
+
+    default = Key.objects.get(user=first_dev, is_default=True)
+    savings = create_key(user=first_dev, kind=KeyKind.ACCOUNT, label="savings")
+    # An account older than the default one is still listed after it.
+    Key.objects.filter(pk=savings.pk).update(created_at=default.created_at - timedelta(days=1))
+    html = browser_client.get("/portal/worker/").content.decode()
+    options = re.findall(
+        r'<option value="(0x[0-9a-fA-F]{40})" data-label="([^"]+)"\s+data-balance="([^"]+)"'
+        r'\s+data-balance-url="([^"]+)">([^<]+)</option>',
+        html,
+    )
+    assert [(address, label, balance) for address, label, balance, _, _ in options] == [
+        (default.address, default.label, "10"),
+        (savings.address, "savings", "0"),
+    ]
+    assert options[0][3] == f"/portal/keys/{default.address}/balance/"
+    assert options[0][4].startswith(f"{default.label} (default)")
+    assert '<option value="other">Another address…</option>' in html
+    assert re.search(r'data-testid="paid-into-balance">10<', html)

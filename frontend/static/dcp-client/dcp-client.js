@@ -517,7 +517,9 @@
     return new Job(Array.from(input), work, args);
   }
 
+  // Merged with what is there: dcp-worker.js adds dcp.worker, before or after this script.
   window.dcp = Object.freeze({
+    ...window.dcp,
     init,
     compute: Object.freeze({ for: computeFor }),
     DCPError,

@@ -1,25 +1,34 @@
-// Worker tab: Start/Stop, the cores selector, the "Use GPU" switch (remembered in this browser's
-// localStorage), live totals, the status line and the event log.
+// Worker tab: Start/Stop, the cores and "CPU use" selectors, the "Use GPU" switch, "Pay into"
+// (the last three remembered in this browser's localStorage), live totals, the status and
+// pacing lines and the event log.
 // The work itself is done by the Supervisor (worker_static/supervisor.js) and its sandboxes;
-// the credit arithmetic is the protocol's (worker_static/protocol.js).
+// the credit arithmetic is the protocol's (worker_static/protocol.js). A supervisor pays into
+// one address, so a new "Pay into" choice retires it and, if it was started, starts a new one
+// (a new hello) on the same sandboxes.
 
+import { IsolatedPool } from "/worker/isolated-pool.js";
 import { addCredits, formatCredits, parseCredits } from "/worker/protocol.js";
 import { findGPU, Supervisor, STATES } from "/worker/supervisor.js";
 import { plural } from "/worker/util.js";
+import { PaidIntoFigure, PayeeChoice } from "./worker-payee.js";
 
 const LOG_LENGTH = 20;
 const GPU_CHOICE_KEY = "dcp.worker.useGPU"; // "off" once the person turned the GPU off
+const CPU_USE_KEY = "dcp.worker.cpuUse"; // the "CPU use" fraction picked in this browser
+const PAYEE_KEY = "dcp.worker.paymentAddress"; // the address "Pay into" picked in this browser
 
 const root = document.getElementById("worker");
 const startButton = root.querySelector("[data-worker-start]");
 const stopButton = root.querySelector("[data-worker-stop]");
 const coresSelect = root.querySelector("[data-worker-cores]");
+const cpuUseSelect = root.querySelector("[data-worker-cpu-use]");
 const gpuSwitch = root.querySelector("[data-worker-gpu]");
 const gpuLine = root.querySelector('[data-testid="worker-gpu"]');
 const groupsField = root.querySelector("[data-worker-groups]");
 const publicJobsBox = root.querySelector("[data-worker-public]");
 const groupsProblem = root.querySelector("[data-worker-groups-problem]");
 const statusLine = root.querySelector('[data-testid="worker-status"]');
+const pacingLine = root.querySelector('[data-testid="worker-pacing"]');
 const slicesOutput = document.querySelector('[data-testid="slices-computed"]');
 const creditsOutput = document.querySelector('[data-testid="credits-earned"]');
 const inFlightOutput = document.querySelector('[data-testid="in-flight"]');
@@ -28,6 +37,13 @@ const logList = document.querySelector('[data-testid="worker-log"]');
 const startingSlices = Number.parseInt(root.dataset.slicesComputed, 10) || 0;
 const startingCredits = readCredits(root.dataset.creditsEarned);
 let reconnectCountdown = null;
+
+let pool = null; // the sandboxes: made on the first Start, shared by every supervisor after
+let supervisor = null; // the live one: made on Start, retired when "Pay into" changes
+let paying = ""; // the address it pays into
+let lastPaid = ""; // its slices and credits when the "Paid into" figure was last updated
+let joined = { groups: [], leavePublicGroup: false }; // the compute groups, as last applied
+const retired = { slices: 0, credits: "0", byAddress: new Map() }; // what retired ones earned
 
 function readCredits(text) {
   try {
@@ -55,21 +71,39 @@ function fillCoresSelect() {
   coresSelect.value = String(Math.max(1, threads - 1));
 }
 
-/** Whether the person wants the GPU used: yes unless they turned it off in this browser. */
-function gpuChosen() {
+/** What this browser remembers under `key`: null if nothing (or storage is refused). */
+function remembered(key) {
   try {
-    return localStorage.getItem(GPU_CHOICE_KEY) !== "off";
+    return localStorage.getItem(key);
   } catch {
-    return true; // storage refused (privacy settings): the default
+    return null; // storage refused (privacy settings): the defaults
   }
 }
 
-function rememberGPUChoice(on) {
+/** Remembers `value` under `key` ("" forgets it). */
+function remember(key, value) {
   try {
-    localStorage.setItem(GPU_CHOICE_KEY, on ? "on" : "off");
+    if (value) localStorage.setItem(key, value);
+    else localStorage.removeItem(key);
   } catch {
     // storage refused: the choice lasts as long as the page
   }
+}
+
+/** Whether the person wants the GPU used: yes unless they turned it off in this browser. */
+function gpuChosen() {
+  return remembered(GPU_CHOICE_KEY) !== "off";
+}
+
+/** Picks the "CPU use" this browser remembers, when it is one of the select's. */
+function restoreCPUUse() {
+  const saved = remembered(CPU_USE_KEY);
+  if ([...cpuUseSelect.options].some((option) => option.value === saved)) cpuUseSelect.value = saved;
+}
+
+/** The share of time the cores compute (the supervisor's duty cycle), 0.25 to 1. */
+function cpuUse() {
+  return Number(cpuUseSelect.value);
 }
 
 /** "GPU: <adapter>" or "GPU: none found (why)"; the switch only where there is a GPU. */
@@ -97,7 +131,8 @@ function applyGroups() {
   groupsProblem.hidden = !problem;
   groupsProblem.textContent = problem ?? "";
   if (problem) return;
-  supervisor.setComputeGroups(groups, { leavePublicGroup: !publicJobsBox.checked });
+  joined = { groups, leavePublicGroup: !publicJobsBox.checked };
+  supervisor?.setComputeGroups(joined.groups, { leavePublicGroup: joined.leavePublicGroup });
 }
 
 function shortJob(jobId) {
@@ -134,15 +169,35 @@ function showState(state, detail) {
   if (state === STATES.RECONNECTING) {
     reconnectCountdown = setInterval(() => { statusLine.textContent = statusText(state, detail); }, 1000);
   }
-  const started = state !== STATES.STOPPED && state !== STATES.ERROR;
+  const started = isStarted(state);
   startButton.disabled = started;
   stopButton.disabled = !started;
+  showPacing(supervisor?.pacing);
 }
 
+function isStarted(state) {
+  return state !== STATES.STOPPED && state !== STATES.ERROR;
+}
+
+/** The tab's totals: the user's earlier ones, the retired supervisors' and the live one's. */
 function showStats({ slicesComputed, creditsEarned, inFlight }) {
-  slicesOutput.textContent = String(startingSlices + slicesComputed);
-  creditsOutput.textContent = addCredits(startingCredits, creditsEarned);
+  slicesOutput.textContent = String(startingSlices + retired.slices + slicesComputed);
+  creditsOutput.textContent = addCredits(startingCredits, retired.credits, creditsEarned);
   if (inFlightOutput) inFlightOutput.textContent = String(inFlight);
+  const paid = `${slicesComputed} ${creditsEarned}`;
+  if (paid !== lastPaid) {
+    lastPaid = paid; // results were accepted: the payee's balance moved
+    paidInto.update(earnedInto(paying));
+  }
+}
+
+/** The pacing line: why the started supervisor computes less than it was asked to, while it
+ * does (a supervisor without pacing never holds back). */
+function showPacing(pacing) {
+  const started = supervisor !== null && isStarted(supervisor.state);
+  const reason = started && pacing?.holdingBack ? pacing.reason || "holding back" : "";
+  pacingLine.hidden = !reason;
+  pacingLine.textContent = reason;
 }
 
 function addLogLine(message, level = "info") {
@@ -160,32 +215,97 @@ function addLogLine(message, level = "info") {
   while (logList.children.length > LOG_LENGTH) logList.lastElementChild.remove();
 }
 
+/** The credits this tab has earned into `address` since it was opened. */
+function earnedInto(address) {
+  const before = retired.byAddress.get(address.toLowerCase()) ?? "0";
+  const paysIt = supervisor !== null && address.toLowerCase() === paying.toLowerCase();
+  const live = paysIt ? supervisor.stats.creditsEarned : "0";
+  return addCredits(before, live);
+}
+
+/** A supervisor paying into the address "Pay into" names, with the controls' settings. */
+function newSupervisor() {
+  const cores = Number(coresSelect.value);
+  const sandboxURL = absoluteURL(root.dataset.sandboxUrl);
+  const pyodideURL = absoluteURL(root.dataset.pyodideUrl);
+  pool ??= new IsolatedPool({ size: cores, sandboxURL, pyodideURL });
+  let made = null;
+  // A retired supervisor's last words (its Stop) are its own: the figures follow the live one.
+  const whileLive = (show) => (...values) => { if (made === supervisor) show(...values); };
+  made = new Supervisor({
+    socketURL: socketURL(root.dataset.socketPath),
+    sandboxURL,
+    pyodideURL,
+    pool,
+    cores,
+    gpu: gpuChosen(),
+    computeGroups: joined.groups,
+    leavePublicGroup: joined.leavePublicGroup,
+    paymentAddress: payees.payee.address,
+    dutyCycle: cpuUse(),
+    onState: whileLive(showState),
+    onStats: whileLive(showStats),
+    onPacing: whileLive(showPacing),
+    log: addLogLine,
+  });
+  return made;
+}
+
+function start() {
+  if (!payees.check()) return;
+  if (!supervisor) {
+    supervisor = newSupervisor();
+    paying = payees.payee.address;
+    lastPaid = "";
+    window.dcpSupervisor = supervisor; // for end-to-end tests and the curious
+  }
+  supervisor.start();
+}
+
+/** Stops the live supervisor for good, keeping what it earned in the tab's totals. */
+function retire() {
+  supervisor.stop();
+  const { slicesComputed, creditsEarned } = supervisor.stats;
+  retired.slices += slicesComputed;
+  retired.credits = addCredits(retired.credits, creditsEarned);
+  const key = paying.toLowerCase();
+  retired.byAddress.set(key, addCredits(retired.byAddress.get(key) ?? "0", creditsEarned));
+  supervisor = null;
+}
+
+/** "Pay into" changed: the figure follows it, and a started worker says hello again. */
+function payInto(payee) {
+  const wasStarted = supervisor !== null && isStarted(supervisor.state);
+  if (supervisor) retire();
+  paidInto.follow(payee, earnedInto(payee.address));
+  addLogLine(`Pay into ${payee.label}${wasStarted ? ": starting again with it" : ""}`);
+  if (wasStarted) start();
+}
+
 fillCoresSelect();
+restoreCPUUse();
+const paidInto = new PaidIntoFigure(document.querySelector("[data-worker-paid-into]"));
+const payees = new PayeeChoice(root, {
+  saved: remembered(PAYEE_KEY),
+  save: (address) => remember(PAYEE_KEY, address),
+  onChange: payInto,
+});
+paidInto.follow(payees.payee, "0");
 creditsOutput.textContent = startingCredits;
 slicesOutput.textContent = String(startingSlices);
 
-const supervisor = new Supervisor({
-  socketURL: socketURL(root.dataset.socketPath),
-  sandboxURL: absoluteURL(root.dataset.sandboxUrl),
-  pyodideURL: absoluteURL(root.dataset.pyodideUrl),
-  cores: Number(coresSelect.value),
-  gpu: gpuChosen(),
-  onState: showState,
-  onStats: showStats,
-  log: addLogLine,
+startButton.addEventListener("click", start);
+stopButton.addEventListener("click", () => supervisor?.stop());
+coresSelect.addEventListener("change", () => supervisor?.setCores(Number(coresSelect.value)));
+cpuUseSelect.addEventListener("change", () => {
+  remember(CPU_USE_KEY, cpuUseSelect.value);
+  supervisor?.setDutyCycle?.(cpuUse()); // a supervisor without pacing computes at full use
 });
-
-startButton.addEventListener("click", () => supervisor.start());
-stopButton.addEventListener("click", () => supervisor.stop());
-coresSelect.addEventListener("change", () => supervisor.setCores(Number(coresSelect.value)));
 groupsField.addEventListener("change", applyGroups);
 publicJobsBox.addEventListener("change", applyGroups);
 gpuSwitch.addEventListener("change", () => {
-  rememberGPUChoice(gpuSwitch.checked);
-  supervisor.setGPU(gpuSwitch.checked);
+  remember(GPU_CHOICE_KEY, gpuSwitch.checked ? "on" : "off");
+  supervisor?.setGPU(gpuSwitch.checked);
 });
 findGPU().then(showGPU);
-
-// For end-to-end tests and the curious: the live supervisor of this tab.
-window.dcpSupervisor = supervisor;
 showState(STATES.STOPPED, {});
