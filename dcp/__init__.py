@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .client.api import compute, compute_for, jobs
+    from .client.blobs import Blob
     from .client.inputs import MultiRange, Range, Sparse
     from .client.job import Job
     from .client.options import Quorum
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Blob": ".client.blobs",
     "DCPError": ".errors",
     "Job": ".client.job",
     "Keystore": ".keys",
@@ -52,6 +54,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Blob",
     "DCPError",
     "Job",
     "Keystore",

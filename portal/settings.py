@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "portal.scheduler",
     "portal.web",
     "portal.api",
+    "portal.store",
 ]
 
 MIDDLEWARE = [
@@ -324,3 +325,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# --- Store ------------------------------------------------------------------------------------
+
+# The content-addressed store (portal/store/, docs/store.md): one file per object under
+# STORE_DIR, by default beside the SQLite database (var/store/), or in var/store/ with
+# DATABASE_URL. Several servers must share this folder.
+_STORE_PARENT = BASE_DIR / "var" if DATABASE_URL else SQLITE_PATH.parent
+STORE_DIR = Path(env_str("STORE_DIR", str(_STORE_PARENT / "store")))
+# The largest object, and the most bytes the objects one user owns may add up to.
+STORE_MAX_FILE_BYTES = env_int("STORE_MAX_FILE_BYTES", 256 * 1024 * 1024)
+STORE_MAX_BYTES_PER_USER = env_int("STORE_MAX_BYTES_PER_USER", 2 * 1024 * 1024 * 1024)

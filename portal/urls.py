@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v0/", include("portal.api.urls")),
+    path("store/", include("portal.store.urls")),
     path("", include("portal.web.urls")),
 ]

@@ -8,6 +8,8 @@
 - `connection`: one authenticated socket (requests and replies as protocol models);
   `remote`: short connections for one request or a few;
 - `inputs`, `work`, `options`: what a job is made of, checked before anything is sent;
+- `blobs`: `dcp.Blob` and values in their JSON form (bytes, blob references);
+  `store`: the blobs a frame references, uploaded to the portal's store before it is sent;
 - `results`, `events`: what a job gives back; `cheques`: what the account key signs.
 
 Imports the protocol, the keys, `dcp.config` and `dcp.errors`; never the other way round.

@@ -1,5 +1,8 @@
 """One exec(): the client socket that deploys a job, uploads its input, and follows it.
 
+The blobs a deploy or a batch of values references are stored in the portal's store before the
+frame is sent (dcp.client.store), so the scheduler finds them there.
+
 exec() keeps one socket open while the job runs. If the socket drops, it reconnects with
 exponential backoff, deploys again with the same `ref` (the scheduler answers with the job it
 already has), resends the batch it was uploading (a batch `ref` makes that a no-op) and
@@ -33,12 +36,14 @@ from ..protocol.messages import (
 )
 from ..protocol.verify import NO_QUORUM, NO_QUORUM_ERROR_NAME
 from . import remote
+from .blobs import result_value
 from .connection import Backoff, ConnectionLost, Frame, Session, frame_of
 from .events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
 from .inputs import StreamInput
 from .remote import Remote, add_slices_frame, batches
 from .results import ResultHandle, fetch_pages
 from .state import JobState
+from .store import upload_referenced
 
 __all__ = ["Launch", "follow"]
 
@@ -134,6 +139,7 @@ class Execution:
         if self.deploy is not None:
             if not self.deployed_once:
                 self.state.set_ready("deploying")
+            self._upload_blobs(self.deploy)
             self._accept(session.request(self.deploy, self._on_event, Accepted))
         backoff.reset()
         if self.resumed or self.deploy is None:
@@ -215,11 +221,18 @@ class Execution:
     def _send_batch(self, session: Session, frame: Frame, *, record: bool) -> None:
         """Send one add_slices batch; `record` its inputs for key() (a stream keeps its own)."""
         self.pending_batch, self.pending_record = frame, record
+        self._upload_blobs(frame)
         total = session.request(frame, self._on_event, Added).total
         self.pending_batch = None
         if record:
             self.state.record_added(total - len(frame["values"]) + 1, frame["values"])
         self._set_total(total)
+
+    def _upload_blobs(self, frame: Frame) -> None:
+        """Store the blobs a deploy or a batch references before it leaves (each once)."""
+        identity_key = self.state.credentials.identity_key
+        assert identity_key is not None
+        upload_referenced(self.url, identity_key, frame)
 
     # --- events ---------------------------------------------------------------------------
 
@@ -313,7 +326,7 @@ class Execution:
             self.seen.add(slice_number)
             self.received[slice_number] = value
             self.bar.advance()
-            self.state.emit("result", {"slice": slice_number, "value": value})
+            self.state.emit("result", {"slice": slice_number, "value": result_value(value)})
 
     def _on_cancel(self, data: Any) -> None:
         self.console.flush()

@@ -33,6 +33,7 @@ from ..protocol.inputs import (
     RangeSpan,
     count_values,
 )
+from .blobs import wire_value
 
 __all__ = [
     "MAX_DEPLOY_BYTES",
@@ -515,19 +516,17 @@ def json_values(values: list[Any], what: str) -> list[Any]:
 
 
 def _json_form(values: list[Any], what: str, first: int = 1) -> list[Any]:
-    """`values` after a JSON round trip (tuples become lists, keys strings), or a clear error."""
-    try:
-        return json.loads(json.dumps(values, allow_nan=False))  # type: ignore[no-any-return]
-    except (TypeError, ValueError):
-        pass
+    """`values` in their JSON form (dcp.client.blobs: tuples become lists, keys strings, bytes
+    tagged, large bytes and dcp.Blob references to the store), or a clear error."""
+    wire = []
     for index, value in enumerate(values):
         try:
-            json.dumps(value, allow_nan=False)
+            wire.append(wire_value(value))
         except (TypeError, ValueError) as exc:
             raise DCPError(
                 "EINVALID", f"{what} {index + first} is not JSON-serialisable: {exc}"
             ) from None
-    raise DCPError("EINVALID", "the values are not JSON-serialisable")
+    return wire
 
 
 def _check_slice_number(slice_number: int, total: int) -> None:

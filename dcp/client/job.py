@@ -19,6 +19,7 @@ from ..errors import DCPError
 from ..keys import KeySpec, signing_key
 from ..protocol.verify import replicas
 from .attach import attached_info
+from .blobs import blobs_in, local_value
 from .cheques import parse_offer, total_credits
 from .control import JobRequests, results_input
 from .deploy import build_deploy, first_input
@@ -266,7 +267,7 @@ class Job:
         each slice is computed by `quorum` distinct local workers (at least that many are
         started) and their results voted on as the scheduler does: `duplicate-result` events,
         and ENOQUORUM when they never agree (every slice is replicated: local workers have no
-        history to trust).
+        history to trust). Blobs and large bytes go to the workers inline, never to the store.
         """
         if self._state.attached:
             raise DCPError("EINVALID", "an attached job cannot run locally: it runs on the network")
@@ -278,8 +279,8 @@ class Job:
         job = LocalJob(
             language=self.work["language"],
             source=self.work["source"],
-            args=self.args,
-            data=self.input.iter_data(),
+            args=local_value(self.args),
+            data=map(local_value, self.input.iter_data()),
             progress_timeout=float(self.progress_timeout),
             total=self.total,
             verify=self.verify.protocol() if self.verify is not None else None,
@@ -365,6 +366,8 @@ class Job:
         if self._state.attached or self.work is None or self.input is None:
             raise DCPError("EINVALID", "an attached job is deployed already")
         input_wire, is_open = first_input(self.input, self.auto_close)
+        # The frame names blobs by hash alone: the job holds their bytes until they are stored.
+        self._state.blobs = blobs_in(self.args, input_wire)
         if isinstance(self.input, StreamInput):
             self.total = len(input_wire["values"])
         options = {

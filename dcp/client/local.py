@@ -2,7 +2,8 @@
 
 The slices are computed by dcp.runtime.local (local worker processes, the network's failure
 rules); this module is the client-side glue: it hands that loop the job's work, arguments and
-data, and turns what it reports into the job's events, its progress bar and its result handle.
+data, and turns what it reports into the job's events (results decoded: bytes come back as
+bytes), its progress bar and its result handle.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime.local import LocalJob, check_cores, run_slices
+from .blobs import result_value
 from .events import ConsoleCollapser, ProgressBar, ProgressBarOption, slice_event
 from .results import ResultHandle
 from .state import JobState
@@ -35,6 +37,7 @@ class _JobEvents:
             data = slice_event(data)
         elif event == "result":
             self.bar.advance()
+            data = {**data, "value": result_value(data["value"])}
         elif event == "status":
             self.bar.set_total(data["total"])
             self.last_status = data

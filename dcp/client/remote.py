@@ -31,6 +31,7 @@ from ..protocol.messages import (
 from .cheques import batch_payment
 from .connection import Frame, Session, check_frame_size, frame_of, ignore_events, with_session
 from .results import Entries, fetch_inputs, fetch_pages
+from .store import upload_referenced
 
 __all__ = ["BATCH_BYTES", "BATCH_VALUES", "Remote", "add_slices_frame", "batches"]
 
@@ -88,6 +89,7 @@ class Remote:
             frame = add_slices_frame(
                 job_id, batch, offer=offer, account_key=account_key, replicas=replicas
             )
+            upload_referenced(self.url, self.identity_key, frame, self.give_up_s)
             total = self.request(frame, Added).total
             added.append((total - len(batch) + 1, batch))
         return added

@@ -9,6 +9,7 @@ from typing import Any, Protocol, overload
 from ..errors import DCPError
 from ..protocol.limits import MAX_RESULTS_PER_FETCH
 from ..protocol.messages import FetchInputs, FetchResults, InputsReply, ResultsReply, SliceValue
+from .blobs import result_value
 
 __all__ = ["RESULTS_PAGE", "ResultHandle", "fetch_inputs", "fetch_pages", "parse_slice_numbers"]
 
@@ -35,7 +36,9 @@ class ResultHandle:
 
     Iterating and indexing (`handle[0]`, `handle[-1]`) go over the values, 0-based like a list;
     `keys()` are slice numbers (from 1), `key(n)` is the input of slice n, `lookup_value(x)` the
-    result for input x, and `fetch("1-10")` fetches results from the scheduler.
+    result for input x, and `fetch("1-10")` fetches results from the scheduler. Results come in
+    the value encoding (dcp/protocol/values.py) and are kept decoded: bytes as bytes, a blob as
+    a `BlobRef`.
     """
 
     def __init__(
@@ -45,7 +48,8 @@ class ResultHandle:
         *,
         fetcher: Fetcher | None = None,
     ) -> None:
-        self._entries = sorted(entries, key=lambda entry: entry[0])
+        decoded = ((number, result_value(value)) for number, value in entries)
+        self._entries = sorted(decoded, key=lambda entry: entry[0])
         self._by_slice = dict(self._entries)
         self._input = None if callable(datum) else datum
         self._datum: Callable[[int], Any] | None = (

@@ -62,6 +62,7 @@ class JobState:
         self.stop = threading.Event()
         self.added: dict[int, Any] = {}  # inputs of slices added after the deploy
         self.deploy: Frame | None = None  # built once: a redeploy sends the very same frame
+        self.blobs: list[Any] = []  # the dcp.Blobs the deploy references, alive until uploaded
         self.attached = False  # deployed elsewhere: exec() follows it, never deploys it
         self.credentials = Credentials()
 

@@ -6,6 +6,10 @@ SHA-256 of the canonical JSON (sorted keys, no spaces) of `{ref, work, args, inp
 slice_payment_offer}` (and `verify`, when the job asks for it) exactly as the client sent them,
 and the most the job may cost. Both ends build these texts here, so a signature made by one
 verifies on the other.
+
+An upload to the portal's store (`PUT /store/<sha256>`) may be signed by an identity key
+instead of carrying an API key: the signature covers the object's hash, its size and when the
+signature expires, so it stores those bytes for that identity's user and nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+
+# How long the client's upload signatures last, and the furthest ahead the portal accepts one
+# to expire (more than the client asks for: the two clocks may differ).
+UPLOAD_SIGNATURE_SECONDS = 600
+MAX_UPLOAD_SIGNATURE_SECONDS = 3600
 
 
 def canonical_json(value: Any) -> str:
@@ -57,6 +66,11 @@ def cheque_text(job_hash_hex: str, max_total: str) -> str:
 def batch_cheque_text(job_id: str, batch_ref: str, max_total: str) -> str:
     """The text an account key signs to pay for one batch of slices added to an open job."""
     return f"DCP Portal payment\njob: {job_id}\nbatch: {batch_ref}\nmax total: {max_total}"
+
+
+def upload_text(sha256: str, size: int, expires: int) -> str:
+    """The text an identity key signs to store an object (`expires`: unix seconds)."""
+    return f"DCP Portal upload\nsha256: {sha256}\nsize: {size}\nexpires: {expires}"
 
 
 def sign_text(private_key: bytes, text: str) -> str:

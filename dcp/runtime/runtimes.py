@@ -23,6 +23,8 @@ __all__ = ["RUNTIMES", "SANDBOX_MANIFEST", "LocalWorkerCommand", "WorkRuntime", 
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 SANDBOX_MANIFEST = "manifest.mjs"  # generated: the sandbox files' integrity hashes
+# Sandbox files of other layers, by the name the sandbox loads them under (beside slice.py).
+SHARED_SANDBOX_FILES = {"values.py": RUNTIME_DIR.parent / "protocol" / "values.py"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class WorkRuntime:
     """One language of work functions."""
 
     language: str
-    sandbox_files: tuple[str, ...]  # in this folder; the sandbox loads them from the portal
+    sandbox_files: tuple[str, ...]  # here or in SHARED_SANDBOX_FILES; loaded from the portal
     local_worker: Callable[[], LocalWorkerCommand]  # raises DCPError when it cannot start
 
 
@@ -66,7 +68,7 @@ def node_worker() -> LocalWorkerCommand:
 RUNTIMES: dict[str, WorkRuntime] = {
     runtime.language: runtime
     for runtime in (
-        WorkRuntime("python", ("slice.py", "gpu.py", "wgsl.py"), python_worker),
+        WorkRuntime("python", ("slice.py", "gpu.py", "wgsl.py", "values.py"), python_worker),
         WorkRuntime("js", ("slice.mjs", "gpu.mjs"), node_worker),
     )
 }
@@ -77,8 +79,12 @@ def sandbox_file(name: str) -> bytes | None:
     if name == SANDBOX_MANIFEST:
         return _manifest().encode()
     if any(name in runtime.sandbox_files for runtime in RUNTIMES.values()):
-        return (RUNTIME_DIR / name).read_bytes()
+        return _sandbox_path(name).read_bytes()
     return None
+
+
+def _sandbox_path(name: str) -> Path:
+    return SHARED_SANDBOX_FILES.get(name, RUNTIME_DIR / name)
 
 
 def _manifest() -> str:
@@ -87,7 +93,7 @@ def _manifest() -> str:
     Hashed on every request (a few kilobytes), so it never disagrees with the files on disk.
     """
     hashes = {
-        name: _integrity((RUNTIME_DIR / name).read_bytes())
+        name: _integrity(_sandbox_path(name).read_bytes())
         for runtime in RUNTIMES.values()
         for name in runtime.sandbox_files
     }

@@ -15,6 +15,9 @@ The rules it holds, the same everywhere a Python slice runs:
 - print() and writes to stderr become console lines of the slice (clipped at 10,000 chars).
 - `from dcp import gpu` is the GPU module beside this file (gpu.py); the GPU time a slice used
   comes back with its result as `gpuMs`.
+- Values travel in the value encoding (values.py beside this file in Pyodide,
+  dcp.protocol.values under CPython): the datum and the arguments are decoded (bytes arrive as
+  bytes), the result is encoded (bytes may be returned).
 - A result must be JSON (allow_nan=False); a failure comes back as its exception's name,
   message and traceback, with this runtime's own frames trimmed away.
 
@@ -58,6 +61,9 @@ NO_FUNCTION = "the work function source defines no function: write def work(datu
 RUNTIME_FILENAME = (lambda: None).__code__.co_filename
 # The GPU module beside this file: dcp.runtime.gpu under CPython, the sandbox package's in Pyodide.
 GPU_MODULE = f"{__package__}.gpu" if __package__ else None
+# The value codec: dcp.protocol.values under CPython, the sandbox package's values.py in Pyodide.
+_in_dcp = __package__ in (None, "", "dcp.runtime")
+_values = importlib.import_module("dcp.protocol.values" if _in_dcp else f"{__package__}.values")
 _NUMBER_RE = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(%?)\s*", re.IGNORECASE)
 
 # Taken at import, before any work function runs: a work function that patches these modules
@@ -170,8 +176,13 @@ def check_result(result: Any, slice_number: int | None) -> Any:
 
 def encode_result(result: Any, slice_number: int | None) -> str:
     """The JSON text of `result`; TypeError (the slice fails) when JSON cannot carry it."""
+    return _dumps(encode_value(result, slice_number), allow_nan=False)
+
+
+def encode_value(result: Any, slice_number: int | None) -> Any:
+    """`result` in the value encoding; TypeError (the slice fails) when JSON cannot carry it."""
     try:
-        return _dumps(result, allow_nan=False)
+        return _values.encode(result)
     except (TypeError, ValueError, RecursionError) as error:
         raise TypeError(
             f"result of slice {slice_number} is not JSON-serialisable: {error}"
@@ -248,6 +259,7 @@ class SliceRuntime:
         self.args = args
         self.host = host
         self.work: Callable[..., Any] | None = None
+        self.arguments: list[Any] = []  # args, decoded once the source is compiled
         self._slice: _Slice | None = None
         self._stdout = _Console(host, "log")
         self._stderr = _Console(host, "error")
@@ -287,7 +299,7 @@ class SliceRuntime:
                 return self._finish(failure)
             try:
                 assert self.work is not None
-                result = self.work(datum, *self.args)
+                result = self.work(_values.decode(datum), *self.arguments)
                 if _isawaitable(result):
                     return self._settle(result)
                 return self._finish(_result(result, slice_number))
@@ -305,6 +317,7 @@ class SliceRuntime:
         install_dcp_module(self.progress)
         try:
             self.work = compile_work(self.source, self.progress)
+            self.arguments = _values.decode(self.args)
         except BaseException as error:
             return error_reply(error)
         return None
@@ -363,8 +376,9 @@ class _ResultReply(dict[str, Any]):
 
 
 def _result(value: Any, slice_number: int) -> Reply:
-    reply = _ResultReply(type="result", value=value)
-    reply.text = encode_result(value, slice_number)
+    encoded = encode_value(value, slice_number)
+    reply = _ResultReply(type="result", value=encoded)
+    reply.text = _dumps(encoded, allow_nan=False)
     return reply
 
 

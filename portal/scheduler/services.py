@@ -33,6 +33,7 @@ from dcp.protocol.messages import AddSlices, Deploy, GroupCredential, ValuesInpu
 from dcp.protocol.signed import recover_signer, session_text
 from dcp.protocol.verify import NO_QUORUM, replicas
 from portal.bank import services as bank
+from portal.store import selectors as store
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
@@ -258,6 +259,7 @@ def _create_job(
     *, owner: User, identity: str, payer: str, spec: JobSpec, values: Prepared | None
 ) -> Job:
     total = _checked_total(owner, spec)
+    _check_blobs(owner, spec.args, spec.values or [])
     if values is None and sizing.frame_slices(spec.source, spec.args, 0) < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
     groups = groups_for(spec.compute_groups)
@@ -290,6 +292,22 @@ def _create_job(
     JobComputeGroup.objects.bulk_create(JobComputeGroup(job=job, group=g) for g in groups)
     _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
     return job
+
+
+def _check_blobs(owner: User, *values: Any) -> None:
+    """Refuse values that reference blobs their deployer's user has not stored or claimed
+    (docs/store.md), before anything is stored or paid."""
+    try:
+        refused = store.foreign_or_missing_blobs(owner, *values)
+    except ValueError as error:
+        raise SchedulerError("EINVALID", f"a value breaks the value encoding: {error}") from None
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise SchedulerError(
+            "ENOBLOB",
+            f"blob {refused[0]}{more} is not in the portal's store for you: upload it first "
+            "(PUT /store/<sha256>)",
+        )
 
 
 @transaction.atomic
@@ -411,6 +429,7 @@ def add_slices(
         raise SchedulerError("EBADPAYMENT", "the batch's payment does not cover its slices")
     if job.total + len(values) > settings.MAX_SLICES_PER_JOB:
         raise SchedulerError("EINVALID", f"more than {settings.MAX_SLICES_PER_JOB} slices per job")
+    _check_blobs(job.owner, values)
     InputBatch.objects.create(job=job, ref=batch_ref, first=job.total + 1, count=len(values))
     prepared = _prepared(job.source, job.args, values)
     _insert_values(job, job.total + 1, prepared.texts)

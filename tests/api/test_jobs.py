@@ -363,3 +363,33 @@ def test_a_verified_job_pays_its_quorum_into_escrow_and_reports_verification(bea
     bad = bearer.post("/api/v0/job", {"work": DOUBLE, "slices": [1], "verify": {"quorum": 1}})
     assert bad.status_code == 400 and "quorum" in error_of(bad)["message"]
     assert balance_of(account.address) == to_units("9.909")  # the refused job took nothing
+
+
+def test_a_job_may_use_only_blobs_its_user_stored(bearer, account, first_dev, settings, tmp_path):
+    """A value referencing a blob the deployer's user has not stored is refused before anything
+    is stored or paid; once stored (or claimed), the same deploy goes through."""
+    import hashlib
+    import io
+
+    from portal.store.services import put_object
+
+    settings.STORE_DIR = tmp_path / "store"
+    data = b"\x00\x01 a table of bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    blob = {"$blob": sha, "size": len(data)}
+    response = bearer.post("/api/v0/job", {"work": DOUBLE, "slices": [blob, 2]})
+    assert response.status_code == 400
+    refusal = error_of(response)
+    assert refusal["code"] == "ENOBLOB" and sha in refusal["message"]
+    assert not Job.objects.exists() and balance_of(account.address) == to_units("10")
+
+    put_object(user=first_dev, sha256=sha, size=len(data), stream=io.BytesIO(data))
+    wrong_size = {"$blob": sha, "size": len(data) + 1}
+    response = bearer.post("/api/v0/job", {"work": DOUBLE, "slices": [wrong_size]})
+    assert error_of(response)["code"] == "ENOBLOB"
+    job_id = deploy(bearer, slices=[blob, 2])
+    response = bearer.post(
+        f"/api/v0/job/{job_id}/slices", {"slices": [{"$blob": "ab" * 32, "size": 1}]}
+    )
+    assert error_of(response)["code"] == "ENOBLOB"
+    assert Job.objects.get(pk=job_id).total == 2

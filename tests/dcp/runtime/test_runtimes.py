@@ -18,7 +18,7 @@ from dcp.runtime.runtimes import RUNTIME_DIR, RUNTIMES, SANDBOX_MANIFEST, sandbo
 
 def test_python_and_javascript_are_registered_runtimes():
     assert set(RUNTIMES) == {"python", "js"}
-    assert RUNTIMES["python"].sandbox_files == ("slice.py", "gpu.py", "wgsl.py")
+    assert RUNTIMES["python"].sandbox_files == ("slice.py", "gpu.py", "wgsl.py", "values.py")
     assert RUNTIMES["js"].sandbox_files == ("slice.mjs", "gpu.mjs")
 
 
@@ -44,10 +44,12 @@ def test_the_manifest_holds_the_integrity_of_every_sandbox_file():
     match = re.search(r"export default (\{.*\});", manifest.decode(), re.DOTALL)
     assert match is not None
     hashes = json.loads(match.group(1))
-    for name in ("slice.py", "slice.mjs"):
-        digest = hashlib.sha256((RUNTIME_DIR / name).read_bytes()).digest()
+    files = {name: RUNTIME_DIR / name for name in ("slice.py", "slice.mjs")}
+    files["values.py"] = RUNTIME_DIR.parent / "protocol" / "values.py"  # the protocol's codec
+    for name, path in files.items():
+        digest = hashlib.sha256(path.read_bytes()).digest()
         assert hashes[name] == "sha256-" + base64.b64encode(digest).decode()
-        assert sandbox_file(name) == (RUNTIME_DIR / name).read_bytes()
+        assert sandbox_file(name) == path.read_bytes()
 
 
 @pytest.mark.parametrize("name", ["worker.py", "runtimes.py", "../slice.py", "node_worker.mjs"])
