@@ -28,6 +28,7 @@
  */
 
 import { formatCredits, parseCredits, STATES, Supervisor } from "./supervisor.js";
+import { workerURLs } from "./util.js";
 
 const HELLO = "dcp-worker:hello";
 const CONNECT = "dcp-worker:connect";
@@ -52,16 +53,6 @@ function mayCommand(origin) {
 
 function emit(name, detail = {}) {
   port.postMessage({ type: "event", name, detail });
-}
-
-function siblingURL(path) {
-  return new URL(path, import.meta.url).href;
-}
-
-function socketURL() {
-  const url = new URL("/ws/worker/", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
 }
 
 function endRun() {
@@ -99,9 +90,7 @@ function newSupervisor(options) {
   const given = Object.entries(options ?? {}).filter(([name]) => !FRAME_OWNS.includes(name));
   return new Supervisor({
     ...Object.fromEntries(given),
-    socketURL: socketURL(),
-    sandboxURL: siblingURL("sandbox.js"),
-    pyodideURL: siblingURL("vendor/pyodide/"),
+    ...workerURLs(),
     onState,
     onStats,
     log: (message, level) => emit("log", { message: String(message), level }),

@@ -20,6 +20,7 @@
  */
 
 import { STATES, Supervisor } from "./supervisor.js";
+import { workerURLs } from "./util.js";
 
 const LOG_KEPT = 1_000; // lines kept for a controller that has not read them yet
 const STOP_GRACE_MS = 300; // lets the socket send the returned slices before the browser closes
@@ -45,16 +46,6 @@ export function optionsFromFragment(fragment) {
 function joinCredentials(text) {
   const comma = text.indexOf(",");
   return { joinKey: text.slice(0, comma).trim(), joinSecret: text.slice(comma + 1).trim() };
-}
-
-function siblingURL(path) {
-  return new URL(path, import.meta.url).href;
-}
-
-function socketURL() {
-  const url = new URL("/ws/worker/", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
 }
 
 /** The log lines the controller has yet to read, numbered from the first line ever logged. */
@@ -90,9 +81,7 @@ function onState(state, detail) {
 
 const supervisor = new Supervisor({
   ...optionsFromFragment(location.hash),
-  socketURL: socketURL(),
-  sandboxURL: siblingURL("sandbox.js"),
-  pyodideURL: siblingURL("vendor/pyodide/"),
+  ...workerURLs(),
   onState,
   log: (message, level) => log.add(message, level),
 });

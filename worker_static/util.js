@@ -34,3 +34,15 @@ export function formatBytes(bytes) {
   }
   return `${unit === 0 ? value : Math.round(value * 100) / 100} ${BYTE_UNITS[unit]}`;
 }
+
+/** Where a page served beside these files (the headless and embedded workers) finds its
+ * scheduler socket, sandbox script and Pyodide: the Supervisor's URL options. */
+export function workerURLs() {
+  const socket = new URL("/ws/worker/", location.href);
+  socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return {
+    socketURL: socket.href,
+    sandboxURL: new URL("sandbox.js", import.meta.url).href,
+    pyodideURL: new URL("vendor/pyodide/", import.meta.url).href,
+  };
+}
