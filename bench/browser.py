@@ -80,7 +80,7 @@ def main() -> None:
             figures["slices_per_s_2_tabs"] = round(WARM_SLICES / elapsed, 1)
             browser.close()
     finally:
-        portal.site.stop()
+        portal.stop()
     print(json.dumps(figures))
 
 

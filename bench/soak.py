@@ -322,7 +322,7 @@ def soak() -> dict[str, Any]:
         if workers is not None:
             workers.kill()
             workers.wait()
-        portal.site.stop()
+        portal.stop()
         shutil.rmtree(portal.site.workdir, ignore_errors=True)
     figures["total_s"] = round(time.perf_counter() - began, 1)
     return figures

@@ -1,8 +1,11 @@
 """Scheduler throughput beside Dask, latency, a million-slice deploy, and idle workers.
 
-Prints one JSON line. Everything runs on this machine: the portal (daphne, SQLite, in-memory
-channel layer), synthetic workers speaking the real worker protocol but running the work
-function natively (so the figure is the scheduler's, not Pyodide's), and the Python client.
+Prints one JSON line per backend: the embedded defaults (SQLite, in-memory channel layer) and,
+when they answer, PostgreSQL + Redis (bench/harness.py). Everything runs on this machine: the
+portal (daphne, production settings), synthetic workers speaking the real worker protocol but
+running the work function natively (so the figure is the scheduler's, not Pyodide's), the Python
+client, and Dask distributed on the same inputs, one task per item and in batches the size of
+our tasks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import time
 from typing import Any
 
 import dcp
-from bench.harness import PeakRSS, Portal, start_portal, start_workers
+from bench.harness import PeakRSS, Portal, backends, start_portal, start_workers
+from portal.settings import MAX_TASK_SLICES
 
 SLICES = int(os.environ.get("BENCH_SLICES", "100000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
@@ -63,7 +67,14 @@ def scheduler_throughput(portal: Portal) -> dict[str, float]:
     }
 
 
+def increment_all(chunk: range) -> list[int]:
+    return [increment(x) for x in chunk]
+
+
 def dask_throughput() -> dict[str, float]:
+    """Dask distributed on the same inputs, twice: `client.map` of one task per item (what
+    its docs show), and `client.map` over chunks as large as our scheduler's tasks grow to with
+    trivial slices (MAX_TASK_SLICES), so that the second ratio shows scheduling, not batching."""
     from dask.distributed import Client, LocalCluster
 
     with (
@@ -75,9 +86,19 @@ def dask_throughput() -> dict[str, float]:
         client.gather(client.map(increment, range(100)))  # warm up
         started = time.perf_counter()
         values = client.gather(client.map(increment, range(SLICES)))
-        elapsed = time.perf_counter() - started
-    assert values[:3] == [1, 2, 3]
-    return {"dask_tasks_per_s": round(SLICES / elapsed, 1)}
+        single = time.perf_counter() - started
+        chunks = [
+            range(n, min(n + MAX_TASK_SLICES, SLICES)) for n in range(0, SLICES, MAX_TASK_SLICES)
+        ]
+        started = time.perf_counter()
+        batched = [x for part in client.gather(client.map(increment_all, chunks)) for x in part]
+        chunked = time.perf_counter() - started
+    assert values[:3] == [1, 2, 3] and batched == values
+    return {
+        "dask_tasks_per_s": round(SLICES / single, 1),
+        "dask_batch_items": MAX_TASK_SLICES,
+        "dask_batched_items_per_s": round(SLICES / chunked, 1),
+    }
 
 
 def deploy_million(portal: Portal) -> float:
@@ -133,12 +154,14 @@ def idle_workers(portal: Portal, rss: PeakRSS) -> dict[str, float]:
     return asyncio.run(run())
 
 
-def main() -> None:
-    portal = start_portal()
+def scheduler_figures(backend: str) -> dict[str, Any]:
+    """Every scheduler figure, on a fresh portal on `backend`."""
+    portal = start_portal(backend=backend)
     dcp.init(portal.site.url)
     assert portal.site.process is not None
     rss = PeakRSS(portal.site.process.pid)
-    figures: dict[str, Any] = {"benchmark": "throughput", "slices": SLICES, "workers": WORKERS}
+    figures: dict[str, Any] = {"benchmark": "throughput", "backend": backend}
+    figures.update(slices=SLICES, workers=WORKERS)
     try:
         figures.update(scheduler_throughput(portal))
         figures["deploy_1m_range_s"] = deploy_million(portal)
@@ -146,10 +169,19 @@ def main() -> None:
         figures.update(idle_workers(portal, rss))
     finally:
         rss.stop()
-        portal.site.stop()
-    figures.update(dask_throughput())
-    figures["ratio_vs_dask"] = round(figures["slices_per_s"] / figures["dask_tasks_per_s"], 2)
-    print(json.dumps(figures))
+        portal.stop()
+    return figures
+
+
+def main() -> None:
+    """One line per backend, each with the same Dask run beside it (measured once, first)."""
+    peers = dask_throughput()
+    for backend in backends():
+        figures = scheduler_figures(backend) | peers
+        figures["ratio_vs_dask"] = round(figures["slices_per_s"] / peers["dask_tasks_per_s"], 2)
+        batched = peers["dask_batched_items_per_s"]
+        figures["ratio_vs_dask_batched"] = round(figures["slices_per_s"] / batched, 2)
+        print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":
