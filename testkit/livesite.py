@@ -102,6 +102,8 @@ class LiveSite:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                "--access-log",
+                str(self.access_log),
             ],
             cwd=REPO,
             env=self.env,

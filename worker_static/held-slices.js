@@ -27,7 +27,14 @@ function sliceKey(jobId, slice) {
 
 /** The job of a `task` message as the pool runs it: it compiles a work function once per job id. */
 function poolJob(job) {
-  return { id: job.id, language: job.language ?? "python", source: job.source, args: job.args ?? [] };
+  return {
+    id: job.id,
+    language: job.language ?? "python",
+    source: job.source,
+    args: job.args ?? [],
+    packages: job.packages ?? [], // wheels in the portal's store, installed before the first slice
+    pyodide: job.pyodide ?? [], // Pyodide's own packages, loaded by name
+  };
 }
 
 /** The no-progress limit of a task's slices in ms (undefined: the pool's default). */

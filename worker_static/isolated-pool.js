@@ -5,7 +5,7 @@
  * not know which it has.
  *
  *   const pool = new IsolatedPool({ size: 2, sandboxURL, pyodideURL });
- *   const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs });
+ *   const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs, uploadTicket });
  *
  * Why. Chromium ends the whole renderer process when a worker passes its JavaScript heap limit,
  * and no API shows how much heap a busy worker holds. With the sandboxes in the tab's own
@@ -60,7 +60,7 @@ export class IsolatedPool {
     return this.#stats;
   }
 
-  run(job, slice, datum, { onProgress, onConsole, timeoutMs } = {}) {
+  run(job, slice, datum, { onProgress, onConsole, timeoutMs, uploadTicket } = {}) {
     return new Promise((resolve, reject) => {
       if (this.#closed) {
         reject(new SliceError({ name: "Terminated", message: "the sandbox pool was terminated", jobId: job?.id ?? null, slice }));
@@ -70,7 +70,7 @@ export class IsolatedPool {
       this.#nextId += 1;
       const id = this.#nextId;
       this.#pending.set(id, { job, slice, resolve, reject, onProgress, onConsole });
-      this.#send({ type: "run", id, job, slice, datum, timeoutMs });
+      this.#send({ type: "run", id, job, slice, datum, timeoutMs, uploadTicket });
     });
   }
 

@@ -13,7 +13,7 @@
  * later message travels over that port:
  *
  *   tab -> frame
- *     {type: "run", id, job, slice, datum, timeoutMs?}      SandboxPool.run
+ *     {type: "run", id, job, slice, datum, timeoutMs?, uploadTicket?}   SandboxPool.run
  *     {type: "abortJob", jobId, message}                     SandboxPool.abortJob
  *     {type: "resize", size}                                 SandboxPool.resize
  *     {type: "terminate"}                                    SandboxPool.terminate
@@ -38,10 +38,11 @@ function send(message) {
   port.postMessage(message);
 }
 
-async function run({ id, job, slice, datum, timeoutMs }) {
+async function run({ id, job, slice, datum, timeoutMs, uploadTicket }) {
   try {
     const { value, gpuMs } = await pool.run(job, slice, datum, {
       timeoutMs,
+      uploadTicket,
       onProgress: (value) => send({ type: "progress", id, value }),
       onConsole: (line) => send({ type: "console", id, line }),
     });

@@ -4,12 +4,13 @@
  *   import { SandboxPool, SliceError } from "./sandbox-pool.js";
  *   const pool = new SandboxPool({ size: 2, sandboxURL, pyodideURL });
  *   try {
- *     const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs });
+ *     const { value } = await pool.run(job, slice, datum, { onProgress, onConsole, timeoutMs, uploadTicket });
  *   } catch (error) {
  *     // error is a SliceError: {name, message, traceback, jobId, slice}
  *   }
  *
- * `job` is {id, language: "python"|"js", source: "<source>", args: [...]}. run() resolves to
+ * `job` is {id, language: "python"|"js", source: "<source>", args: [...], packages, pyodide}
+ * (the last two: a Python job's packages, as the `task` message's job has them). run() resolves to
  * {value} and rejects with a SliceError whose `name` is the work function's exception class
  * (ZeroDivisionError, TypeError for a result that is not JSON-serialisable, ValueError for a bad
  * progress value, ...) or one of the pool's own:
@@ -25,7 +26,10 @@
  *
  * onProgress(value) gets 0..1 or null (indeterminate); onConsole({level, message, slice})
  * gets print()/console output, with slice null for output of the work function's
- * module-level code.
+ * module-level code. `uploadTicket` (the `upload_ticket` of the slice's task) lets the sandbox
+ * store a result too big for a `result` frame in the portal's store and send a reference
+ * instead (RESULT_INLINE_LIMIT_BYTES; see "Blobs" in sandbox.js); without it such a result
+ * stays inline, and batching.js reports it as ResultTooLarge.
  *
  * One sandbox, one job. A sandbox that has been given a job computes that job's slices and no
  * other job's, ever: a slice goes to an idle sandbox of its own job, else to a fresh sandbox.
@@ -50,7 +54,7 @@
  * leaves behind run only while that job's own slices do (see sandbox.js).
  */
 
-import { MAX_SANDBOX_MEMORY_BYTES } from "./protocol.js";
+import { MAX_FRAME_BYTES, MAX_SANDBOX_MEMORY_BYTES } from "./protocol.js";
 import { callQuietly, formatBytes } from "./util.js";
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -61,6 +65,10 @@ const DEFAULT_IDLE_MS = 30_000;
 const RESERVE_FAILURES_TOLERATED = 2;
 const SIGINT = 2;
 const FINAL_REPLIES = new Set(["ready", "result", "error"]);
+// A result whose JSON is larger goes by reference through the portal's store: batching.js keeps
+// a `result` frame 64 KiB under MAX_FRAME_BYTES, and this leaves as much again for the frame's
+// own fields.
+const RESULT_INLINE_LIMIT_BYTES = MAX_FRAME_BYTES - 128 * 1024;
 
 // What the pool needs to know of each work-function runtime; a job of another language is
 // treated as Python. Pyodide-backed runtimes make the reserve load Pyodide ahead of need, and
@@ -391,7 +399,7 @@ export class SandboxPool {
   }
 
   /** Computes one slice; resolves to {value}, rejects with a SliceError. */
-  run(job, slice, datum, { onProgress, onConsole, timeoutMs } = {}) {
+  run(job, slice, datum, { onProgress, onConsole, timeoutMs, uploadTicket } = {}) {
     return new Promise((resolve, reject) => {
       if (!job || job.id === undefined || job.id === null || typeof job.source !== "string") {
         reject(new TypeError("a job needs an id and the work function's source in job.source"));
@@ -402,7 +410,7 @@ export class SandboxPool {
                                 jobId: job?.id ?? null, slice }));
         return;
       }
-      const task = { job, slice, datum, onProgress, onConsole, timeoutMs, settled: false };
+      const task = { job, slice, datum, onProgress, onConsole, timeoutMs, uploadTicket, settled: false };
       task.resolve = (value) => { if (!task.settled) { task.settled = true; resolve(value); } };
       task.reject = (error) => { if (!task.settled) { task.settled = true; reject(error); } };
       if (runtimeOf(job).usesPyodide) this.#wantsPyodide = true;
@@ -645,7 +653,7 @@ export class SandboxPool {
   }
 
   #compile(sandbox, task) {
-    const { id, language = "python", source, args = [] } = task.job;
+    const { id, language = "python", source, args = [], packages = [], pyodide = [] } = task.job;
     // Unless a warm-up already asked for it, a Python job's init loads Pyodide (from the snapshot).
     const options = runtimeOf(task.job).usesPyodide && !sandbox.pyodideRequested
       ? this.#pyodideOptions(sandbox) : {};
@@ -675,7 +683,7 @@ export class SandboxPool {
         })],
       ]);
       sandbox.request(
-        { type: "init", job: { id, language, source, args }, pyodideURL: this.pyodideURL, gpu: this.gpu, ...options },
+        { type: "init", job: { id, language, source, args, packages, pyodide }, pyodideURL: this.pyodideURL, gpu: this.gpu, ...options },
         {
           message: (reply) => {
             this.#onPyodideReply(sandbox, reply, options);
@@ -713,7 +721,8 @@ export class SandboxPool {
         })],
       ]);
       silence.restart();
-      sandbox.request({ type: "slice", slice: task.slice, datum: task.datum }, {
+      const upload = task.uploadTicket ? { ticket: task.uploadTicket, limitBytes: RESULT_INLINE_LIMIT_BYTES } : undefined;
+      sandbox.request({ type: "slice", slice: task.slice, datum: task.datum, upload }, {
         message: (reply) => replies.get(reply.type)?.(reply),
         crash: (error) => settle(() => reject(error)),
       });

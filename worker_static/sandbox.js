@@ -33,15 +33,19 @@
  *         Python runtime, and nothing of any job. `snapshot` (an ArrayBuffer) is a Pyodide memory
  *         snapshot to start from instead of booting Python; `makeSnapshot: true` asks for one,
  *         taken right after the runtime loaded (see "Snapshots" below).
- *     {type: "init", id, job: {id, language: "python"|"js", source, args}, pyodideURL,
- *      gpu?, snapshot?, makeSnapshot?}
+ *     {type: "init", id, job: {id, language: "python"|"js", source, args, packages?, pyodide?},
+ *      pyodideURL, gpu?, snapshot?, makeSnapshot?}
  *         Binds the sandbox to `job` (an init for another job is refused, fatally) and compiles
  *         its work function (again only after a failed init of the same job; slices reuse it).
- *         Python jobs load Pyodide first unless a warm did; JS jobs never load Pyodide.
+ *         Python jobs load Pyodide first unless a warm did; JS jobs never load Pyodide. A
+ *         Python job's `pyodide` (names) and `packages` (wheels in the store) are installed
+ *         once, before its code runs (see "Packages" below).
  *         `gpu: false` (the first init decides) takes WebGPU away: navigator.gpu then throws
  *         "device access is not allowed in a sandbox", and dcp.gpu / the `gpu` global find none.
- *     {type: "slice", id, slice, datum}
+ *     {type: "slice", id, slice, datum, upload?: {ticket, limitBytes}}
  *         Calls work(datum, *job.args); a result's reply carries `gpuMs` when it used the GPU.
+ *         With `upload` (the worker's upload ticket for this job, see "Blobs"), a result whose
+ *         JSON is over `limitBytes` has its large bytes stored in the portal's store first.
  *
  *   sandbox -> page
  *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
@@ -78,6 +82,24 @@
  * given back at once. Without a doorbell (a page that is not cross-origin isolated) the sandbox
  * stays awake between requests.
  *
+ * Blobs. Values travel in the value encoding (dcp/runtime/values.mjs, the twin of
+ * dcp/protocol/values.py): a blob reference {"$blob": "<sha256>", "size": n} in the job's
+ * arguments (before the init compiles) or in a slice's datum (before the slice runs) is fetched
+ * from the portal's store, ORIGIN/store/<sha256>, with the private real fetch, and checked
+ * against its SHA-256 and size. The arguments' blobs are kept for the sandbox's life (one
+ * sandbox, one job: fetched once per sandbox), the datums' while they add up to at most
+ * DATUM_BLOBS_KEPT_BYTES (the most recently used). The store's answers are immutable, but the
+ * browser's HTTP cache keeps nothing for a frame of an opaque origin (the Worker tab's
+ * sandboxes run in one): another sandbox fetches a blob again. Python work functions receive
+ * the bytes as `bytes` (handed to the runtime with SliceRuntime.add_blob, a datum's for its
+ * slice only), JavaScript ones as a Uint8Array. A blob that does not
+ * arrive or does not match fails the init or the slice (StoreError), never the sandbox. A result
+ * whose JSON is over the slice's `upload.limitBytes` (a `result` frame could not carry it) has
+ * every bytes value over MAX_INLINE_BYTES stored in the portal's store (PUT /store/<sha256>,
+ * `Authorization: DCP-Worker <ticket>`: the ticket names the job, whose owner owns the object)
+ * and sent as a blob reference instead.
+ * Work functions reach none of this: their fetch is still refused.
+ *
  * Snapshots. Booting Python takes most of a Pyodide start. The first sandbox of a page that
  * loads Pyodide is asked for a memory snapshot (loadPyodide's `_makeSnapshot` option, then
  * `pyodide.makeMemorySnapshot()`), taken after Pyodide and the runtime module loaded and before
@@ -95,9 +117,16 @@
  * Python) taking 0..1, "50%" or nothing, and an invalid value fails the slice even if caught;
  * print()/console lines are forwarded; a result must be JSON.
  *
+ * Packages (docs/packages.md). Before a Python job's work function compiles, the sandbox loads
+ * the job's Pyodide packages with loadPackage (its fetch reaches the Pyodide folder only while
+ * they load), fetches each of its wheels from the store as it fetches blobs (downloadBlob: the
+ * hash checked; then the size), and installs them with dcp/runtime/packages.py's
+ * install_wheels into JOB_PACKAGES_DIR, first on sys.path. A wheel that cannot be had fails the
+ * init as ENOPACKAGE, one that fails the wheel check as EUNSAFEWHEEL, naming the package.
+ *
  * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
- * dcp/runtime/runtimes.py): slice.mjs and gpu.mjs, imported below, and slice.py, gpu.py and
- * wgsl.py, fetched when Pyodide loads, written into Pyodide's file system as the package
+ * dcp/runtime/runtimes.py): slice.mjs and gpu.mjs, imported below, and slice.py, gpu.py,
+ * wgsl.py, values.py and packages.py, fetched when Pyodide loads, written into Pyodide's file system as the package
  * `dcp_sandbox` and imported as `dcp_sandbox.slice`. The portal also generates
  * /worker/runtime/manifest.mjs, `export default {"slice.py": "sha256-...", ...}`, from the
  * files it serves; each .py file is fetched with its hash as its
@@ -116,19 +145,22 @@
  * origin private file system, navigator.storageBuckets, navigator.locks, the old webkit file
  * system calls) throws "storage access is not allowed in a sandbox", and devices (navigator.usb,
  * .hid, .serial, .bluetooth) "device access is not allowed in a sandbox". The real fetch is kept
- * privately and used only to load Pyodide's own files and the runtime's .py files. As the second layer the portal
+ * privately and used only to load Pyodide's own files (and a job's Pyodide packages) and the
+ * runtime's .py files, and for the job's blobs, wheels and big results in the portal's store. As the second layer the portal
  * serves this file with a Content-Security-Policy that limits script and connect sources to the
- * Pyodide vendor folder and the runtime folder. The exact header (portal/web/worker_files.py,
- * which the tests use too), with ORIGIN the portal origin (a CSP path needs a host, so the server
- * writes in its own):
+ * Pyodide vendor folder, the runtime folder and (connect only) the store. The exact header
+ * (portal/web/worker_files.py, which the tests use too), with ORIGIN the portal origin (a CSP path
+ * needs a host, so the server writes in its own):
  *
  *   Content-Security-Policy: default-src 'none';
  *       script-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/ 'wasm-unsafe-eval'
  *       'unsafe-eval'; connect-src ORIGIN/worker/vendor/pyodide/ ORIGIN/worker/runtime/
+ *       ORIGIN/store/
  *
  * script-src admits the import() of pyodide.mjs and pyodide.asm.mjs and the imports of
- * runtime/slice.mjs, gpu.mjs and manifest.mjs; connect-src the fetches of the wasm, the
- * standard library zip, the lock file and the runtime's .py files; 'wasm-unsafe-eval' lets Pyodide compile its wasm
+ * runtime/slice.mjs, values.mjs, gpu.mjs and manifest.mjs; connect-src the fetches of the wasm,
+ * the standard library zip, the lock file and the runtime's .py files, and of the store's
+ * objects; 'wasm-unsafe-eval' lets Pyodide compile its wasm
  * (enough for Python jobs); 'unsafe-eval' is needed only to compile JS work functions (new
  * Function). default-src 'none' also forbids nested workers and every other load, and import()
  * of any other URL (blob: and data: included) is refused.
@@ -139,12 +171,18 @@ import {
 } from "./runtime/slice.mjs";
 import RUNTIME_INTEGRITY from "./runtime/manifest.mjs";
 import { gpuHelpers } from "./runtime/gpu.mjs";
+import {
+  BLOB_TAG, BYTES_TAG, MAX_INLINE_BYTES, OBJECT_TAG, SIZE_KEY, fromBase64Text, references,
+} from "./runtime/values.mjs";
 
 const PROGRESS_BURST = 20; // progress messages sent at once before throttling starts
 const PROGRESS_INTERVAL_MS = 50; // then at most one progress message per interval
 const MAX_CONSOLE_MESSAGES = 1000; // per slice (or per init)
 const PYODIDE_FETCHED_FILES = ["pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"];
 const RUNTIME_URL = new URL("./runtime/", import.meta.url); // where the portal serves them
+const STORE_URL = new URL("/store/", import.meta.url); // the portal's store: ORIGIN/store/<sha256>
+// A bytes value whose base64 is longer than this is stored rather than sent inline (values.py).
+const MAX_INLINE_BASE64_CHARS = Math.ceil(MAX_INLINE_BYTES / 3) * 4;
 // The Python runtime's files (slice.py, gpu.py, wgsl.py: the manifest's .py files) form the
 // package dcp_sandbox inside Pyodide; slice.py is its module dcp_sandbox.slice.
 const PYTHON_RUNTIME_FILES = Object.keys(RUNTIME_INTEGRITY).filter((name) => name.endsWith(".py"));
@@ -173,6 +211,19 @@ const GPU_SOURCE = /\bgpu\b/;
 // Promise.prototype.then, ...) changes what it sees itself, not what the sandbox does.
 const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
 const realFetch = globalThis.fetch.bind(globalThis);
+const responseBytes = uncurryThis(Response.prototype.arrayBuffer);
+const responseText = uncurryThis(Response.prototype.text);
+const responseStatus = uncurryThis(Object.getOwnPropertyDescriptor(Response.prototype, "status").get);
+// crypto.subtle exists in secure contexts only (https, or http on the machine itself).
+const subtleDigest = globalThis.crypto?.subtle ? globalThis.crypto.subtle.digest.bind(globalThis.crypto.subtle) : null;
+const mapGet = uncurryThis(Map.prototype.get);
+const mapSet = uncurryThis(Map.prototype.set);
+const mapDelete = uncurryThis(Map.prototype.delete);
+const mapForEach = uncurryThis(Map.prototype.forEach);
+const utf8 = new TextEncoder();
+const encodeUtf8 = uncurryThis(TextEncoder.prototype.encode);
+const { isArray } = Array;
+const { defineProperty, keys: objectKeys } = Object;
 const { parse: parseJson, stringify: stringifyJson } = JSON;
 const FunctionConstructor = Function;
 const now = performance.now.bind(performance);
@@ -232,15 +283,22 @@ function replaceGlobal(name, descriptor) {
 }
 
 let pyodideLoading = null; // {indexURL} while loadPyodide() runs, else null
+let pyodidePackagesLoading = null; // {indexURL} while a job's Pyodide packages load, else null
 
-/** The only fetch the worker scope has: Pyodide's own files while it loads, nothing else. */
+/** The only fetch the worker scope has: Pyodide's own files while it loads, and its packages'
+ * files (in its folder) while a job's Pyodide packages load before the job's code; nothing else. */
 function guardedFetch(resource, options) {
   const url = new URL(resource instanceof Request ? resource.url : String(resource), import.meta.url);
-  const allowed =
-    pyodideLoading &&
-    PYODIDE_FETCHED_FILES.some((name) => url.href === new URL(name, pyodideLoading.indexURL).href);
-  if (!allowed) throw new SandboxAccessError("network");
+  if (!pyodideMayFetch(url)) throw new SandboxAccessError("network");
   return realFetch(resource, options);
+}
+
+function pyodideMayFetch(url) {
+  if (pyodideLoading) {
+    return PYODIDE_FETCHED_FILES.some((name) => url.href === new URL(name, pyodideLoading.indexURL).href);
+  }
+  const folder = pyodidePackagesLoading?.indexURL;
+  return Boolean(folder) && url.href.startsWith(folder) && !url.search && !url.href.slice(folder.length).includes("/");
 }
 
 // Entry points by kind: functions of the worker scope, getters of the worker scope and of
@@ -493,6 +551,179 @@ function runningSlice() {
 
 replaceGlobal("progress", { value: progressFunction(runningSlice, recordProgress), writable: false });
 
+// -------------------------------------------------------------------------------- blobs
+
+/** A blob that could not be fetched or checked, or a result the store did not take. */
+class StoreError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "StoreError";
+  }
+}
+
+// The blobs of the datums are kept while they add up to at most this (the most recently used
+// first); the arguments' blobs are kept for the sandbox's life.
+const DATUM_BLOBS_KEPT_BYTES = 64 * 1024 * 1024;
+const blobBytes = new Map(); // sha256 -> the checked bytes of a blob (a Uint8Array), once fetched
+const pinnedBlobs = new Map(); // sha256 -> true: the job's arguments' blobs
+
+/** Fetches every blob the encoded `value` references that this sandbox does not hold yet. */
+async function fetchBlobs(value, what) {
+  let refs;
+  try {
+    refs = references(value);
+  } catch (error) {
+    throw new TypeError(`${what} breaks the value encoding: ${error.message}`);
+  }
+  for (let index = 0; index < refs.length; index += 1) {
+    const { sha256, size } = refs[index];
+    const bytes = mapGet(blobBytes, sha256) ?? (await downloadBlob(sha256));
+    mapDelete(blobBytes, sha256); // set again: the most recently used is the last
+    mapSet(blobBytes, sha256, bytes); // it hashes to its name, whatever a reference says
+    if (bytes.length !== size) {
+      throw new StoreError(`blob ${sha256} is ${bytes.length} bytes, not the ${size} that ${what} says`);
+    }
+    noteTransfer();
+  }
+}
+
+/** The arguments' blobs are kept for the sandbox's life (they are fetched already). */
+function pinBlobs(args) {
+  const refs = references(args);
+  for (let index = 0; index < refs.length; index += 1) mapSet(pinnedBlobs, refs[index].sha256, true);
+}
+
+/** Forgets the least recently used datums' blobs while they add up to more than
+ * DATUM_BLOBS_KEPT_BYTES. */
+function trimBlobs() {
+  const datumBlobs = [];
+  let total = 0;
+  mapForEach(blobBytes, (bytes, sha256) => {
+    if (mapGet(pinnedBlobs, sha256)) return;
+    arrayPush(datumBlobs, sha256);
+    total += bytes.length;
+  });
+  for (let index = 0; index < datumBlobs.length && total > DATUM_BLOBS_KEPT_BYTES; index += 1) {
+    total -= mapGet(blobBytes, datumBlobs[index]).length;
+    mapDelete(blobBytes, datumBlobs[index]);
+  }
+}
+
+/** A blob's bytes from the portal's store, checked against its name. */
+async function downloadBlob(sha256) {
+  let response;
+  try {
+    response = await realFetch(new URL(sha256, STORE_URL).href);
+  } catch (error) {
+    throw new StoreError(`blob ${sha256} could not be fetched from the portal's store: ${error.message}`);
+  }
+  const status = responseStatus(response);
+  if (status !== 200) {
+    throw new StoreError(`blob ${sha256} could not be fetched from the portal's store: HTTP ${status}${await storeSays(response)}`);
+  }
+  const bytes = new Uint8Array(await responseBytes(response));
+  const digest = await sha256Hex(bytes);
+  if (digest !== sha256) {
+    throw new StoreError(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
+  }
+  return bytes;
+}
+
+/** The bytes of a blob the datum or the arguments reference (fetched before they are decoded);
+ * a copy, so that a work function that changes it changes nothing for the next slice. */
+function resolveBlob({ sha256 }) {
+  const bytes = mapGet(blobBytes, sha256);
+  if (!bytes) throw new StoreError(`blob ${sha256} was not fetched`);
+  return bytes.slice();
+}
+
+async function sha256Hex(bytes) {
+  if (!subtleDigest) {
+    throw new StoreError("checking a blob needs crypto.subtle, which only a secure context (https) has");
+  }
+  const digest = new Uint8Array(await subtleDigest("SHA-256", bytes));
+  let hex = "";
+  for (let index = 0; index < digest.length; index += 1) hex += (digest[index] | 0x100).toString(16).slice(1);
+  return hex;
+}
+
+/** " (CODE: message)" of a store's error answer, or "" when it has none. */
+async function storeSays(response) {
+  try {
+    const { code, message } = parseJson(await responseText(response)).error;
+    return ` (${code}: ${message})`;
+  } catch {
+    return "";
+  }
+}
+
+/** A slice's blob arrived or was stored: its lease is worth extending (a large one takes a while). */
+function noteTransfer() {
+  const state = runningSlice();
+  if (state) recordProgress(state, null);
+}
+
+/** A result's encoded value, with every bytes value over MAX_INLINE_BYTES stored in the portal's
+ * store and referenced instead, when its JSON is over `upload.limitBytes`; as it is otherwise. */
+async function storeLargeBytes(value, upload) {
+  const limit = upload?.limitBytes;
+  if (typeof upload?.ticket !== "string" || !(limit > 0) || fitsIn(value, limit)) return value;
+  return withLargeBytesStored(value, upload);
+}
+
+/** Whether the JSON of `value` takes at most `limit` bytes of UTF-8. */
+function fitsIn(value, limit) {
+  const text = stringifyJson(value);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: encode only when that bound is too high.
+  return text.length * 3 <= limit || encodeUtf8(utf8, text).length <= limit;
+}
+
+async function withLargeBytesStored(value, upload) {
+  if (isArray(value)) {
+    const stored = [];
+    for (let index = 0; index < value.length; index += 1) stored[index] = await withLargeBytesStored(value[index], upload);
+    return stored;
+  }
+  if (value === null || typeof value !== "object" || hasOwn(value, BLOB_TAG)) return value;
+  if (hasOwn(value, BYTES_TAG)) {
+    const text = value[BYTES_TAG];
+    return typeof text === "string" && text.length > MAX_INLINE_BASE64_CHARS ? storeBytes(fromBase64Text(text), upload) : value;
+  }
+  if (hasOwn(value, OBJECT_TAG)) return { [OBJECT_TAG]: await entriesWithLargeBytesStored(value[OBJECT_TAG], upload) };
+  return entriesWithLargeBytesStored(value, upload);
+}
+
+async function entriesWithLargeBytesStored(object, upload) {
+  const stored = {};
+  const keys = objectKeys(object);
+  for (let index = 0; index < keys.length; index += 1) {
+    const value = await withLargeBytesStored(object[keys[index]], upload);
+    defineProperty(stored, keys[index], { value, enumerable: true, writable: true, configurable: true });
+  }
+  return stored;
+}
+
+/** Stores `bytes` for the job with the worker's upload ticket for it; their reference. */
+async function storeBytes(bytes, { ticket }) {
+  const sha256 = await sha256Hex(bytes);
+  const what = `a result of ${bytes.length} bytes could not be stored in the portal's store`;
+  let response;
+  try {
+    response = await realFetch(new URL(sha256, STORE_URL).href, {
+      method: "PUT",
+      body: bytes,
+      cache: "no-store",
+      headers: { Authorization: `DCP-Worker ${ticket}`, "Content-Type": "application/octet-stream" },
+    });
+  } catch (error) {
+    throw new StoreError(`${what}: ${error.message}`);
+  }
+  const status = responseStatus(response);
+  if (status !== 200 && status !== 201) throw new StoreError(`${what}: HTTP ${status}${await storeSays(response)}`);
+  noteTransfer();
+  return { [BLOB_TAG]: sha256, [SIZE_KEY]: bytes.length };
+}
+
 // ---------------------------------------------------------------------------- JavaScript
 
 function startJsJob(job) {
@@ -502,7 +733,7 @@ function startJsJob(job) {
   const work = compileWorkFunction(job.source, (body) => new FunctionConstructor(body)());
   const args = job.args ?? [];
   return {
-    run: (slice, datum) => runSlice(work, args, slice, datum, activeRequest),
+    run: (slice, datum) => runSlice(work, args, slice, datum, activeRequest, resolveBlob),
     takeGpuMs: jsGpu.takeGpuMs,
     dispose() {},
   };
@@ -606,7 +837,7 @@ async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
     runPythonPrivately(pyodide, "import sys\nsys.modules.pop('js', None)");
   }
   pyodide.registerJsModule("dcp_webgpu", webgpuModule()); // after the snapshot: it holds JS objects
-  return { pyodide, SliceRuntime: module.SliceRuntime, fromSnapshot };
+  return { pyodide, indexURL, SliceRuntime: module.SliceRuntime, fromSnapshot };
 }
 
 function runPythonPrivately(pyodide, code) {
@@ -638,12 +869,16 @@ function fatalPythonReply(error) {
 }
 
 async function startPythonJob(job, init) {
-  const { SliceRuntime } = await loadPyodideOnce(init);
+  const { pyodide, indexURL, SliceRuntime } = await loadPyodideOnce(init);
+  await installJobPackages(pyodide, indexURL, job);
   userCodeRan = true;
   const runtime = SliceRuntime.from_json(job.source, encodeJson(job.args ?? [], "the job's arguments"), pythonHost);
   const compile = runtime.compile_json;
   const run = runtime.run_json;
-  const dispose = () => [compile, run, runtime].forEach(destroyProxy);
+  const addBlob = runtime.add_blob;
+  const forgetBlob = runtime.forget_blob;
+  const dispose = () => [compile, run, addBlob, forgetBlob, runtime].forEach(destroyProxy);
+  handBlobs(addBlob, job.args ?? [], false); // the arguments' blobs stay for the job's life
   const failure = compile();
   if (typeof failure === "string") {
     dispose();
@@ -653,7 +888,126 @@ async function startPythonJob(job, init) {
   const call = GPU_SOURCE.test(job.source) && typeof run.callPromising === "function"
     ? (...args) => run.callPromising(...args)
     : run;
-  return { run: (slice, datum) => runPythonSlice(call, slice, datum), dispose };
+  const runWith = async (slice, datum) => {
+    const handed = handBlobs(addBlob, datum, true); // the datum's, for this slice only
+    try {
+      return await runPythonSlice(call, slice, datum);
+    } finally {
+      forgetBlobs(forgetBlob, handed);
+    }
+  };
+  return { run: runWith, dispose };
+}
+
+// ---------------------------------------------------------------------- a job's packages
+
+// Where a job's wheels are unpacked, first on sys.path (dcp/runtime/packages.py, install_wheels).
+const JOB_PACKAGES_DIR = "/home/pyodide/job-packages";
+// Run in a namespace of its own that holds `wheels` ([[file, sha256, Uint8Array], ...]): sets
+// `problem` to why a wheel may not be installed, or None.
+const INSTALL_WHEELS = `
+from ${PYTHON_RUNTIME_PACKAGE}.packages import UnsafeWheel, install_wheels
+try:
+    install_wheels(${JSON.stringify(JOB_PACKAGES_DIR)}, [(str(f), str(s), d.to_bytes()) for f, s, d in wheels])
+    problem = None
+except UnsafeWheel as error:
+    problem = str(error)
+`;
+
+let jobPackagesInstalled = false; // once: an init again (after a failed compile) finds them
+
+/** A job's package that its sandbox cannot install: `name` is the code, EUNSAFEWHEEL or ENOPACKAGE. */
+class PackageError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = code;
+  }
+}
+
+/** Before a Python job's code runs: its Pyodide packages loaded (loadPackage), its wheels fetched
+ * from the portal's store (checked against their SHA-256) and installed with install_wheels. */
+async function installJobPackages(pyodide, indexURL, job) {
+  if (jobPackagesInstalled) return;
+  const names = job.pyodide ?? [];
+  const packages = job.packages ?? [];
+  if (!isArray(names) || !isArray(packages)) throw new TypeError("job.packages and job.pyodide must be lists");
+  if (names.length > 0) await loadPyodidePackages(pyodide, indexURL, names);
+  const wheels = [];
+  for (let index = 0; index < packages.length; index += 1) {
+    const wheel = packages[index];
+    arrayPush(wheels, [wheel.file, wheel.sha256, await downloadPackage(wheel)]);
+  }
+  const problem = wheels.length > 0 ? installWheels(pyodide, wheels) : null;
+  if (problem) throw new PackageError("EUNSAFEWHEEL", `the job's package ${problem}`);
+  jobPackagesInstalled = true;
+}
+
+async function loadPyodidePackages(pyodide, indexURL, names) {
+  const problems = [];
+  pyodidePackagesLoading = { indexURL };
+  try {
+    await pyodide.loadPackage(names, {
+      messageCallback: () => {},
+      errorCallback: (message) => arrayPush(problems, String(message)),
+      checkIntegrity: true,
+    });
+  } catch (error) {
+    arrayPush(problems, String(error?.message ?? error));
+  } finally {
+    pyodidePackagesLoading = null;
+  }
+  if (problems.length > 0) {
+    throw new PackageError("ENOPACKAGE", `the job's Pyodide packages ${names.join(", ")} did not load: ${problems.join("; ")}`);
+  }
+}
+
+/** A wheel's bytes from the portal's store, checked against its SHA-256 (downloadBlob) and size. */
+async function downloadPackage({ name, file, sha256, size }) {
+  const what = `the job's package ${name} (${file})`;
+  let bytes;
+  try {
+    bytes = await downloadBlob(sha256);
+  } catch (error) {
+    throw new PackageError("ENOPACKAGE", `${what} could not be had: ${error.message}`);
+  }
+  if (bytes.length !== size) throw new PackageError("ENOPACKAGE", `${what} is ${bytes.length} bytes, not ${size}`);
+  return bytes;
+}
+
+function installWheels(pyodide, wheels) {
+  const namespace = pyodide.toPy({});
+  try {
+    namespace.set("wheels", wheels);
+    pyodide.runPython(INSTALL_WHEELS, { globals: namespace });
+    return namespace.get("problem");
+  } finally {
+    namespace.destroy();
+  }
+}
+
+function forgetBlobs(forgetBlob, hashes) {
+  try {
+    for (let index = 0; index < hashes.length; index += 1) forgetBlob(hashes[index]);
+  } catch {
+    // the runtime failed with its slice: the reply says so, and the sandbox goes
+  }
+}
+
+/** Hands the Python runtime (`addBlob`: its add_blob) the blobs an encoded value references
+ * (`skipArguments`: but the arguments' blobs, handed already): the runtime decodes references
+ * to them as `bytes`. Returns the hashes it handed. */
+function handBlobs(addBlob, value, skipArguments) {
+  const refs = references(value);
+  const handed = [];
+  for (let index = 0; index < refs.length; index += 1) {
+    const { sha256 } = refs[index];
+    const bytes = mapGet(blobBytes, sha256);
+    if (bytes && !(skipArguments && mapGet(pinnedBlobs, sha256))) {
+      addBlob(sha256, bytes);
+      arrayPush(handed, sha256);
+    }
+  }
+  return handed;
 }
 
 async function runPythonSlice(run, slice, datum) {
@@ -758,6 +1112,8 @@ async function handleInit(init) {
     const runtime = runtimeOf(job);
     bindTo(job.id);
     allowGpu(init.gpu !== false);
+    await fetchBlobs(job.args ?? [], "the job's arguments");
+    pinBlobs(job.args ?? []);
     currentJob?.dispose();
     currentJob = null;
     currentJob = { id: job.id, ...(await runtime.start(job, init)) };
@@ -779,7 +1135,7 @@ function describeInitError(error) {
   };
 }
 
-async function handleSlice({ id, slice, datum }) {
+async function handleSlice({ id, slice, datum, upload }) {
   if (!currentJob) {
     post({ type: "error", id, slice, name: "ProtocolError",
            message: "no work function compiled: send init first", traceback: "" });
@@ -790,11 +1146,14 @@ async function handleSlice({ id, slice, datum }) {
   if (interruptBuffer) storeAtomic(interruptBuffer, 0, 0); // forget a late interrupt
   let reply;
   try {
+    await fetchBlobs(datum, `the datum of slice ${slice}`);
     reply = await currentJob.run(slice, datum);
+    if (reply.type === "result") reply = { ...reply, value: await storeLargeBytes(reply.value, upload) };
   } catch (error) {
     reply = errorReply(error);
   } finally {
     activeRequest = null;
+    trimBlobs();
   }
   if (state.pendingProgress) sendProgress(state, state.pendingProgress.value);
   if (reply.type === "result") {

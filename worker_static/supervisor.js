@@ -46,6 +46,10 @@
  * results) when those options are given; a page with a session sends no token, and a
  * `payment_address` only when given one (the Worker tab's Pay into).
  *
+ * Big results: a task carries an `upload_ticket` for its job (docs/store.md), which the pool
+ * hands to the slice's sandbox: a result too big for a `result` frame is stored in the portal's
+ * store and sent as a reference. The latest ticket of each job held is kept.
+ *
  * Jobs: a non-empty `jobs` option (job ids) puts `jobs` in the hello: the worker takes only those
  * jobs, of the ones its groups allow.
  *
@@ -206,6 +210,7 @@ export class Supervisor {
   #paymentAddress = "";
   #refusal = ""; // the scheduler's ENOTAUTHENTICATED words, until the socket closes
   #jobs = [];
+  #uploadTickets = new Map(); // job id -> the upload_ticket of its latest task
   #lastPacing; // the pacing state onPacing last heard (or the first one)
   #rests = []; // cores resting after a slice: {endedAt, sliceMs} (performance.now() based)
   #restTimer = null;
@@ -494,9 +499,17 @@ export class Supervisor {
       return;
     }
     this.#held.addTask(message);
+    this.#keepUploadTicket(message.job.id, message.upload_ticket);
     this.#logLine(`Task ${message.task}: ${plural(message.slices.length, "slice")} of job ${message.job.id}`);
     this.#pump();
     this.#updateWorkState();
+  }
+
+  /** Keeps a task's upload ticket for its job, and forgets those of jobs no longer held. */
+  #keepUploadTicket(jobId, ticket) {
+    const held = new Set(this.#held.jobs());
+    for (const known of [...this.#uploadTickets.keys()]) if (!held.has(known)) this.#uploadTickets.delete(known);
+    if (typeof ticket === "string" && ticket) this.#uploadTickets.set(jobId, ticket);
   }
 
   #onAbort({ job: jobId }) {
@@ -567,6 +580,7 @@ export class Supervisor {
     this.#pool
       .run(record.job, record.slice, record.datum, {
         timeoutMs: record.timeoutMs,
+        uploadTicket: this.#uploadTickets.get(record.job.id),
         onProgress: () => this.#onSliceProgress(record),
         onConsole: (line) => this.#onSliceConsole(record, line),
       })

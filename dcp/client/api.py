@@ -27,6 +27,7 @@ def compute_for(
     public: dict[str, str] | None = None,
     verify: Quorum | dict[str, Any] | None = None,
     compute_groups: list[dict[str, str]] | None = None,
+    requires: Any = None,
 ) -> Job:
     """Make a job that calls `work(datum, *args)` once per slice of the input set.
 
@@ -47,7 +48,9 @@ def compute_for(
     has each slice computed by workers of 2 distinct users and accepted when their results
     agree (the escrow covers 2 results a slice). `compute_groups=[{"joinKey": ...,
     "joinSecret": ...}]` runs the job only on workers that joined one of those compute groups
-    (made on the portal's Compute groups page). Deploy with `job.exec()`.
+    (made on the portal's Compute groups page). `requires=["mpmath", "./helpers.py",
+    "./mypkg/"]`: what the work function imports besides the standard library, packed or
+    resolved into pure-Python wheels (docs/packages.md). Deploy with `job.exec()`.
     """
     input_set, work, arguments = parse_compute_args(params, args, allow_empty=not auto_close)
     if not (callable(work) or isinstance(work, str)):
@@ -65,6 +68,7 @@ def compute_for(
         public=public,
         verify=verify,
         compute_groups=compute_groups,
+        requires=requires,
     )
 
 

@@ -23,6 +23,7 @@ from .inputs import json_values
 from .remote import Remote
 from .results import ResultHandle
 from .state import InputView, JobState
+from .store import read_blob
 
 __all__ = ["JobRequests"]
 
@@ -100,7 +101,10 @@ class JobRequests:
             raise DCPError("ENOJOB", "the job is not deployed: it has no results yet")
         remote = self.remote()
         handle = ResultHandle(
-            [], input_view, fetcher=lambda first, last: remote.fetch(job_id, first, last)
+            [],
+            input_view,
+            fetcher=lambda first, last: remote.fetch(job_id, first, last),
+            blobs=lambda ref: read_blob(remote.url, ref),
         )
         if slices is None:
             total = remote.status(job_id).status.total

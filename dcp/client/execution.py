@@ -43,7 +43,7 @@ from .inputs import StreamInput
 from .remote import Remote, add_slices_frame, batches
 from .results import ResultHandle, fetch_pages
 from .state import JobState
-from .store import upload_referenced
+from .store import read_blob, upload_referenced
 
 __all__ = ["Launch", "follow"]
 
@@ -382,6 +382,7 @@ class Execution:
             entries,
             self.launch.results_input(),
             fetcher=lambda first, last: fetcher.fetch(job_id, first, last),
+            blobs=lambda ref: read_blob(self.url, ref),  # from the job's own portal
         )
 
 

@@ -36,6 +36,16 @@ from .options import (
     check_verify,
     deploy_requirements,
 )
+from .packages import (
+    LocalEnvironment,
+    PortalPyodide,
+    Required,
+    Resolution,
+    Supplier,
+    check_requires,
+    resolve_requires,
+    upload_wheels,
+)
 from .results import ResultHandle
 from .state import JobState
 
@@ -57,7 +67,8 @@ class Job:
     `job.auto_close = False` for an open job, `job.progress_timeout` (seconds),
     `job.verify = dcp.Quorum(2)` for result verification,
     `job.compute_groups = [{"joinKey": ..., "joinSecret": ...}]` to run only on the workers of
-    those compute groups.
+    those compute groups; `job.requires("mpmath", "./helpers.py")` for what the work function
+    imports besides the standard library (docs/packages.md).
     `job.id` is set once the scheduler accepts the job.
     """
 
@@ -73,6 +84,7 @@ class Job:
         public: dict[str, str] | None = None,
         verify: Quorum | dict[str, Any] | None = None,
         compute_groups: list[dict[str, str]] | None = None,
+        requires: Any = None,
     ) -> None:
         self.input: Any = input_set
         self.work = work
@@ -83,6 +95,8 @@ class Job:
         self.public = public
         self.verify = verify
         self.compute_groups = compute_groups
+        self._requires: list[Required] = check_requires(requires) if requires else []
+        self._resolution: Resolution | None = None  # the requires, resolved for the deploy
         self._state = JobState(input_set.total if input_set is not None else 0)
         self._requests = JobRequests(self._state)
 
@@ -178,6 +192,20 @@ class Job:
     def progress_timeout(self, seconds: float) -> None:
         self._progress_timeout = check_progress_timeout(seconds)
 
+    def requires(self, *packages: Any) -> Job:
+        """Add what the work function imports besides the standard library (DCP's
+        `job.requires`): requirement strings pip resolves (`"mpmath"`, `"networkx>=3"`),
+        local modules and packages (`"./helpers.py"`, `"./mypkg/"`) and pure-Python wheel
+        files, each given alone or in a list. Checked at once (EINVALID for a missing path or
+        a malformed requirement); resolved when the job is deployed or run locally
+        (dcp.client.packages). Returns the job."""
+        if self._state.deploy is not None or self._state.attached:
+            raise DCPError("EINVALID", "the job is deployed already: its requires are fixed")
+        for item in packages:
+            self._requires.extend(check_requires(item))
+        self._resolution = None
+        return self
+
     # --- events ---------------------------------------------------------------------------
 
     def on(self, event: str, callback: Callback) -> Job:
@@ -268,6 +296,8 @@ class Job:
         started) and their results voted on as the scheduler does: `duplicate-result` events,
         and ENOQUORUM when they never agree (every slice is replicated: local workers have no
         history to trust). Blobs and large bytes go to the workers inline, never to the store.
+        The job's `requires` are installed into a throwaway directory first on the workers'
+        sys.path: the same wheels exec() sends, and compiled packages from this environment.
         """
         if self._state.attached:
             raise DCPError("EINVALID", "an attached job cannot run locally: it runs on the network")
@@ -276,6 +306,7 @@ class Job:
         from ..runtime.local import LocalJob  # processes and the runtime only when needed
         from .local import run_local
 
+        wheels = self._resolve(LocalEnvironment()).wheels
         job = LocalJob(
             language=self.work["language"],
             source=self.work["source"],
@@ -284,6 +315,7 @@ class Job:
             progress_timeout=float(self.progress_timeout),
             total=self.total,
             verify=self.verify.protocol() if self.verify is not None else None,
+            packages=[wheel.installable() for wheel in wheels],
         )
         inputs = self.input_view()
         return _blocking(
@@ -313,6 +345,7 @@ class Job:
             results_input=lambda: self.input_view(),
             progress_bar=progress_bar,
         )
+        self._upload_packages()
         return follow(state, launch)
 
     def _deployed(self) -> bool:
@@ -332,6 +365,34 @@ class Job:
         self.compute_groups = self._compute_groups
         if self.work is not None:
             deploy_requirements(self.requirements, self.work)  # refused before keys are asked
+        if self._state.deploy is None:
+            self._deploy_packages()  # resolved (or refused) before keys are asked too
+
+    def _resolve(self, supplier: Supplier) -> Resolution:
+        """The job's requires, packed and resolved for `supplier`'s sandbox."""
+        if not self._requires:
+            return Resolution()
+        if self.work is None or self.work["language"] != "python":
+            raise DCPError(
+                "EINVALID",
+                "requires is for Python work functions: a JavaScript one cannot import packages",
+            )
+        return resolve_requires(self._requires, supplier)
+
+    def _deploy_packages(self) -> Resolution:
+        """The requires resolved against the portal's Pyodide packages, once per deploy."""
+        if self._resolution is None:
+            url = self._state.credentials.url or client_socket_url()
+            self._resolution = self._resolve(PortalPyodide(url))
+        return self._resolution
+
+    def _upload_packages(self) -> None:
+        """Store the job's wheels for its identity before the deploy that names them."""
+        credentials, resolution = self._state.credentials, self._resolution
+        if resolution is None or not resolution.wheels or self._state.id is not None:
+            return
+        assert credentials.url is not None and credentials.identity_key is not None
+        upload_wheels(credentials.url, credentials.identity_key, resolution.wheels)
 
     def _unlock(self, identity: KeySpec, account: KeySpec, offer: Decimal | None) -> None:
         """Keep the identity key and (to deploy or add slices) the account key: those given,
@@ -374,7 +435,10 @@ class Job:
             "progress_timeout": self.progress_timeout,
             "open": is_open,
             "public": self.public,
-            "requirements": deploy_requirements(self.requirements, self.work),
+            "requirements": {
+                **deploy_requirements(self.requirements, self.work),
+                **self._deploy_packages().requirements(),
+            },
             "verify": self.verify.protocol() if self.verify is not None else None,
             "compute_groups": self.compute_groups,
         }

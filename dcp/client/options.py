@@ -36,6 +36,9 @@ REQUIREMENTS_SCHEMA: dict[str, Any] = {
     "environment": {"webgpu": bool, "offscreenCanvas": bool},
     "discrete": bool,
 }
+# Filled in by the deploy from the job's `requires` (dcp.client.packages), never set by hand.
+PACKAGE_REQUIREMENTS = ("packages", "pyodide")
+REQUIRES_HINT = ": packages go in requires=[...] or job.requires(...) (docs/packages.md)"
 PUBLIC_LIMITS = {"name": 200, "description": 2000, "link": 500}
 _LINK_RE = re.compile(r"https?://\S+")
 
@@ -71,8 +74,9 @@ def _check_object(value: Any, schema: dict[str, Any], path: str) -> None:
     for key, item in value.items():
         if key not in schema:
             known = ", ".join(schema)
+            hint = REQUIRES_HINT if key in PACKAGE_REQUIREMENTS and path == "requirements" else ""
             raise DCPError(
-                "EINVALID", f"{path}.{key} is not a known requirement (known here: {known})"
+                "EINVALID", f"{path}.{key} is not a known requirement (known here: {known}){hint}"
             )
         expected = schema[key]
         if isinstance(expected, dict):

@@ -6,10 +6,13 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, overload
 
+from ..config import scheduler_url
 from ..errors import DCPError
 from ..protocol.limits import MAX_RESULTS_PER_FETCH
 from ..protocol.messages import FetchInputs, FetchResults, InputsReply, ResultsReply, SliceValue
+from ..protocol.values import BlobRef
 from .blobs import result_value
+from .store import read_blob
 
 __all__ = ["RESULTS_PAGE", "ResultHandle", "fetch_inputs", "fetch_pages", "parse_slice_numbers"]
 
@@ -19,6 +22,7 @@ INPUTS_PAGE = MAX_RESULTS_PER_FETCH  # the most values one `inputs` request may 
 Entries = list[tuple[int, Any]]
 Request = Callable[[dict[str, Any], type[Any]], Any]  # (frame, reply type) -> the reply
 Fetcher = Callable[[int, int], Entries]  # (first, last slice) -> their stored results
+BlobReader = Callable[[BlobRef], bytes]  # a blob result's reference -> its checked bytes
 
 
 class InputLike(Protocol):
@@ -37,8 +41,10 @@ class ResultHandle:
     Iterating and indexing (`handle[0]`, `handle[-1]`) go over the values, 0-based like a list;
     `keys()` are slice numbers (from 1), `key(n)` is the input of slice n, `lookup_value(x)` the
     result for input x, and `fetch("1-10")` fetches results from the scheduler. Results come in
-    the value encoding (dcp/protocol/values.py) and are kept decoded: bytes as bytes, a blob as
-    a `BlobRef`.
+    the value encoding (dcp/protocol/values.py) and are kept decoded: bytes as bytes. A result
+    too big for a frame came back as a reference to the portal's store: its bytes are fetched
+    (`blobs(ref)`; by default from the portal dcp.init() chose) the first time that result is
+    read, checked against their hash, and kept.
     """
 
     def __init__(
@@ -47,19 +53,39 @@ class ResultHandle:
         datum: InputLike | Callable[[int], Any] | None = None,
         *,
         fetcher: Fetcher | None = None,
+        blobs: BlobReader | None = None,
     ) -> None:
         decoded = ((number, result_value(value)) for number, value in entries)
         self._entries = sorted(decoded, key=lambda entry: entry[0])
         self._by_slice = dict(self._entries)
+        self._position = {number: index for index, (number, _) in enumerate(self._entries)}
+        self._unread = {number for number, value in self._entries if _holds_blobs(value)}
         self._input = None if callable(datum) else datum
         self._datum: Callable[[int], Any] | None = (
             datum if callable(datum) else (datum.datum if datum is not None else None)
         )
         self._fetcher = fetcher
+        self._blobs = blobs
+        self._blob_bytes: dict[BlobRef, bytes] = {}
+
+    def _read(self, number: int) -> Any:
+        """The result of slice `number`, its blobs fetched (once) if it has any."""
+        if number in self._unread:
+            value = _with_bytes(self._by_slice[number], self._blob)
+            self._by_slice[number] = value
+            self._entries[self._position[number]] = (number, value)
+            self._unread.discard(number)
+        return self._by_slice[number]
+
+    def _blob(self, ref: BlobRef) -> bytes:
+        if ref not in self._blob_bytes:
+            read = self._blobs or (lambda blob: read_blob(scheduler_url(), blob))
+            self._blob_bytes[ref] = read(ref)
+        return self._blob_bytes[ref]
 
     def values(self) -> list[Any]:
         """The results in slice order."""
-        return [value for _, value in self._entries]
+        return [self._read(number) for number, _ in self._entries]
 
     def keys(self) -> list[int]:
         """The slice numbers, in order."""
@@ -67,11 +93,11 @@ class ResultHandle:
 
     def entries(self) -> list[tuple[int, Any]]:
         """(slice number, result) pairs in slice order."""
-        return list(self._entries)
+        return [(number, self._read(number)) for number, _ in self._entries]
 
     def from_entries(self) -> dict[int, Any]:
         """A dict from slice number to result."""
-        return dict(self._entries)
+        return dict(self.entries())
 
     def key(self, slice_number: int) -> Any:
         """The input of slice `slice_number` (numbered from 1), as the worker received it."""
@@ -90,7 +116,7 @@ class ResultHandle:
         number = self._input.slice_of(input_value)
         if number not in self._by_slice:
             raise KeyError(input_value)
-        return self._by_slice[number]
+        return self._read(number)
 
     def fetch(self, slices: Any) -> ResultHandle:
         """Fetch the stored results of some slices from the scheduler, as a new handle.
@@ -101,12 +127,13 @@ class ResultHandle:
         if self._fetcher is None:
             raise DCPError("EINVALID", "these results are not tied to a scheduler job")
         numbers = parse_slice_numbers(slices)
+        source = self._input or self._datum
         if not numbers:
-            return ResultHandle([], self._input or self._datum, fetcher=self._fetcher)
+            return ResultHandle([], source, fetcher=self._fetcher, blobs=self._blobs)
         wanted = set(numbers)
         entries = self._fetcher(min(numbers), max(numbers))
         kept = [(number, value) for number, value in entries if number in wanted]
-        return ResultHandle(kept, self._input or self._datum, fetcher=self._fetcher)
+        return ResultHandle(kept, source, fetcher=self._fetcher, blobs=self._blobs)
 
     def len(self) -> int:
         """How many results (DCP's spelling of len(handle))."""
@@ -116,7 +143,7 @@ class ResultHandle:
         return len(self._entries)
 
     def __iter__(self) -> Iterator[Any]:
-        return (value for _, value in self._entries)
+        return (self._read(number) for number, _ in list(self._entries))
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -124,13 +151,36 @@ class ResultHandle:
     def __getitem__(self, index: slice) -> list[Any]: ...
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
-            return [value for _, value in self._entries[index]]
-        return self._entries[index][1]
+            return [self._read(number) for number, _ in self._entries[index]]
+        return self._read(self._entries[index][0])
 
     def __repr__(self) -> str:
-        preview = ", ".join(repr(value) for value in self.values()[:5])
+        # Says what it holds without fetching: a blob result not read yet shows as a BlobRef.
+        preview = ", ".join(repr(value) for _, value in self._entries[:5])
         more = ", ..." if len(self) > 5 else ""
         return f"ResultHandle([{preview}{more}], len={len(self)})"
+
+
+def _holds_blobs(value: Any) -> bool:
+    """Whether a decoded result holds a blob reference, anywhere inside."""
+    if isinstance(value, BlobRef):
+        return True
+    if isinstance(value, list):
+        return any(_holds_blobs(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_blobs(item) for item in value.values())
+    return False
+
+
+def _with_bytes(value: Any, read: BlobReader) -> Any:
+    """A decoded result with each blob reference replaced by its bytes."""
+    if isinstance(value, BlobRef):
+        return read(value)
+    if isinstance(value, list):
+        return [_with_bytes(item, read) for item in value]
+    if isinstance(value, dict):
+        return {key: _with_bytes(item, read) for key, item in value.items()}
+    return value
 
 
 def parse_slice_numbers(slices: Any) -> list[int]:

@@ -8,10 +8,14 @@ sent whole. Each `PUT` is signed by the identity key (`upload_text`, dcp/protoco
 A blob is uploaded once per process, portal and identity. Network trouble is tried again with
 the client's backoff; a refusal is DCPError with the store's error code (`ETOOLARGE`, `EQUOTA`,
 `EHASHMISMATCH`, ...).
+
+`read_blob` is the other way: a stored object's bytes (`GET /store/<sha256>`, which anyone may
+do), checked against the hash that names them; results too big for a frame come back this way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.error
@@ -27,7 +31,7 @@ from ..protocol.values import BlobRef, references
 from .blobs import known_blob
 from .connection import Backoff, ConnectionLost, Frame
 
-__all__ = ["STORE_PATH", "Store", "upload_referenced"]
+__all__ = ["STORE_PATH", "Store", "read_blob", "upload_referenced"]
 
 STORE_PATH = "/store/"
 REQUEST_TIMEOUT_S = 300.0  # a large object on a slow link
@@ -50,6 +54,28 @@ def upload_referenced(
             return
         except ConnectionLost as lost:
             backoff.wait(lost)
+
+
+def read_blob(url: str, ref: BlobRef, give_up_s: float | None = None) -> bytes:
+    """The bytes of the stored object `ref` names, from the store of the portal at `url`,
+    checked against its SHA-256 and size (EHASHMISMATCH otherwise); network trouble is retried
+    with backoff, a missing object is ENOTFOUND."""
+    request = urllib.request.Request(portal_url(url) + STORE_PATH + ref.sha256)  # noqa: S310 - http(s) only
+    backoff = Backoff(url, give_up_s)
+    while True:
+        try:
+            data = _answer(request, ref.sha256)
+            break
+        except ConnectionLost as lost:
+            backoff.wait(lost)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ref.sha256 or len(data) != ref.size:
+        raise DCPError(
+            "EHASHMISMATCH",
+            f"the portal's store sent {len(data)} bytes hashing to {digest} for blob "
+            f"{ref.sha256} ({ref.size} bytes)",
+        )
+    return data
 
 
 class Store:
@@ -109,13 +135,19 @@ class Store:
         }
 
     def _send(self, request: urllib.request.Request, sha256: str) -> None:
-        try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 - the portal's http(s) URL
-                response.read()
-        except urllib.error.HTTPError as error:
-            raise _refusal(error, sha256) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise ConnectionLost(f"the portal's store at {self.base}: {error}") from error
+        _answer(request, sha256)
+
+
+def _answer(request: urllib.request.Request, sha256: str) -> bytes:
+    """The body of the store's answer to `request`; DCPError for a refusal, ConnectionLost for
+    trouble worth another try."""
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 - the portal's http(s) URL
+            return response.read()  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as error:
+        raise _refusal(error, sha256) from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ConnectionLost(f"the portal's store at {request.full_url}: {error}") from error
 
 
 def _refusal(error: urllib.error.HTTPError, sha256: str) -> Exception:

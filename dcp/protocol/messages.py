@@ -125,11 +125,46 @@ class Environment(Shape):
     offscreenCanvas: bool = False
 
 
+MAX_JOB_PACKAGES = 200  # wheels, and Pyodide packages, one job requires at most
+# A distribution's name as PEP 508 writes it (docs/packages.md).
+PackageName = Annotated[
+    str, Field(max_length=100, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+]
+
+
+class Package(Shape):
+    """A pure-Python wheel in the portal's store (`sha256`, `size` bytes) that the job's sandbox
+    installs before its first slice; `file` is the wheel's file name (name-version-tags.whl)."""
+
+    name: PackageName
+    version: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.!+]+$")
+    file: str = Field(
+        max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.!+]*-[A-Za-z0-9_.!+-]+-none-any\.whl$"
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=1)
+
+
 class Requirements(Shape):
-    """DCP's requirements object; an unknown key is an error, never silently dropped."""
+    """DCP's requirements object; an unknown key is an error, never silently dropped.
+
+    `packages` and `pyodide` are what the job imports besides the standard library (the
+    client's `requires`, REST's `packages`; docs/packages.md): wheels from the portal's store,
+    and the names of Pyodide's own packages, which the sandbox loads with `loadPackage`."""
 
     environment: Environment = Field(default_factory=Environment)
     discrete: bool = False
+    packages: list[Package] = Field(default_factory=list, max_length=MAX_JOB_PACKAGES)
+    pyodide: list[PackageName] = Field(default_factory=list, max_length=MAX_JOB_PACKAGES)
+
+    @model_validator(mode="after")
+    def _each_once(self) -> Requirements:
+        files = [package.file for package in self.packages]
+        for listed, what in ((files, "packages"), (self.pyodide, "pyodide")):
+            twice = sorted({item for item in listed if listed.count(item) > 1})
+            if twice:
+                raise ValueError(f"{what} lists {twice[0]} more than once")
+        return self
 
 
 class Public(Shape):
@@ -575,6 +610,10 @@ class TaskJob(Shape):
     language: Language
     source: str
     args: list[Json]
+    # What the sandbox installs before the first slice (Requirements; docs/packages.md): wheels
+    # from the portal's store and Pyodide's own packages by name. Left out when there are none.
+    packages: list[Package] = Field(default_factory=list, exclude_if=lambda packages: not packages)
+    pyodide: list[str] = Field(default_factory=list, exclude_if=lambda names: not names)
 
 
 class TaskSlice(Shape):
@@ -591,6 +630,9 @@ class Task(Message):
     slices: list[TaskSlice]
     lease_seconds: int
     progress_timeout: int
+    # The worker's credential to store this job's big results in the portal's store
+    # (`Authorization: DCP-Worker <ticket>`, docs/store.md); the latest one of a job counts.
+    upload_ticket: str = Field(default="", repr=False, exclude_if=lambda ticket: not ticket)
 
 
 class Abort(Message):

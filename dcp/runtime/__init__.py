@@ -7,6 +7,8 @@
   sandbox loads and how a local worker process starts.
 - `worker.py`: the local worker process for Python work functions (`python -m dcp.runtime.worker`).
 - `local.py`: local execution: the scheduler-like loop that feeds local workers.
+- `packages.py`: a job's wheels checked (`check_wheel`) and installed (`install_wheels`), and
+  Pyodide lock files read; run by CPython, the scheduler and Pyodide.
 
 Nothing here imports the client: the runtime may import `dcp.protocol` and `dcp.errors` only.
 """

@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dcp.errors import DCPError
@@ -36,6 +38,7 @@ from dcp.protocol import policy
 from dcp.protocol.messages import Verify
 from dcp.protocol.verify import NO_QUORUM, NO_QUORUM_ERROR_NAME, Vote, no_quorum_reason, vote
 
+from .packages import UnsafeWheel, unpack_wheels
 from .runtimes import RUNTIMES, LocalWorkerCommand
 
 __all__ = ["LocalJob", "check_cores", "run_slices"]
@@ -57,12 +60,16 @@ class LocalJob:
     progress_timeout: float
     total: int = 0  # slices known before the data is read (0: not known)
     verify: Verify | None = None  # result verification: each slice computed `quorum` times
+    # The job's wheels, (file name, sha256, bytes) each: installed for its workers to import.
+    packages: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 class LocalWorker:
     """A local worker process spoken to in JSON lines; its messages go to `events`."""
 
-    def __init__(self, command: LocalWorkerCommand, job: LocalJob, events: Events) -> None:
+    def __init__(
+        self, command: LocalWorkerCommand, job: LocalJob, events: Events, path: list[str]
+    ) -> None:
         self._process = subprocess.Popen(  # noqa: S603 - our own worker program
             command.args,
             stdin=subprocess.PIPE,
@@ -71,7 +78,7 @@ class LocalWorker:
             encoding="utf-8",
             env=command.env,
         )
-        self._send({"type": "init", "source": job.source, "args": job.args})
+        self._send({"type": "init", "source": job.source, "args": job.args, "path": path})
         self._reader = threading.Thread(target=self._read, args=(events,), daemon=True)
         self._reader.start()
 
@@ -239,6 +246,7 @@ class LocalRun:
         self.stalls: dict[int, int] = {}
         self.results: dict[int, Any] = {}
         self.workers: dict[LocalWorker, _Running | None] = {}
+        self.path: list[str] = []  # directories the workers import the job's packages from
         self.handlers: dict[str, Callable[[LocalWorker, _Running | None, Message], None]] = {
             "started": self._on_alive,
             "progress": self._on_alive,
@@ -251,6 +259,7 @@ class LocalRun:
     def run(self) -> dict[int, Any]:
         """Every slice's result by slice number; DCPError when the job fails."""
         try:
+            self._install_packages()
             for _ in range(self.cores):
                 self._start_worker()
             while self._assign() or any(self.workers.values()):
@@ -259,10 +268,24 @@ class LocalRun:
         finally:
             for worker in list(self.workers):
                 worker.stop()
+            for place in self.path:
+                shutil.rmtree(place, ignore_errors=True)
         return self.results
 
+    def _install_packages(self) -> None:
+        """Unpack the job's wheels into a throwaway directory, checked as a sandbox checks
+        them (dcp.runtime.packages), for every worker to put first on its sys.path."""
+        if not self.job.packages:
+            return
+        place = tempfile.mkdtemp(prefix="dcp-job-packages-")
+        self.path.append(place)
+        try:
+            unpack_wheels(place, self.job.packages)
+        except UnsafeWheel as error:
+            raise DCPError("EUNSAFEWHEEL", str(error)) from None
+
     def _start_worker(self) -> LocalWorker:
-        worker = LocalWorker(self.command(), self.job, self.events)
+        worker = LocalWorker(self.command(), self.job, self.events, self.path)
         self.workers[worker] = None
         return worker
 

@@ -68,8 +68,10 @@ def node_worker() -> LocalWorkerCommand:
 RUNTIMES: dict[str, WorkRuntime] = {
     runtime.language: runtime
     for runtime in (
-        WorkRuntime("python", ("slice.py", "gpu.py", "wgsl.py", "values.py"), python_worker),
-        WorkRuntime("js", ("slice.mjs", "gpu.mjs"), node_worker),
+        WorkRuntime(
+            "python", ("slice.py", "gpu.py", "wgsl.py", "values.py", "packages.py"), python_worker
+        ),
+        WorkRuntime("js", ("slice.mjs", "gpu.mjs", "values.mjs"), node_worker),
     )
 }
 

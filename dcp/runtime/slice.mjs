@@ -8,10 +8,17 @@
  * - A slice calls `work(datum, ...args)` and awaits what it returns; `undefined` becomes null.
  * - `progress(value)` takes a number from 0 to 1, a percentage string such as "50%", or nothing;
  *   an invalid value throws RangeError and fails the slice even if the work function catches it.
+ * - Values travel in the value encoding (values.mjs beside this file, the twin of
+ *   dcp/protocol/values.py): the datum and the arguments are decoded (bytes arrive as
+ *   Uint8Array, blob references as the blob's bytes), and a result is encoded (a Uint8Array or
+ *   ArrayBuffer may be returned).
  * - A result must have a JSON form; a failure comes back as error.name, message and stack.
  *
- * Replies: {type: "result", value} or {type: "error", name, message, traceback}.
+ * Replies: {type: "result", value} (value in the encoding) or {type: "error", name, message,
+ * traceback}.
  */
+
+import { decode, encodeJson } from "./values.mjs";
 
 export const WORK_FILENAME = "<work function>";
 export const MAX_CONSOLE_CHARS = 10_000; // one console line; a longer one is clipped
@@ -93,6 +100,7 @@ export function progressFunction(currentSlice, report) {
  * work function's own scope (the sandbox: new Function; node: a vm context) and returns its value.
  */
 export function compileWorkFunction(source, evaluate) {
+  const Bytes = evaluate("return Uint8Array;"); // before the source runs: the realm's own
   let work;
   try {
     work = evaluate(`"use strict";\nreturn (${source}\n);`);
@@ -107,8 +115,13 @@ export function compileWorkFunction(source, evaluate) {
   if (typeof work !== "function") {
     throw new TypeError("the work function source is not a function: write function (datum, ...args) { ... }");
   }
+  realmBytes.set(work, typeof Bytes === "function" ? Bytes : Uint8Array);
   return work;
 }
+
+// The Uint8Array of the realm each work function was compiled in (node runs them in a `vm`
+// context, whose Uint8Array is not this module's): the bytes it receives are made of it.
+const realmBytes = new WeakMap();
 
 export function errorReply(error) {
   if (error && typeof error === "object" && "message" in error) {
@@ -121,24 +134,34 @@ export function errorReply(error) {
 export function resultReply(result, sliceNumber) {
   let encoded;
   try {
-    encoded = stringifyJson(result === undefined ? null : result);
+    encoded = encodeJson(result);
   } catch (error) {
-    encoded = error;
-  }
-  if (typeof encoded !== "string") {
-    const why = encoded && typeof encoded === "object" && "message" in encoded
-      ? encoded.message : `a ${typeof result} has no JSON form`;
+    const why = error && typeof error === "object" && "message" in error ? error.message : String(error);
     return errorReply(new TypeError(`result of slice ${sliceNumber} is not JSON-serialisable: ${why}`));
   }
   // Parse back so the receiver gets exactly what JSON carries (no functions, NaN becomes null).
   return { type: "result", value: parseJson(encoded) };
 }
 
-/** Computes one slice with a compiled work function; `state` is the slice's progress state. */
-export async function runSlice(work, args, sliceNumber, datum, state) {
+// The arguments of each job as its work function receives them: decoded once per args list.
+const decodedArgs = new WeakMap();
+
+function argumentsOf(args, resolve, Bytes) {
+  if (!decodedArgs.has(args)) decodedArgs.set(args, decode(args, resolve, Bytes));
+  return decodedArgs.get(args);
+}
+
+/**
+ * Computes one slice with a compiled work function; `state` is the slice's progress state.
+ * `args` and `datum` are in the value encoding; `resolve({sha256, size})` gives a blob's bytes
+ * (a Uint8Array), for hosts that fetched them.
+ */
+export async function runSlice(work, args, sliceNumber, datum, state, resolve = missingBlob) {
   let reply;
   try {
-    reply = resultReply(await work(datum, ...args), sliceNumber);
+    const Bytes = realmBytes.get(work) ?? Uint8Array;
+    const decoded = decode(datum, resolve, Bytes);
+    reply = resultReply(await work(decoded, ...argumentsOf(args, resolve, Bytes)), sliceNumber);
   } catch (error) {
     reply = errorReply(error);
   }
@@ -146,4 +169,8 @@ export async function runSlice(work, args, sliceNumber, datum, state) {
     reply = { type: "error", name: "RangeError", message: state.progressProblem, traceback: "" };
   }
   return reply;
+}
+
+function missingBlob({ sha256 }) {
+  throw new Error(`blob ${sha256} is referenced, but this worker has not fetched its bytes`);
 }

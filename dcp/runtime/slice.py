@@ -17,7 +17,9 @@ The rules it holds, the same everywhere a Python slice runs:
   comes back with its result as `gpuMs`.
 - Values travel in the value encoding (values.py beside this file in Pyodide,
   dcp.protocol.values under CPython): the datum and the arguments are decoded (bytes arrive as
-  bytes), the result is encoded (bytes may be returned).
+  bytes), the result is encoded (bytes may be returned). A blob reference decodes to the bytes
+  its host handed over with `add_blob()` (the sandbox fetches them from the portal's store);
+  local workers get blobs inline, so a reference without bytes stays a `BlobRef`.
 - A result must be JSON (allow_nan=False); a failure comes back as its exception's name,
   message and traceback, with this runtime's own frames trimmed away.
 
@@ -260,6 +262,7 @@ class SliceRuntime:
         self.host = host
         self.work: Callable[..., Any] | None = None
         self.arguments: list[Any] = []  # args, decoded once the source is compiled
+        self._blobs: dict[str, bytes] = {}  # sha256 -> the bytes of the blobs handed over
         self._slice: _Slice | None = None
         self._stdout = _Console(host, "log")
         self._stderr = _Console(host, "error")
@@ -268,6 +271,19 @@ class SliceRuntime:
     def from_json(cls, source: str, args_json: str, host: Host) -> SliceRuntime:
         """For hosts that pass JSON text rather than objects (the sandbox)."""
         return cls(source, _loads(args_json), host)
+
+    def add_blob(self, sha256: str, data: Any) -> None:
+        """The bytes of a blob the arguments or a datum reference (bytes, or in Pyodide the
+        sandbox's Uint8Array), checked by whoever fetched them: references to it decode to them."""
+        to_bytes = getattr(data, "to_bytes", None) if not isinstance(data, bytes) else None
+        self._blobs[sha256] = to_bytes() if callable(to_bytes) else bytes(data)
+
+    def forget_blob(self, sha256: str) -> None:
+        """Let go of a blob's bytes (the sandbox hands a datum's blobs for its slice only)."""
+        self._blobs.pop(sha256, None)
+
+    def _resolve(self, ref: Any) -> Any:
+        return self._blobs.get(ref.sha256, ref)
 
     def progress(self, value: Any = None) -> None:
         """Report how far the slice has come: 0..1, a percentage such as '50%', or None."""
@@ -299,7 +315,7 @@ class SliceRuntime:
                 return self._finish(failure)
             try:
                 assert self.work is not None
-                result = self.work(_values.decode(datum), *self.arguments)
+                result = self.work(_values.decode(datum, self._resolve), *self.arguments)
                 if _isawaitable(result):
                     return self._settle(result)
                 return self._finish(_result(result, slice_number))
@@ -317,7 +333,7 @@ class SliceRuntime:
         install_dcp_module(self.progress)
         try:
             self.work = compile_work(self.source, self.progress)
-            self.arguments = _values.decode(self.args)
+            self.arguments = _values.decode(self.args, self._resolve)
         except BaseException as error:
             return error_reply(error)
         return None

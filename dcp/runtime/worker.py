@@ -1,7 +1,8 @@
 """local_exec's worker process for Python work functions: `python -m dcp.runtime.worker`.
 
 Started as a module (never through multiprocessing), so the user's script is not imported again.
-It reads JSON lines on stdin, `{"type": "init", "source", "args"}` then `{"type": "slice",
+It reads JSON lines on stdin, `{"type": "init", "source", "args", "path"}` (path: directories
+holding the job's installed packages, put first on sys.path) then `{"type": "slice",
 "slice", "datum"}`, computes each slice with the slice runtime (dcp.runtime.slice), and writes
 JSON lines on a duplicate of its original stdout: `{"type": "started" | "progress" | "console" |
 "result" | "error", "slice": n, ...}`. File descriptor 1 itself is pointed at stderr, so nothing
@@ -18,6 +19,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from dcp.runtime.packages import use_directories
 from dcp.runtime.slice import SliceRuntime
 
 PROGRESS_INTERVAL_S = 0.05  # at most one progress message per interval reaches the parent
@@ -75,6 +77,7 @@ def serve(lines: TextIO, channel: TextIO) -> None:
     for line in lines:
         message = json.loads(line)
         if message["type"] == "init":
+            use_directories(message.get("path") or [])
             runtime = SliceRuntime(message["source"], message.get("args") or [], host)
             runtime.compile()  # a failure is every slice's reply (run() compiles again)
         elif message["type"] == "slice" and runtime is not None:

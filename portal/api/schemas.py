@@ -18,8 +18,11 @@ from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS, written_as_number
 from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
 from dcp.protocol.messages import (
     MAX_COMPUTE_GROUPS,
+    MAX_JOB_PACKAGES,
     GroupCredential,
     Language,
+    Package,
+    PackageName,
     Public,
     Requirements,
     Verify,
@@ -75,6 +78,16 @@ class JobIn(ApiModel):
     work: WorkIn
     args: list[Json] = Field(default_factory=list, max_length=1000)
     requirements: Requirements = Field(default_factory=Requirements)
+    packages: list[PackageName | Package] = Field(
+        default_factory=list,
+        max_length=MAX_JOB_PACKAGES,
+        description="What the work function imports besides the standard library (dcp-rest's "
+        "packages): a name is one of the portal's Pyodide packages (numpy, ...); an object "
+        "{name, version, file, sha256, size} is a pure-Python wheel you stored first "
+        "(PUT /store/<sha256> with your API key). Both end up in requirements.pyodide and "
+        "requirements.packages; a name the portal's Pyodide lacks is 400 ENOPACKAGE, a wheel "
+        "you did not store 400 ENOBLOB, an unsafe one 400 EUNSAFEWHEEL (docs/packages.md).",
+    )
     public: Public = Field(default_factory=lambda: Public())
     verify: Verify | None = Field(
         default=None,

@@ -14,8 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from pydantic import ValidationError
 
 from dcp.protocol.credits import to_units
+from dcp.protocol.messages import Requirements, describe
 from dcp.protocol.verify import replicas
 from portal.scheduler import services as scheduler
 from portal.scheduler.errors import SchedulerError
@@ -132,6 +134,21 @@ def _job_ref(principal: Principal, idempotency_key: str | None) -> str:
     return f"rest-{scoped[:40]}"
 
 
+def job_requirements(body: JobIn) -> dict[str, Any]:
+    """The job's requirements with dcp-rest's `packages` in them: names go to `pyodide`,
+    wheels to `packages` (EINVALID when the two together break the protocol's limits)."""
+    names = [item for item in body.packages if isinstance(item, str)]
+    wheels = [item.model_dump() for item in body.packages if not isinstance(item, str)]
+    requirements = body.requirements.model_dump(exclude_defaults=True)
+    requirements["packages"] = [*requirements.get("packages", []), *wheels]
+    requirements["pyodide"] = [*requirements.get("pyodide", []), *names]
+    try:
+        checked = Requirements.model_validate(requirements)
+    except ValidationError as error:
+        raise SchedulerError("EINVALID", f"packages: {describe(error)}") from None
+    return checked.model_dump(exclude_defaults=True)
+
+
 def deploy_job(
     *, principal: Principal, body: JobIn, idempotency_key: str | None
 ) -> tuple[Job, bool]:
@@ -150,7 +167,7 @@ def deploy_job(
         is_open=True,
         offer=offer,
         public=body.public.model_dump(exclude_defaults=True),
-        requirements=body.requirements.model_dump(exclude_defaults=True),
+        requirements=job_requirements(body),
         verify=verify,
         compute_groups=scheduler.credentials(body.computeGroups),
     )

@@ -22,6 +22,7 @@ from django.conf import settings
 from dcp.protocol import messages as wire
 from dcp.protocol.credits import format_credits
 from dcp.protocol.limits import CLOSE_UNAUTHENTICATED
+from portal.store import auth as store_auth
 
 from . import selectors, services, verification, worker_credentials
 from .errors import SchedulerError
@@ -301,7 +302,10 @@ class WorkerConsumer(ProtocolConsumer):
             idle_workers.discard(self)
             self.capacity = max(self.capacity - len(task.slices), 0)
             self.jobs_seen.add(task.job.id)
-            await self.send_message(task_message(task))
+            ticket = store_auth.upload_ticket(
+                worker=self.worker_id, user_id=self.user.pk, job_id=task.job.id
+            )
+            await self.send_message(task_message(task, upload_ticket=ticket))
 
     async def wait_for_work(self) -> None:
         """Say `waiting` once, and let the poller look for work for this worker."""
@@ -447,16 +451,23 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def task_message(task: services.Task) -> wire.Task:
+def task_message(task: services.Task, *, upload_ticket: str = "") -> wire.Task:
     """The `task` frame of claimed slices, built without validating from the database's own
-    rows: a task may carry thousands of slices, each a plain `TaskSlice`-shaped dict."""
+    rows: a task may carry thousands of slices, each a plain `TaskSlice`-shaped dict.
+    `upload_ticket` lets the worker store the job's big results (portal/store/auth.py)."""
     job = task.job
     return wire.Task.model_construct(
         task=f"{job.id}:{task.slices[0][0]}",
         job=wire.TaskJob.model_construct(
-            id=job.id, language=job.language, source=job.source, args=job.args
+            id=job.id,
+            language=job.language,
+            source=job.source,
+            args=job.args,
+            packages=job.requirements.get("packages", []),
+            pyodide=job.requirements.get("pyodide", []),
         ),
         slices=[{"slice": n, "datum": datum} for n, datum in task.slices],
         lease_seconds=services.lease_seconds(job),
         progress_timeout=job.progress_timeout,
+        upload_ticket=upload_ticket,
     )

@@ -35,6 +35,22 @@ def identity_owner(address: str) -> User | None:
     return key.user if key is not None else None
 
 
+def owner_of_leased_job(*, worker: str, user_id: int, job_id: str) -> User | None:
+    """The owner of a running job while the worker connection `worker` (of the user
+    `user_id`) holds a live lease on one of its slices; None otherwise (the store takes a
+    worker's upload for that job, and only then)."""
+    if not WorkerConnection.objects.filter(id=worker, user_id=user_id).exists():
+        return None
+    leased = Slice.objects.filter(
+        job_id=job_id,
+        worker=worker,
+        status=SliceStatus.LEASED,
+        lease_expires__gte=timezone.now(),
+    )
+    job = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).select_related("owner").first()
+    return job.owner if job is not None and leased.exists() else None
+
+
 def job_of_identity(job_id: str, identity: str) -> Job | None:
     """The job, if this identity deployed it."""
     return Job.objects.filter(pk=job_id, identity=identity).first()

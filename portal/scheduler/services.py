@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -31,9 +33,20 @@ from dcp.protocol.gpu_use import uses_gpu
 from dcp.protocol.inputs import InputError, span_of
 from dcp.protocol.messages import AddSlices, Deploy, GroupCredential, ValuesInput, WorkerHello
 from dcp.protocol.signed import recover_signer, session_text
+from dcp.protocol.values import BlobRef, references
 from dcp.protocol.verify import NO_QUORUM, replicas
+from dcp.runtime.packages import (
+    PYODIDE_LOCK,
+    PYODIDE_PATH,
+    PyodideIndex,
+    UnsafeWheel,
+    check_wheel,
+    normalize_name,
+    open_wheel,
+)
 from portal.bank import services as bank
 from portal.store import selectors as store
+from portal.store.files import object_path
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
@@ -259,7 +272,9 @@ def _create_job(
     *, owner: User, identity: str, payer: str, spec: JobSpec, values: Prepared | None
 ) -> Job:
     total = _checked_total(owner, spec)
-    _check_blobs(owner, spec.args, spec.values or [])
+    packages = spec.requirements.get("packages", [])
+    _check_blobs(owner, spec.args, spec.values or [], packages=packages)
+    _check_packages(packages, spec.requirements.get("pyodide", []))
     if values is None and sizing.frame_slices(spec.source, spec.args, 0) < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
     groups = groups_for(spec.compute_groups)
@@ -294,19 +309,67 @@ def _create_job(
     return job
 
 
-def _check_blobs(owner: User, *values: Any) -> None:
-    """Refuse values that reference blobs their deployer's user has not stored or claimed
+def _check_blobs(owner: User, *values: Any, packages: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Refuse values that reference blobs, and package wheels (a deploy's
+    `requirements.packages`), that their deployer's user has not stored or claimed
     (docs/store.md), before anything is stored or paid."""
+    wheels = [{"$blob": package["sha256"], "size": package["size"]} for package in packages]
     try:
-        refused = store.foreign_or_missing_blobs(owner, *values)
+        refused = store.foreign_or_missing_blobs(owner, *values, wheels)
     except ValueError as error:
         raise SchedulerError("EINVALID", f"a value breaks the value encoding: {error}") from None
     if refused:
+        files = {package["sha256"]: package["file"] for package in packages}
+        what = f"package {files[refused[0]]}" if refused[0] in files else "blob"
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise SchedulerError(
             "ENOBLOB",
-            f"blob {refused[0]}{more} is not in the portal's store for you: upload it first "
+            f"{what} {refused[0]}{more} is not in the portal's store for you: upload it first "
             "(PUT /store/<sha256>)",
+        )
+
+
+def _check_packages(packages: Sequence[Mapping[str, Any]], pyodide: Sequence[str]) -> None:
+    """Refuse a job whose wheels a sandbox would refuse (dcp.runtime.packages.check_wheel), or
+    whose Pyodide packages this portal does not serve (docs/packages.md)."""
+    for package in packages:
+        _check_wheel_file(package)
+    if not pyodide:
+        return
+    folder = _pyodide_folder()
+    lock_file = folder / PYODIDE_LOCK
+    lock = json.loads(lock_file.read_text()) if lock_file.is_file() else {}
+    index = PyodideIndex(lock, lambda name: (folder / name).is_file())
+    missing = [name for name in pyodide if index.find(name) is None]
+    if missing:
+        raise SchedulerError(
+            "ENOPACKAGE",
+            f"this portal does not serve Pyodide's {missing[0]} (nor all it depends on): "
+            "require it as a pure-Python wheel, or ask the operator to add Pyodide's packages",
+        )
+
+
+def _pyodide_folder() -> Path:
+    """Where the portal's Pyodide files are: what it serves at PYODIDE_PATH (/worker/...)."""
+    return Path(settings.WORKER_STATIC_DIR) / PYODIDE_PATH.removeprefix("/worker/")
+
+
+def _check_wheel_file(package: Mapping[str, Any]) -> None:
+    """The stored wheel passes the sandbox's check and is the distribution it says it is."""
+    try:
+        with (
+            object_path(package["sha256"]).open("rb") as file,
+            open_wheel(file, package["file"]) as archive,
+        ):
+            wheel = check_wheel(archive, package["file"])
+    except (UnsafeWheel, zipfile.BadZipFile, OSError) as error:
+        raise SchedulerError("EUNSAFEWHEEL", f"package {package['file']}: {error}") from None
+    said = (normalize_name(package["name"]), package["version"])
+    if (normalize_name(wheel.name), wheel.version) != said:
+        raise SchedulerError(
+            "EINVALID",
+            f"package {package['file']} holds {wheel.name} {wheel.version}, "
+            f"not {package['name']} {package['version']}",
         )
 
 
@@ -740,6 +803,8 @@ def record_results(
 ) -> BatchOutcome:
     """Store a worker's batch: results of slices it holds are kept and paid (those of a verified
     job once they agree with another user's), the others are refused and the job's owner told.
+    A result that references a blob the store lacks (or breaks the value encoding) is refused
+    too, and its slice goes back to the queue for another worker.
     `gpu_ms`: the GPU milliseconds each slice's result claims; those of kept results are added
     to the job's GPU time (every kept result of a verified job: its GPU work was done).
 
@@ -750,6 +815,7 @@ def record_results(
     if job is None or job.status != JobStatus.RUNNING:
         return outcome
     results, errors, repeated = _one_answer_each(results, errors)
+    results, unstored = _with_stored_blobs(results)
     numbers = [n for n, _ in results] + [e["slice"] for e in errors]
     now = timezone.now()
     leases = _held_leases(job, worker, numbers, now)
@@ -759,6 +825,7 @@ def record_results(
         leases = {}
     held = {number: pk for number, (pk, _) in leases.items()}
     _refuse(held, numbers, repeated, outcome, suspended or NOT_LEASED)
+    _refuse_unstored(job, worker, unstored, outcome)
     paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
     kept = [n for n, _ in results if n in held]
     leased_at = {number: began for number, (_, began) in leases.items()}
@@ -771,6 +838,32 @@ def record_results(
 
 
 NOT_LEASED = "not leased to this worker (never handed to it, sent twice, or its lease lapsed)"
+UNSTORED = "the result references a blob the portal's store lacks, or breaks the value encoding"
+
+
+def _with_stored_blobs(
+    results: list[tuple[int, Any]],
+) -> tuple[list[tuple[int, Any]], list[int]]:
+    """The results whose blob references name objects of the store, with their sizes; and the
+    slice numbers of the others (and of results that break the value encoding)."""
+    refs: dict[int, list[BlobRef]] = {}
+    broken: set[int] = set()
+    for number, value in results:
+        try:
+            refs[number] = references(value)
+        except ValueError:
+            broken.add(number)
+    missing = store.missing_objects([ref for found in refs.values() for ref in found])
+    bad = broken | {n for n, found in refs.items() if not missing.isdisjoint(found)}
+    return [(n, v) for n, v in results if n not in bad], sorted(bad)
+
+
+def _refuse_unstored(job: Job, worker: str, numbers: list[int], outcome: BatchOutcome) -> None:
+    """Results that reference what the store lacks are not taken: the worker's slices go back
+    to the queue at once (another worker computes them), and the owner is told."""
+    if numbers:
+        return_slices(worker=worker, job_id=job.id, numbers=numbers)
+        _note_rejected(outcome, numbers, UNSTORED)
 
 
 def _held_leases(
@@ -838,7 +931,17 @@ def _refuse(
     not taken: the owner is told."""
     refused = sorted({n for n in numbers if n not in held} | set(repeated))
     if refused:
-        outcome.rejected = {"count": len(refused), "reason": why, "slices": refused[:20]}
+        _note_rejected(outcome, refused, why)
+
+
+def _note_rejected(outcome: BatchOutcome, numbers: list[int], why: str) -> None:
+    """Add refused answers to the batch's `rejected` event (one per batch: counts add up)."""
+    earlier = outcome.rejected or {"count": 0, "reason": "", "slices": []}
+    outcome.rejected = {
+        "count": earlier["count"] + len(numbers),
+        "reason": "; ".join(filter(None, (earlier["reason"], why))),
+        "slices": sorted({*earlier["slices"], *numbers})[:20],
+    }
 
 
 def _store_verified(

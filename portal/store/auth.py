@@ -1,23 +1,34 @@
 """Who stores an object: the user of an API key (the REST API's Bearer scheme, resolved by
-portal/api/auth.py), or the owner of the identity key that signed the upload.
+portal/api/auth.py), the owner of the identity key that signed the upload, or, for a worker's
+upload of a big result, the owner of the job the worker computes.
 
 A signed upload carries `X-DCP-Identity` (the identity's address), `X-DCP-Expires` (unix
 seconds) and `X-DCP-Signature`, the identity key's EIP-191 signature over
 `upload_text(sha256, size, expires)` (dcp/protocol/signed.py). It is refused once expired, and
 when it expires further ahead than MAX_UPLOAD_SIGNATURE_SECONDS. The session cookie is never
 enough: the store's PUT takes no CSRF token.
+
+A worker has no key of its own: each task the scheduler hands it carries an upload ticket
+(`upload_ticket`, signed with the portal's secret), bound to the worker's connection, its user
+and the task's job, and good for MAX_SLICE_SECONDS and a grace period (any slice of the task
+ends by then). A worker sends it as `Authorization: DCP-Worker <ticket>`; the object is then
+stored for the job's owner (it is their job's result, within their quota), and only while that
+worker connection holds a live lease on a slice of that job.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
+from django.conf import settings
+from django.core import signing
 from django.http import HttpRequest
 
 from dcp.protocol.signed import MAX_UPLOAD_SIGNATURE_SECONDS, recover_signer, upload_text
 from portal.api.auth import ApiKeyBearer
-from portal.scheduler.selectors import identity_owner
+from portal.scheduler.selectors import identity_owner, owner_of_leased_job
 from portal.users.models import User
 
 from .errors import StoreError
@@ -25,6 +36,10 @@ from .errors import StoreError
 IDENTITY_HEADER = "X-DCP-Identity"
 SIGNATURE_HEADER = "X-DCP-Signature"
 EXPIRES_HEADER = "X-DCP-Expires"
+WORKER_SCHEME = "DCP-Worker"
+TICKET_SALT = "portal.store.worker-upload-ticket"
+TICKET_GRACE_SECONDS = 600  # beyond MAX_SLICE_SECONDS: the result of a task's last slice is sent
+MAX_TICKET_CHARS = 1000
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 HOW_TO_AUTHENTICATE = (
     "send 'Authorization: Bearer <API key>' (create one on the First Devs tab), or "
@@ -32,16 +47,70 @@ HOW_TO_AUTHENTICATE = (
 )
 
 
+def upload_ticket(*, worker: str, user_id: int, job_id: str) -> str:
+    """A worker's credential to store results of one job: bound to its connection `worker`,
+    its user and the job; good for ticket_seconds()."""
+    return signing.dumps({"w": worker, "u": user_id, "j": job_id}, salt=TICKET_SALT)
+
+
+def ticket_seconds() -> int:
+    """How long an upload ticket is good for: longer than any slice of its task may run."""
+    return int(settings.MAX_SLICE_SECONDS) + TICKET_GRACE_SECONDS
+
+
 def uploader(request: HttpRequest, *, sha256: str, size: int) -> User:
     """The user storing `size` bytes as `sha256`: 401 without valid credentials, 403 for a
-    user who has not joined First Devs (only they deploy jobs)."""
-    principal = ApiKeyBearer()(request)  # ApiError 401 for an unknown or revoked key
-    user = principal.user if principal is not None else _signer(request, sha256, size)
+    user who has not joined First Devs (only they deploy jobs), or for a worker's ticket while
+    the worker holds no slice of the ticket's job."""
+    ticket = _worker_ticket(request)
+    if ticket is not None:
+        user = _job_owner(ticket)
+    else:
+        principal = ApiKeyBearer()(request)  # ApiError 401 for an unknown or revoked key
+        user = principal.user if principal is not None else _signer(request, sha256, size)
     if user.first_dev_since is None:
         raise StoreError(
             403, "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to store data"
         )
     return user
+
+
+def _worker_ticket(request: HttpRequest) -> str | None:
+    """The ticket of `Authorization: DCP-Worker <ticket>`, or None for any other header."""
+    scheme, _, ticket = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != WORKER_SCHEME.lower():
+        return None
+    if len(ticket) > MAX_TICKET_CHARS:
+        raise _refused("the upload ticket is too long")
+    return ticket.strip()
+
+
+def _job_owner(ticket: str) -> User:
+    """The owner of the job a worker's ticket names, while the worker holds one of its slices."""
+    claims = _ticket_claims(ticket)
+    owner = owner_of_leased_job(worker=claims["w"], user_id=claims["u"], job_id=claims["j"])
+    if owner is None or not owner.is_active:
+        raise StoreError(
+            403,
+            "ENOTLEASED",
+            f"this worker holds no slice of job {claims['j']} now: only a worker computing a "
+            "job stores its results",
+        )
+    return owner
+
+
+def _ticket_claims(ticket: str) -> dict[str, Any]:
+    try:
+        claims = signing.loads(ticket, salt=TICKET_SALT, max_age=ticket_seconds())
+    except signing.SignatureExpired:
+        raise _refused(
+            "the upload ticket expired: the worker's latest task has a newer one"
+        ) from None
+    except signing.BadSignature:
+        raise _refused("not an upload ticket of this portal") from None
+    if not isinstance(claims, dict) or set(claims) != {"w", "u", "j"}:
+        raise _refused("not an upload ticket of this portal")
+    return claims
 
 
 def _signer(request: HttpRequest, sha256: str, size: int) -> User:

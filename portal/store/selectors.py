@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import Sum
 
-from dcp.protocol.values import references
+from dcp.protocol.values import BlobRef, references
 from portal.users.models import User
 
 from .files import object_path
@@ -43,3 +43,13 @@ def foreign_or_missing_blobs(user: User, *values: Any) -> list[str]:
         owned.update(rows.values_list("stored_object_id", "stored_object__size"))
     refused = (ref.sha256 for ref in wanted if owned.get(ref.sha256) != ref.size)
     return list(dict.fromkeys(refused))
+
+
+def missing_objects(refs: list[BlobRef]) -> set[BlobRef]:
+    """The references among `refs` to objects the store lacks, or has with another size (a
+    worker's result may reference only what is stored, whoever stored it)."""
+    sizes: dict[str, int] = {}
+    for chunk in batched(refs, QUERY_BATCH):
+        rows = StoredObject.objects.filter(sha256__in=[ref.sha256 for ref in chunk])
+        sizes.update(rows.values_list("sha256", "size"))
+    return {ref for ref in refs if sizes.get(ref.sha256) != ref.size}

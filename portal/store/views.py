@@ -2,6 +2,8 @@
 
 Objects never change, so a read is cacheable for a year by anyone; it is served with CORS and
 a cross-origin resource policy because sandboxes, whose frame has an opaque origin, fetch them.
+Sandboxes also store big results (PUT with a worker's ticket), so a CORS preflight (OPTIONS) is
+answered too: no cookie ever counts here, so any origin may send the headers that authenticate.
 Errors have the REST API's shape, `{"error": {"code", "message"}}`.
 """
 
@@ -26,6 +28,10 @@ from .selectors import object_of
 
 CONTENT_TYPE = "application/octet-stream"
 IMMUTABLE = "public, max-age=31536000, immutable"
+# What a cross-origin PUT may send (the credentials of auth.py), and how long a browser may
+# remember the preflight's answer.
+UPLOAD_HEADERS = "Authorization, Content-Type, X-DCP-Identity, X-DCP-Expires, X-DCP-Signature"
+PREFLIGHT_MAX_AGE = "86400"
 SEND_BLOCK_BYTES = 1024 * 1024  # a file is streamed this much at a time
 
 Handler = Callable[[HttpRequest, str], HttpResponseBase]
@@ -88,7 +94,21 @@ def store(request: HttpRequest, sha256: str) -> HttpResponseBase:
     return _answer(stored, 201 if created else 200)
 
 
-HANDLERS: dict[str, Handler] = {"GET": read_object, "HEAD": object_head, "PUT": store}
+def preflight(request: HttpRequest, sha256: str) -> HttpResponseBase:
+    """OPTIONS: a browser's CORS preflight of a PUT from another origin (a sandbox's)."""
+    response = HttpResponse(status=204)
+    response["Access-Control-Allow-Methods"] = ", ".join(HANDLERS)
+    response["Access-Control-Allow-Headers"] = UPLOAD_HEADERS
+    response["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    return _cross_origin(response)
+
+
+HANDLERS: dict[str, Handler] = {
+    "GET": read_object,
+    "HEAD": object_head,
+    "PUT": store,
+    "OPTIONS": preflight,
+}
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -113,8 +133,9 @@ def _missing(sha256: str) -> StoreError:
     return StoreError(404, "ENOTFOUND", f"the store has no object {sha256}")
 
 
-def _answer(stored: StoredObject, status: int) -> JsonResponse:
-    return JsonResponse({"sha256": stored.sha256, "size": stored.size}, status=status)
+def _answer(stored: StoredObject, status: int) -> HttpResponseBase:
+    response = JsonResponse({"sha256": stored.sha256, "size": stored.size}, status=status)
+    return _cross_origin(response)
 
 
 def _immutable(response: HttpResponseBase, sha256: str) -> HttpResponseBase:

@@ -36,6 +36,7 @@ CONTENT_TYPES = {
 }
 VENDOR_PATH = "/worker/vendor/pyodide/"
 RUNTIME_PATH = "/worker/runtime/"
+STORE_PATH = "/store/"  # the portal's store: the sandbox fetches jobs' blobs, stores big results
 SANDBOX_HOST_PAGE = "sandbox-host.html"
 HEADLESS_PAGE = "headless.html"  # the page `dcp worker` drives in headless Chromium
 EMBED_PAGE = "embed.html"  # the frame dcp-worker.js puts in pages of other sites
@@ -87,9 +88,11 @@ def frame_ancestors() -> str:
 def sandbox_csp(origin: str) -> str:
     """The sandbox's Content-Security-Policy for a portal at `origin` (see sandbox.js)."""
     vendor, runtime = f"{origin}{VENDOR_PATH}", f"{origin}{RUNTIME_PATH}"
+    store = f"{origin}{STORE_PATH}"
     return (
         f"default-src 'none'; script-src {vendor} {runtime} 'wasm-unsafe-eval' 'unsafe-eval'; "
-        f"connect-src {vendor} {runtime}"  # Pyodide's files; the Python runtime's files
+        # Pyodide's files; the Python runtime's files; jobs' blobs and big results
+        f"connect-src {vendor} {runtime} {store}"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import dcp
+from dcp.client.results import ResultHandle
 from dcp.client.store import Store
 from dcp.keys import signing_key
 from dcp.protocol.storable import check_storable
@@ -196,6 +197,11 @@ def owners(site: LiveSite, sha256: str) -> list[tuple[object, ...]]:
     return site.query("SELECT COUNT(*) FROM store_ownership WHERE stored_object_id = ?", (sha256,))
 
 
+def access_log(site: LiveSite) -> str:
+    """The requests the live portal served: daphne writes its access log to its own log."""
+    return site.requests_seen() or site.log_path.read_text()
+
+
 @pytest.fixture
 def live(portal_site: LiveSite, tmp_path: Path) -> LiveSite:
     """The live portal, this test's DCP home holding a paying First Dev's keystores."""
@@ -250,3 +256,25 @@ def test_a_file_that_changed_after_it_was_hashed_is_refused(live: LiveSite, tmp_
         Store(live.url, identity).upload([blob])
     assert raised.value.code == "EHASHMISMATCH"
     assert head(live, blob.sha256) == 404
+
+
+def test_a_blob_result_is_fetched_from_the_store_the_first_time_it_is_read(
+    live: LiveSite, tmp_path: Path
+) -> None:
+    data = os.urandom(3000)
+    identity = signing_key(tmp_path / "home" / ".dcp" / "id.keystore", "identity")
+    Store(live.url, identity).upload([dcp.Blob(data)])
+    reference = {"$blob": digest(data), "size": len(data)}
+    handle = ResultHandle([(2, 5), (1, {"out": reference})])
+    fetched = f"GET /store/{digest(data)}"
+
+    assert "BlobRef" in repr(handle)  # looking fetches nothing
+    assert access_log(live).count(fetched) == 0
+    assert handle[0] == {"out": data}
+    assert handle.values() == [{"out": data}, 5]
+    assert access_log(live).count(fetched) == 1  # once, then kept
+
+    wrong = ResultHandle([(1, {"$blob": digest(data), "size": len(data) + 1})])
+    with pytest.raises(dcp.DCPError) as raised:
+        wrong.values()
+    assert raised.value.code == "EHASHMISMATCH"

@@ -150,5 +150,6 @@ print(json.dumps({{"python": python.values(), "js": javascript.values()}}))
     assert all(text.startswith("blocked") for text in result["python"][0]), result
     assert result["js"][0].startswith("blocked"), result
     seen = portal_site.requests_seen()
-    assert "/portal/keys/" not in seen, "a sandbox request reached the portal"
+    assert "?leak=" not in seen, "a sandbox request reached the portal"
+    assert f"/portal/keys/{volunteer.account}/keystore/" not in seen
     assert json.dumps(result).count("went out") == 0

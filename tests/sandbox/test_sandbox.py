@@ -9,8 +9,12 @@ Pyodide: `npm ci --prefix frontend && node frontend/build.mjs`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
+import random
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +107,10 @@ def harness(sandbox_page: Any) -> Harness:
 
 
 _job_numbers = iter(range(1, 1_000_000))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def python_job(source: str, args: list[Any] | None = None) -> dict[str, Any]:
@@ -370,6 +378,119 @@ def test_a_runtime_that_fails_its_integrity_check_is_never_run(
     assert "value" not in outcome, outcome
     assert "integrity" in outcome["error"]["message"], outcome["error"]
     assert "not the runtime" not in str(outcome["console"])
+
+
+# -------------------------------------------------------------------------------- blobs
+
+
+def test_blobs_reach_work_functions_as_bytes_once_a_sandbox_and_a_bad_one_fails_its_slice(
+    harness: Harness, server: WorkerSite, tmp_path: Path
+) -> None:
+    table = random.Random(14).randbytes(300 * 1024)
+    chunk = b"one slice's own bytes"
+    impostor = b"bytes served under a name that is not their hash"
+    misnamed = hashlib.sha256(b"what the reference promises").hexdigest()
+    for name, data in ((sha256(table), table), (sha256(chunk), chunk), (misnamed, impostor)):
+        (tmp_path / f"{name}.json").write_bytes(data)
+        server.pages[f"/store/{name}"] = tmp_path / f"{name}.json"
+    url = f"{server.origin}/store/{sha256(table)}"
+    args = [{"$blob": sha256(table), "size": len(table)}, url]
+    good = {"$blob": sha256(chunk), "size": len(chunk)}
+    bad = {"$blob": misnamed, "size": len(impostor)}
+    python = python_job(
+        "import hashlib, js\n\n"
+        "def work(datum, table, url):\n"
+        "    try:\n"
+        "        js.fetch(url)\n"
+        "        fetched = 'went out'\n"
+        "    except Exception as error:\n"
+        "        fetched = str(error)\n"
+        "    return [datum, type(table).__name__, hashlib.sha256(table).hexdigest(), fetched]\n",
+        args=args,
+    )
+    javascript = js_job(
+        "async function (datum, table, url) {"
+        "  let fetched = 'went out';"
+        "  try { await fetch(url); } catch (error) { fetched = error.message; }"
+        "  return [datum, table.constructor.name, table.length, fetched];"
+        "}",
+        args=args,
+    )
+
+    first = harness.run(python, 1, good)
+    failed = harness.run(python, 2, bad)
+    again = harness.run(python, 3, good)
+    in_js = harness.run(javascript, 1, good)
+
+    blocked = "network access is not allowed in a sandbox"
+    assert first.get("error") is None, first
+    bytes_of_chunk = {"$bytes": base64.b64encode(chunk).decode()}
+    assert first["value"][:3] == [bytes_of_chunk, "bytes", sha256(table)]
+    assert blocked in first["value"][3]
+    assert failed["error"]["name"] == "StoreError"
+    assert (
+        f"blob {misnamed} from the portal's store hashes to {sha256(impostor)}"
+        in (failed["error"]["message"])
+    )
+    assert again["value"][0] == bytes_of_chunk  # the same warm sandbox computes on
+    assert in_js["value"][:3] == [bytes_of_chunk, "Uint8Array", len(table)]
+    assert blocked in in_js["value"][3]
+    # Each job's sandbox fetched each blob once (this server forbids the HTTP cache).
+    assert server.requested_paths.count(f"/store/{sha256(table)}") == 2
+    assert server.requested_paths.count(f"/store/{sha256(chunk)}") == 2
+    python_sandboxes = [s for s in harness.stats() if s["jobId"] == python["id"]]
+    assert len(python_sandboxes) == 1
+
+
+# ------------------------------------------------------------------------------ packages
+
+
+def greet_wheel(*, purelib: bool = True) -> bytes:
+    """A tiny pure-Python wheel, greet 1.0: `greet.hello(x)` says hi (or, with `purelib` off, a
+    wheel the wheel check refuses)."""
+    info = "greet-1.0.dist-info"
+    files = {
+        "greet.py": 'def hello(x):\n    return f"hi {x}"\n',
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n",
+        f"{info}/WHEEL": (
+            f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_a_jobs_wheels_are_installed_before_its_first_slice_and_a_bad_one_fails_the_job(
+    harness: Harness, server: WorkerSite, tmp_path: Path
+) -> None:
+    wheel, impure = greet_wheel(), greet_wheel(purelib=False)
+    misnamed = sha256(b"the wheel the job was deployed with")
+    for name, data in ((sha256(wheel), wheel), (sha256(impure), impure), (misnamed, wheel)):
+        (tmp_path / f"{name}.json").write_bytes(data)  # a suffix the test server knows
+        server.pages[f"/store/{name}"] = tmp_path / f"{name}.json"
+    file = "greet-1.0-py3-none-any.whl"
+    source = "from greet import hello\n\ndef work(x):\n    return hello(x)\n"
+
+    def job_with(digest: str, data: bytes) -> dict[str, Any]:
+        package = {"name": "greet", "version": "1.0", "file": file, "sha256": digest}
+        return {**python_job(source), "packages": [{**package, "size": len(data)}]}
+
+    computed = harness.run(job_with(sha256(wheel), wheel), 1, 7)
+    again = harness.run(job_with(sha256(wheel), wheel), 2, "there")
+    swapped = harness.run(job_with(misnamed, wheel), 1, 7)["error"]
+    unsafe = harness.run(job_with(sha256(impure), impure), 1, 7)["error"]
+
+    assert computed.get("value") == "hi 7", computed
+    assert again.get("value") == "hi there", again
+    assert swapped["name"] == "ENOPACKAGE"
+    assert f"the job's package greet ({file})" in swapped["message"]
+    assert f"hashes to {sha256(wheel)}: these are not its bytes" in swapped["message"]
+    assert unsafe["name"] == "EUNSAFEWHEEL"
+    assert file in unsafe["message"] and "Root-Is-Purelib" in unsafe["message"]
 
 
 # --------------------------------------------------------------------------- JavaScript

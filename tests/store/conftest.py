@@ -18,6 +18,15 @@ from portal.users.services import join_first_devs
 from portal.wallet.models import Key, KeyKind
 from portal.wallet.services import create_key, ensure_default_account, private_key_of
 
+# What the tests of workers' uploads share with the scheduler's: a deploying First Dev, a
+# volunteer, and a channel layer of each test's own.
+from tests.scheduler.conftest import (  # noqa: F401 - fixtures, found by name
+    deployer,
+    fresh_channel_layer,
+    no_idle_workers_of_other_tests,
+    volunteer,
+)
+
 
 @dataclass
 class Person:

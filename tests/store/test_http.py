@@ -157,4 +157,4 @@ def test_an_unknown_object_is_404_and_a_bad_name_400(db: None) -> None:
 def test_other_methods_are_refused_with_allow(db: None) -> None:
     response = Client().delete(PATH)
     assert error_of(response) == (405, "EMETHOD")
-    assert response["Allow"] == "GET, HEAD, PUT"
+    assert response["Allow"] == "GET, HEAD, PUT, OPTIONS"

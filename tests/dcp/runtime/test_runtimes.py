@@ -18,8 +18,14 @@ from dcp.runtime.runtimes import RUNTIME_DIR, RUNTIMES, SANDBOX_MANIFEST, sandbo
 
 def test_python_and_javascript_are_registered_runtimes():
     assert set(RUNTIMES) == {"python", "js"}
-    assert RUNTIMES["python"].sandbox_files == ("slice.py", "gpu.py", "wgsl.py", "values.py")
-    assert RUNTIMES["js"].sandbox_files == ("slice.mjs", "gpu.mjs")
+    assert RUNTIMES["python"].sandbox_files == (
+        "slice.py",
+        "gpu.py",
+        "wgsl.py",
+        "values.py",
+        "packages.py",
+    )
+    assert RUNTIMES["js"].sandbox_files == ("slice.mjs", "gpu.mjs", "values.mjs")
 
 
 def test_every_language_of_the_protocol_has_a_runtime_on_both_sides():

@@ -246,3 +246,21 @@ def test_the_json_entry_points_speak_text():
     assert json.loads(slices.run_json(3, "40")) == {"type": "result", "value": {"sum": 42}}  # type: ignore[arg-type]
     failing = SliceRuntime.from_json("x = 1\n", "[]", Recorder())
     assert json.loads(failing.compile_json() or "{}")["name"] == "TypeError"
+
+
+def test_blobs_the_host_hands_over_reach_the_work_function_as_bytes():
+    table, chunk = b"\x00" * 10 + b"table", b"datum bytes"
+    table_ref = {"$blob": "a" * 64, "size": len(table)}
+    chunk_ref = {"$blob": "b" * 64, "size": len(chunk)}
+    slices = SliceRuntime(
+        "def work(x, table):\n    return [x[:5], table[-5:], type(x).__name__]\n",
+        [table_ref],
+        Recorder(),
+    )
+    slices.add_blob("a" * 64, bytearray(table))
+    slices.add_blob("b" * 64, chunk)
+    reply = slices.run(1, chunk_ref)
+    assert reply == {
+        "type": "result",
+        "value": [{"$bytes": "ZGF0dW0="}, {"$bytes": "dGFibGU="}, "bytes"],
+    }

@@ -1,0 +1,43 @@
+"""A job's packages reach the Worker tab's sandbox: a local module and a local wheel that the
+work function imports are stored with the deploy and installed before its first slice."""
+
+from __future__ import annotations
+
+import hashlib
+
+from testkit.livesite import LiveSite
+from tests.e2e.conftest import deploy_in_background, wait_for
+from tests.e2e.portal_flows import Person, start_worker
+from tests.sandbox.test_sandbox import greet_wheel
+
+PROGRAM = """
+import json
+import dcp
+
+def work(n):
+    import greet, helper
+    return greet.hello(helper.double(n))
+
+job = dcp.compute_for([1, 2, 3], work)
+job.requires({helper!r}, {wheel!r})
+results = job.exec(slice_payment_offer="0.01")
+print(json.dumps([results[0], results[1], results[2]]))
+"""
+
+
+def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
+    payer: Person, volunteer: Person, portal_site: LiveSite
+) -> None:
+    helper = payer.home / "helper.py"
+    helper.write_text("def double(n):\n    return 2 * n\n")
+    wheel = payer.home / "greet-1.0-py3-none-any.whl"
+    wheel.write_bytes(greet_wheel())
+    start_worker(volunteer.page, portal_site)
+
+    program = PROGRAM.format(helper=str(helper), wheel=str(wheel))
+    thread, outcome = deploy_in_background(portal_site, payer.home, program)
+    results = wait_for(volunteer.page, thread, outcome)
+
+    assert results == ["hi 2", "hi 4", "hi 6"]
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert f'"GET /store/{digest}' in portal_site.requests_seen()
