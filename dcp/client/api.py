@@ -53,14 +53,9 @@ def compute_for(
     resolved into pure-Python wheels (docs/packages.md). Deploy with `job.exec()`.
     """
     input_set, work, arguments = parse_compute_args(params, args, allow_empty=not auto_close)
-    if not (callable(work) or isinstance(work, str)):
-        raise DCPError(
-            "EINVALID",
-            f"the work function must be a function or a source string, not {type(work).__name__}",
-        )
     return Job(
         input_set,
-        work_spec(work, language),
+        work_spec(_checked_work(work), language),
         arguments,
         auto_close=auto_close,
         progress_timeout=progress_timeout,
@@ -70,6 +65,15 @@ def compute_for(
         compute_groups=compute_groups,
         requires=requires,
     )
+
+
+def _checked_work(work: Any) -> Any:
+    if not (callable(work) or isinstance(work, str)):
+        raise DCPError(
+            "EINVALID",
+            f"the work function must be a function or a source string, not {type(work).__name__}",
+        )
+    return work
 
 
 def jobs(identity: KeySpec = None) -> list[dict[str, Any]]:
