@@ -47,7 +47,6 @@ __all__ = [
     "WORK_FILENAME",
     "Host",
     "SliceRuntime",
-    "check_result",
     "clip_console_line",
     "compile_work",
     "error_reply",
@@ -168,17 +167,6 @@ def compile_work(source: str, progress: Progress) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------- replies
-
-
-def check_result(result: Any, slice_number: int | None) -> Any:
-    """`result` when JSON can carry it exactly; TypeError (the slice fails) otherwise."""
-    encode_result(result, slice_number)
-    return result
-
-
-def encode_result(result: Any, slice_number: int | None) -> str:
-    """The JSON text of `result`; TypeError (the slice fails) when JSON cannot carry it."""
-    return _dumps(encode_value(result, slice_number), allow_nan=False)
 
 
 def encode_value(result: Any, slice_number: int | None) -> Any:

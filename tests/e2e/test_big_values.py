@@ -35,11 +35,6 @@ print(json.dumps({{
 """
 
 
-def access_log(site: LiveSite) -> str:
-    """The requests the live portal served (daphne's access log)."""
-    return site.requests_seen()
-
-
 def test_a_20_mib_argument_and_a_10_mib_result_travel_through_the_store(
     payer: Person, volunteer: Person, portal_site: LiveSite
 ) -> None:
@@ -52,7 +47,7 @@ def test_a_20_mib_argument_and_a_10_mib_result_travel_through_the_store(
 
     assert result["type"] == "bytes" and result["size"] == 10 * MIB
     assert result["same"], "the result is not what computing it locally gives"
-    served = access_log(portal_site)
+    served = portal_site.requests_seen()
     assert f'"GET /store/{argument}" 200 {20 * MIB}' in served  # the sandbox fetched the argument
     assert f'"PUT /store/{result["result"]}" 201' in served  # the sandbox stored the result
     assert f'"GET /store/{result["result"]}" 200 {10 * MIB}' in served  # the client read it
