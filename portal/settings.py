@@ -296,6 +296,9 @@ STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 WORKER_STATIC_DIR = BASE_DIR / "worker_static"
+# An operator's Pyodide package repository (its pyodide-lock.json and package files), served
+# over the core's Pyodide at /worker/vendor/pyodide/ (docs/packages.md, "For operators").
+PYODIDE_PACKAGES_DIR = env_str("PYODIDE_PACKAGES_DIR")
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -13,6 +13,12 @@
  * <iframe sandbox="allow-scripts"> (an opaque origin) they live in a renderer of their own,
  * whose crash the tab survives.
  *
+ * Blobs. The frame's sandboxes get a job's blobs and wheels from this page (fetchBlob through
+ * the frame, see sandbox-host.js), which keeps them in a StoreCache (store-cache.js): this page
+ * is of the portal's origin, so the browser's HTTP cache backs it too, which the frame's opaque
+ * origin has not. A job computed on several cores, or a later job with the same package, fetches
+ * nothing again.
+ *
  * Crashes. The frame answers a ping every HEARTBEAT_MS at once (its event loop only passes
  * messages; slices run in workers). A ping unanswered for CRASH_AFTER_MS, on two ticks in a row
  * (so that a tab whose own thread was busy does not read its late replies as silence), means
@@ -24,12 +30,20 @@
  */
 
 import { SliceError } from "./sandbox-pool.js";
+import { StoreCache } from "./store-cache.js";
 import { callQuietly } from "./util.js";
 
 const HEARTBEAT_MS = 500;
 const CRASH_AFTER_MS = 2_000;
 const START_MS = 30_000;
 const HOST_PAGE = "sandbox-host.html"; // beside sandbox.js
+
+/** The blobs and wheels of the portal that serves sandbox.js, fetched once for every sandbox
+ * and job of the pool: the store is on sandbox.js's origin, this page's. */
+function storeCacheSource(sandboxURL) {
+  const cache = new StoreCache({ storeURL: new URL("/store/", sandboxURL).href });
+  return (sha256) => cache.get(sha256);
+}
 
 export class IsolatedPool {
   #options;
@@ -41,10 +55,15 @@ export class IsolatedPool {
   #closed = false;
   #onMessage = (event) => this.#onWindowMessage(event);
 
-  /** Takes SandboxPool's options; `container` is where the frame goes (default: document.body). */
-  constructor({ container = null, ...options }) {
+  #blobSource;
+
+  /** Takes SandboxPool's options; `container` is where the frame goes (default: document.body).
+   * `blobSource` stays in this page (by default a StoreCache of the portal's store, kept for the
+   * pool's life): the frame's sandboxes ask it through the frame. */
+  constructor({ container = null, blobSource = null, ...options }) {
     if (!options.sandboxURL || !options.pyodideURL) throw new TypeError("IsolatedPool needs sandboxURL and pyodideURL");
-    this.#options = options;
+    this.#blobSource = blobSource ?? storeCacheSource(options.sandboxURL);
+    this.#options = { ...options, blobsFromTab: true };
     this.#size = Math.max(1, options.size ?? 1);
     this.container = container;
     globalThis.addEventListener("message", this.#onMessage);
@@ -165,6 +184,10 @@ export class IsolatedPool {
       for (const id of host.sentAt.keys()) if (id <= data.id) host.sentAt.delete(id);
       return;
     }
+    if (data.type === "fetchBlob") {
+      this.#answerBlob(host, data);
+      return;
+    }
     const run = this.#pending.get(data.id);
     if (!run) return; // given up on already (aborted)
     if (data.type === "progress") callQuietly(run.onProgress, data.value);
@@ -176,6 +199,16 @@ export class IsolatedPool {
       this.#pending.delete(data.id);
       run.reject(new SliceError({ ...data.error, jobId: run.job?.id ?? null, slice: run.slice }));
     }
+  }
+
+  /** A blob a sandbox of the frame asked for, from blobSource (posted as a copy). */
+  #answerBlob(host, { ask, sha256 }) {
+    const send = (answer) => {
+      if (host === this.#host) host.port.postMessage({ type: "blob", ask, ...answer });
+    };
+    Promise.resolve()
+      .then(() => this.#blobSource(String(sha256)))
+      .then((bytes) => send({ bytes }), (error) => send({ error: String(error?.message ?? error) }));
   }
 
   /** The frame is gone: every slice it held fails with SandboxCrashed; a fresh one is loaded. */

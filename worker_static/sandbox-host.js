@@ -18,12 +18,18 @@
  *     {type: "resize", size}                                 SandboxPool.resize
  *     {type: "terminate"}                                    SandboxPool.terminate
  *     {type: "ping", id}                                     answered at once with pong
+ *     {type: "blob", ask, bytes?, error?}                    the answer to fetchBlob `ask`
  *
  *   frame -> tab
  *     {type: "progress", id, value}  {type: "console", id, line}     of run `id`
  *     {type: "done", id, value, gpuMs, stats}  {type: "failed", id, error: {name, message, traceback}, stats}
  *     {type: "pong", id, stats}                              stats: SandboxPool.stats()
  *     {type: "stats", stats}                                 after an abortJob or resize
+ *     {type: "fetchBlob", ask, sha256}                       a sandbox wants a blob (options.blobsFromTab)
+ *
+ * With `blobsFromTab` in the connect's options, the pool's sandboxes get blobs and wheels from
+ * the tab (its StoreCache, which the browser's HTTP cache backs: this frame's opaque origin has
+ * none) instead of fetching them each.
  *
  * This frame's event loop does nothing but pass messages (slices run in the pool's workers), so
  * a ping goes unanswered only when the process is gone.
@@ -33,6 +39,8 @@ import { SandboxPool } from "./sandbox-pool.js";
 
 let pool = null;
 let port = null;
+const asked = new Map(); // ask number -> {resolve, reject} of a fetchBlob not answered yet
+let lastAsk = 0;
 
 function send(message) {
   port.postMessage(message);
@@ -53,7 +61,25 @@ async function run({ id, job, slice, datum, timeoutMs, uploadTicket }) {
   }
 }
 
+/** A blob's bytes from the tab: the pool's blobSource when the tab offers one. */
+function askTab(sha256) {
+  return new Promise((resolve, reject) => {
+    lastAsk += 1;
+    asked.set(lastAsk, { resolve, reject });
+    send({ type: "fetchBlob", ask: lastAsk, sha256 });
+  });
+}
+
+function answer({ ask, bytes, error }) {
+  const waiting = asked.get(ask);
+  if (!waiting) return;
+  asked.delete(ask);
+  if (bytes instanceof Uint8Array) waiting.resolve(bytes);
+  else waiting.reject(new Error(String(error ?? "the tab sent no bytes")));
+}
+
 const HANDLERS = Object.freeze({
+  blob: answer,
   run,
   abortJob: ({ jobId, message }) => {
     pool.abortJob(jobId, message);
@@ -71,7 +97,8 @@ const HANDLERS = Object.freeze({
 function connect(event) {
   if (event.source !== parent || event.data?.type !== "connect" || !(event.data.port instanceof MessagePort)) return;
   window.removeEventListener("message", connect);
-  pool = new SandboxPool(event.data.options);
+  const { blobsFromTab = false, ...options } = event.data.options ?? {};
+  pool = new SandboxPool({ ...options, blobSource: blobsFromTab ? askTab : null });
   port = event.data.port;
   port.onmessage = ({ data }) => {
     if (Object.hasOwn(HANDLERS, data?.type)) HANDLERS[data.type](data);

@@ -217,13 +217,14 @@ import(${JSON.stringify(sandboxURL)}).then(() => {
 class Sandbox {
   static #count = 0;
 
-  constructor(sandboxURL, { memoryLimitBytes, onCrash, onOutOfMemory }) {
+  constructor(sandboxURL, { memoryLimitBytes, blobSource, onCrash, onOutOfMemory }) {
     Sandbox.#count += 1;
     this.number = Sandbox.#count;
     this.worker = startWorker(sandboxURL, `dcp-sandbox-${this.number}`);
     this.interruptBuffer = newInterruptBuffer();
     this.doorbell = newDoorbell();
     this.memoryLimitBytes = memoryLimitBytes;
+    this.blobSource = blobSource ?? null; // (sha256) => Promise<Uint8Array>, or null
     this.onOutOfMemory = onOutOfMemory;
     this.outOfMemory = null; // {bytes, limitBytes}: the first growth it was refused
     this.outOfMemoryTimer = null;
@@ -262,7 +263,8 @@ class Sandbox {
       crash: () => {},
     });
     const { interruptBuffer, doorbell, memoryLimitBytes } = this;
-    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes }, [port]);
+    const blobsFromPage = this.blobSource !== null;
+    this.worker.postMessage({ type: "connect", id, port, interruptBuffer, doorbell, memoryLimitBytes, blobsFromPage }, [port]);
   }
 
   request(message, handler) {
@@ -317,10 +319,25 @@ class Sandbox {
       this.#onMemory(message);
       return;
     }
+    if (message?.type === "fetchBlob") {
+      this.#answerBlob(String(message.sha256));
+      return;
+    }
     const handler = message && typeof message === "object" ? this.pending.get(message.id) : null;
     if (!handler) return; // a late reply for a request already given up on
     if (FINAL_REPLIES.has(message.type)) this.pending.delete(message.id);
     handler.message(message);
+  }
+
+  /** The blob a sandbox asked for, from the pool's blobSource (a copy is posted: the source
+   * keeps its bytes for other sandboxes). */
+  #answerBlob(sha256) {
+    const send = (answer) => {
+      if (!this.dead) this.port.postMessage({ type: "blob", sha256, ...answer });
+    };
+    Promise.resolve()
+      .then(() => this.blobSource(sha256))
+      .then((bytes) => send({ bytes }), (error) => send({ error: String(error?.message ?? error) }));
   }
 
   #onMemory({ bytes, limitBytes }) {
@@ -355,6 +372,8 @@ export class SandboxPool {
    * @param {boolean} [options.gpu] whether work functions may use WebGPU (the "Use GPU" switch;
    *   when false a sandbox's navigator.gpu throws "device access is not allowed in a sandbox");
    *   setGpu() changes it for the jobs that start afterwards
+   * @param {function} [options.blobSource] (sha256) => Promise<Uint8Array>: where sandboxes get
+   *   blobs and wheels (a StoreCache's get); without it each sandbox fetches them itself
    */
   constructor({
     size = defaultSize(),
@@ -366,6 +385,7 @@ export class SandboxPool {
     idleMs = DEFAULT_IDLE_MS,
     memoryLimitBytes = MAX_SANDBOX_MEMORY_BYTES,
     gpu = true,
+    blobSource = null,
   }) {
     if (!sandboxURL || !pyodideURL) throw new TypeError("SandboxPool needs sandboxURL and pyodideURL");
     this.sandboxURL = sandboxURL;
@@ -376,6 +396,7 @@ export class SandboxPool {
     this.idleMs = idleMs;
     this.memoryLimitBytes = memoryLimitBytes;
     this.gpu = gpu !== false;
+    this.blobSource = blobSource;
     this.#size = Math.max(1, size);
     this.#snapshotKey = `${sandboxURL}\n${pyodideURL}`;
   }
@@ -525,6 +546,7 @@ export class SandboxPool {
   #startSandbox() {
     const sandbox = new Sandbox(this.sandboxURL, {
       memoryLimitBytes: this.memoryLimitBytes,
+      blobSource: this.blobSource,
       onCrash: (crashed, message) => this.#lose(crashed, (task) => sliceError("SandboxCrashed", task, message)),
       onOutOfMemory: (full, report) => this.#onOutOfMemory(full, report),
     });

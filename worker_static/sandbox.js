@@ -14,7 +14,7 @@
  * Protocol. The page's first message, posted on the worker itself, hands the sandbox a private
  * MessagePort (of a MessageChannel):
  *
- *   {type: "connect", id, port, interruptBuffer?, doorbell?, memoryLimitBytes?}  (port transferred)
+ *   {type: "connect", id, port, interruptBuffer?, doorbell?, memoryLimitBytes?, blobsFromPage?}  (port transferred)
  *
  * The sandbox stops listening on its global scope after it, and every later message in both
  * directions travels over that port, which no work function can reach: a work function's own
@@ -46,8 +46,10 @@
  *         Calls work(datum, *job.args); a result's reply carries `gpuMs` when it used the GPU.
  *         With `upload` (the worker's upload ticket for this job, see "Blobs"), a result whose
  *         JSON is over `limitBytes` has its large bytes stored in the portal's store first.
+ *     {type: "blob", sha256, bytes?, error?}     the answer to fetchBlob (no id; see "Blobs")
  *
  *   sandbox -> page
+ *     {type: "fetchBlob", sha256}                          asks for a blob's bytes (blobsFromPage)
  *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
  *                                                                (jobId null for connect, warm)
  *     {type: "snapshot", id, snapshot, problem}            the memory snapshot a warm or init
@@ -84,13 +86,15 @@
  *
  * Blobs. Values travel in the value encoding (dcp/runtime/values.mjs, the twin of
  * dcp/protocol/values.py): a blob reference {"$blob": "<sha256>", "size": n} in the job's
- * arguments (before the init compiles) or in a slice's datum (before the slice runs) is fetched
- * from the portal's store, ORIGIN/store/<sha256>, with the private real fetch, and checked
- * against its SHA-256 and size. The arguments' blobs are kept for the sandbox's life (one
- * sandbox, one job: fetched once per sandbox), the datums' while they add up to at most
- * DATUM_BLOBS_KEPT_BYTES (the most recently used). The store's answers are immutable, but the
- * browser's HTTP cache keeps nothing for a frame of an opaque origin (the Worker tab's
- * sandboxes run in one): another sandbox fetches a blob again. Python work functions receive
+ * arguments (before the init compiles) or in a slice's datum (before the slice runs), and each
+ * of a job's wheels, is asked of the page when connect said `blobsFromPage` ({type:
+ * "fetchBlob", sha256} on the port, answered by {type: "blob", sha256, bytes | error} outside
+ * the inbox: the page keeps one copy for every sandbox and job, store-cache.js), else fetched from
+ * the portal's store, ORIGIN/store/<sha256>, with the private real fetch (the browser's HTTP
+ * cache keeps nothing for a frame of an opaque origin); either way it is checked against its
+ * SHA-256 and size. The arguments' blobs are kept for the sandbox's life (one sandbox, one
+ * job), the datums' while they add up to at most DATUM_BLOBS_KEPT_BYTES (the most recently
+ * used). Python work functions receive
  * the bytes as `bytes` (handed to the runtime with SliceRuntime.add_blob, a datum's for its
  * slice only), JavaScript ones as a Uint8Array. A blob that does not
  * arrive or does not match fails the init or the slice (StoreError), never the sandbox. A result
@@ -226,6 +230,7 @@ const { isArray } = Array;
 const { defineProperty, keys: objectKeys } = Object;
 const { parse: parseJson, stringify: stringifyJson } = JSON;
 const FunctionConstructor = Function;
+const PromiseConstructor = Promise;
 const now = performance.now.bind(performance);
 const storeAtomic = Atomics.store;
 const loadAtomic = Atomics.load;
@@ -344,6 +349,7 @@ const arrayBufferBytes = byteLengthGetter(ArrayBuffer);
 const sharedBufferBytes = globalThis.SharedArrayBuffer ? byteLengthGetter(SharedArrayBuffer) : null;
 
 let memoryLimitBytes = Infinity; // the page's limit, from connect
+let blobsFromPage = false; // the page answers fetchBlob (connect's blobsFromPage), else fetch them
 
 function memoryBytes(memory) {
   const buffer = memoryBuffer(memory); // throws, as grow would, when `memory` is not a Memory
@@ -412,7 +418,8 @@ function webgpuModule() {
 /** The page's first message hands over the port; the worker scope is never listened to again. */
 function connect(event) {
   stopListening("message", connect);
-  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit } = messageData(event) ?? {};
+  const { type, id, port, interruptBuffer: buffer, doorbell: bell, memoryLimitBytes: limit, blobsFromPage: fromPage } =
+    messageData(event) ?? {};
   if (type !== "connect" || !(port instanceof MessagePort)) {
     realConsole.error("sandbox: the page's first message must be connect with a MessagePort");
     return;
@@ -422,6 +429,7 @@ function connect(event) {
   interruptBuffer = buffer ?? null;
   doorbell = bell instanceof Int32Array ? bell : null;
   if (typeof limit === "number" && limit > 0) memoryLimitBytes = limit;
+  blobsFromPage = fromPage === true;
   post({ type: "ready", id, jobId: null, pyodideLoaded: false, fromSnapshot: false });
 }
 
@@ -438,8 +446,13 @@ const inbox = [];
 let draining = false;
 
 function receive(event) {
+  const data = messageData(event);
+  if (data?.type === "blob") {
+    answerBlob(data); // an answer within a request, which the page does not ring for
+    return;
+  }
   requestsReceived = (requestsReceived + 1) | 0; // as the Int32 doorbell counts (and wraps)
-  arrayPush(inbox, messageData(event));
+  arrayPush(inbox, data);
   if (!draining) drain();
 }
 
@@ -609,8 +622,18 @@ function trimBlobs() {
   }
 }
 
-/** A blob's bytes from the portal's store, checked against its name. */
+/** A blob's bytes from the portal's store (through the page when it offers them, see "Blobs"),
+ * checked against its name. */
 async function downloadBlob(sha256) {
+  const bytes = blobsFromPage ? await askPageForBlob(sha256) : await fetchBlob(sha256);
+  const digest = await sha256Hex(bytes);
+  if (digest !== sha256) {
+    throw new StoreError(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
+  }
+  return bytes;
+}
+
+async function fetchBlob(sha256) {
   let response;
   try {
     response = await realFetch(new URL(sha256, STORE_URL).href);
@@ -621,12 +644,33 @@ async function downloadBlob(sha256) {
   if (status !== 200) {
     throw new StoreError(`blob ${sha256} could not be fetched from the portal's store: HTTP ${status}${await storeSays(response)}`);
   }
-  const bytes = new Uint8Array(await responseBytes(response));
-  const digest = await sha256Hex(bytes);
-  if (digest !== sha256) {
-    throw new StoreError(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
+  return new Uint8Array(await responseBytes(response));
+}
+
+const blobsAsked = new Map(); // sha256 -> [{resolve, reject}, ...]: asked of the page, not answered
+
+/** Asks the page for a blob's bytes ({type: "fetchBlob", sha256}); its answer, {type: "blob",
+ * sha256, bytes} or {type: "blob", sha256, error}, is taken by receive() outside the inbox. */
+function askPageForBlob(sha256) {
+  return new PromiseConstructor((resolve, reject) => {
+    const waiting = mapGet(blobsAsked, sha256);
+    if (waiting) {
+      arrayPush(waiting, { resolve, reject });
+      return;
+    }
+    mapSet(blobsAsked, sha256, [{ resolve, reject }]);
+    post({ type: "fetchBlob", sha256 });
+  });
+}
+
+function answerBlob({ sha256, bytes, error }) {
+  const waiting = mapGet(blobsAsked, sha256);
+  if (!waiting) return;
+  mapDelete(blobsAsked, sha256);
+  for (let index = 0; index < waiting.length; index += 1) {
+    if (bytes instanceof Uint8Array) waiting[index].resolve(bytes);
+    else waiting[index].reject(new StoreError(String(error ?? `the page had no blob ${sha256}`)));
   }
-  return bytes;
 }
 
 /** The bytes of a blob the datum or the arguments reference (fetched before they are decoded);

@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -36,9 +35,6 @@ from dcp.protocol.signed import recover_signer, session_text
 from dcp.protocol.values import BlobRef, references
 from dcp.protocol.verify import NO_QUORUM, replicas
 from dcp.runtime.packages import (
-    PYODIDE_LOCK,
-    PYODIDE_PATH,
-    PyodideIndex,
     UnsafeWheel,
     check_wheel,
     normalize_name,
@@ -65,6 +61,7 @@ from .models import (
     WorkerConnection,
     WorkerTally,
 )
+from .pyodide_files import pyodide_index
 from .selectors import groups_for, identity_owner, job_status
 
 __all__ = ["SchedulerError"]  # re-exported: callers catch it from here
@@ -336,10 +333,7 @@ def _check_packages(packages: Sequence[Mapping[str, Any]], pyodide: Sequence[str
         _check_wheel_file(package)
     if not pyodide:
         return
-    folder = _pyodide_folder()
-    lock_file = folder / PYODIDE_LOCK
-    lock = json.loads(lock_file.read_text()) if lock_file.is_file() else {}
-    index = PyodideIndex(lock, lambda name: (folder / name).is_file())
+    index = pyodide_index()
     missing = [name for name in pyodide if index.find(name) is None]
     if missing:
         raise SchedulerError(
@@ -347,11 +341,6 @@ def _check_packages(packages: Sequence[Mapping[str, Any]], pyodide: Sequence[str
             f"this portal does not serve Pyodide's {missing[0]} (nor all it depends on): "
             "require it as a pure-Python wheel, or ask the operator to add Pyodide's packages",
         )
-
-
-def _pyodide_folder() -> Path:
-    """Where the portal's Pyodide files are: what it serves at PYODIDE_PATH (/worker/...)."""
-    return Path(settings.WORKER_STATIC_DIR) / PYODIDE_PATH.removeprefix("/worker/")
 
 
 def _check_wheel_file(package: Mapping[str, Any]) -> None:

@@ -1,5 +1,7 @@
 """Serves the browser worker at /worker/: worker_static/ (supervisor, sandbox, vendored Pyodide)
 and, at /worker/runtime/, the work-function runtime files of dcp/runtime/ with their manifest.
+At /worker/vendor/pyodide/ it serves Pyodide's core with an operator's package repository laid
+over it (portal/scheduler/pyodide_files.py).
 
 The sandbox script carries its own Content-Security-Policy: work functions may load nothing
 but Pyodide's files and the runtime's, and may connect nowhere else (DESIGN.md, security model).
@@ -23,7 +25,9 @@ from django.http.response import HttpResponseBase
 from django.template import Context, Template
 from django.views.decorators.http import require_GET
 
+from dcp.runtime.packages import PYODIDE_PATH
 from dcp.runtime.runtimes import sandbox_file
+from portal.scheduler.pyodide_files import pyodide_file
 
 CONTENT_TYPES = {
     ".js": "text/javascript",
@@ -34,7 +38,7 @@ CONTENT_TYPES = {
     ".zip": "application/zip",
     ".html": "text/html; charset=utf-8",
 }
-VENDOR_PATH = "/worker/vendor/pyodide/"
+VENDOR_PATH = PYODIDE_PATH
 RUNTIME_PATH = "/worker/runtime/"
 STORE_PATH = "/store/"  # the portal's store: the sandbox fetches jobs' blobs, stores big results
 SANDBOX_HOST_PAGE = "sandbox-host.html"
@@ -109,10 +113,12 @@ def sandbox_host_csp(origin: str) -> str:
 
 
 def embed_csp(origin: str) -> str:
-    """The embedded worker's frame: the worker's scripts, its socket, the sandboxes' frame."""
+    """The embedded worker's frame: the worker's scripts, its socket, the store (its sandboxes'
+    blobs and wheels, fetched once for them all), the sandboxes' frame."""
     socket = re.sub("^http", "ws", origin)  # https -> wss, http -> ws
     return (
-        f"default-src 'none'; script-src {origin}/worker/; connect-src {socket}/ws/worker/; "
+        f"default-src 'none'; script-src {origin}/worker/; "
+        f"connect-src {socket}/ws/worker/ {origin}{STORE_PATH}; "
         f"frame-src {origin}/worker/{SANDBOX_HOST_PAGE}; base-uri 'none'; {frame_ancestors()}"
     )
 
@@ -136,9 +142,8 @@ def worker_headers(response: HttpResponseBase, *, cache: bool) -> None:
 
 
 def worker_file(request: HttpRequest, path: str) -> FileResponse:
-    root = Path(settings.WORKER_STATIC_DIR).resolve()
-    file = (root / path).resolve()
-    if not file.is_relative_to(root) or not file.is_file() or file.name.startswith("."):
+    file = _worker_path(path)
+    if file is None:
         raise Http404("no such worker file")
     content_type = CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0]
     response = FileResponse(
@@ -162,6 +167,19 @@ def worker_file(request: HttpRequest, path: str) -> FileResponse:
         response["Cross-Origin-Opener-Policy"] = "same-origin"
         response["X-Frame-Options"] = "DENY"
     return response
+
+
+def _worker_path(path: str) -> Path | None:
+    """The file served as /worker/<path>: Pyodide's from its folders (pyodide_files.py), the
+    others from WORKER_STATIC_DIR."""
+    pyodide = VENDOR_PATH.removeprefix("/worker/")
+    if path.startswith(pyodide):
+        return pyodide_file(path.removeprefix(pyodide))
+    root = Path(settings.WORKER_STATIC_DIR).resolve()
+    file = (root / path).resolve()
+    if not file.is_relative_to(root) or not file.is_file() or file.name.startswith("."):
+        return None
+    return file
 
 
 def runtime_file(request: HttpRequest, name: str) -> HttpResponse:

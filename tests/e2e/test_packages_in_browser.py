@@ -1,5 +1,6 @@
 """A job's packages reach the Worker tab's sandbox: a local module and a local wheel that the
-work function imports are stored with the deploy and installed before its first slice."""
+work function imports are stored with the deploy and installed before its first slice, and a
+second job with the same packages on the same tab downloads nothing again."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
     helper.write_text("def double(n):\n    return 2 * n\n")
     wheel = payer.home / "greet-1.0-py3-none-any.whl"
     wheel.write_bytes(greet_wheel())
-    start_worker(volunteer.page, portal_site)
+    start_worker(volunteer.page, portal_site, cores=2)
 
     program = PROGRAM.format(helper=str(helper), wheel=str(wheel))
     thread, outcome = deploy_in_background(portal_site, payer.home, program)
@@ -40,4 +41,13 @@ def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
 
     assert results == ["hi 2", "hi 4", "hi 6"]
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    assert f'"GET /store/{digest}' in portal_site.requests_seen()
+    assert portal_site.requests_seen().count(f'"GET /store/{digest}') == 1
+
+    # The same packages again, for another job.
+    thread, outcome = deploy_in_background(portal_site, payer.home, program)
+    assert wait_for(volunteer.page, thread, outcome) == ["hi 2", "hi 4", "hi 6"]
+    store_reads = [
+        line for line in portal_site.requests_seen().splitlines() if '"GET /store/' in line
+    ]
+    assert sum(f"/store/{digest}" in line for line in store_reads) == 1, store_reads
+    assert len(store_reads) == 2, store_reads  # the wheel and the packed helper module, once each

@@ -1,0 +1,104 @@
+/*
+ * The worker's copy of what it fetched from the portal's store: blobs and wheels, by SHA-256.
+ *
+ *   const cache = new StoreCache({ storeURL: "https://portal.example/store/" });
+ *   const bytes = await cache.get(sha256); // a Uint8Array that hashes to sha256
+ *
+ * Why here. Sandboxes run in a frame of an opaque origin, and Chromium's HTTP cache keeps
+ * nothing for such frames: every sandbox that fetched a job's wheel or argument itself fetched
+ * it again, for every job and every core. The supervisor runs in a page of the portal's own
+ * origin, so its fetches go through the browser's HTTP cache (the store's answers are immutable
+ * for a year), and this cache keeps the bytes in memory besides: a second job with the same
+ * package, or the same job on a second core, downloads nothing again. Sandboxes ask their pool
+ * for a blob (sandbox.js, "Blobs"); the Worker tab's IsolatedPool answers from this cache.
+ *
+ * Each object is fetched once however many ask for it at the same time, checked against its
+ * name before it is kept (a wrong answer is never kept), and kept while the objects add up to at
+ * most `maxBytes` (the least recently used go first). Sandboxes check the hash again.
+ */
+
+const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
+
+export class StoreCache {
+  #storeURL;
+  #maxBytes;
+  #fetch;
+  #kept = new Map(); // sha256 -> Uint8Array, the most recently used last
+  #keptBytes = 0;
+  #loading = new Map(); // sha256 -> Promise<Uint8Array> of a fetch under way
+  #downloads = 0;
+
+  /**
+   * @param {object} options
+   * @param {string} options.storeURL absolute URL of the store's folder, ending in "/store/"
+   * @param {number} [options.maxBytes] how many bytes the cache keeps at most
+   * @param {function} [options.fetch] the fetch to use (tests)
+   */
+  constructor({ storeURL, maxBytes = DEFAULT_MAX_BYTES, fetch = globalThis.fetch.bind(globalThis) }) {
+    if (!storeURL) throw new TypeError("StoreCache needs storeURL");
+    this.#storeURL = storeURL;
+    this.#maxBytes = maxBytes;
+    this.#fetch = fetch;
+  }
+
+  /** How many objects this cache has fetched (each at most once while it keeps it). */
+  get downloads() {
+    return this.#downloads;
+  }
+
+  /** The bytes of the object named `sha256`: kept, being fetched, or fetched now. */
+  get(sha256) {
+    const kept = this.#kept.get(sha256);
+    if (kept) {
+      this.#kept.delete(sha256); // set again: the most recently used is the last
+      this.#kept.set(sha256, kept);
+      return Promise.resolve(kept);
+    }
+    if (!this.#loading.has(sha256)) {
+      const loading = this.#download(sha256).finally(() => this.#loading.delete(sha256));
+      this.#loading.set(sha256, loading);
+    }
+    return this.#loading.get(sha256);
+  }
+
+  async #download(sha256) {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`${JSON.stringify(sha256)} names no object of the store`);
+    this.#downloads += 1;
+    const response = await this.#fetch(new URL(sha256, this.#storeURL).href);
+    if (response.status !== 200) {
+      throw new Error(`blob ${sha256} could not be fetched from the portal's store: HTTP ${response.status}${await storeSays(response)}`);
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const digest = await sha256Hex(bytes);
+    if (digest !== sha256) throw new Error(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
+    this.#keep(sha256, bytes);
+    return bytes;
+  }
+
+  #keep(sha256, bytes) {
+    if (bytes.length > this.#maxBytes) return;
+    this.#kept.set(sha256, bytes);
+    this.#keptBytes += bytes.length;
+    for (const [oldest, old] of this.#kept) {
+      if (this.#keptBytes <= this.#maxBytes) break;
+      this.#kept.delete(oldest);
+      this.#keptBytes -= old.length;
+    }
+  }
+}
+
+async function sha256Hex(bytes) {
+  if (!globalThis.crypto?.subtle) throw new Error("checking a blob needs crypto.subtle, which only a secure context (https) has");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** " (CODE: message)" of a store's error answer, or "" when it has none. */
+async function storeSays(response) {
+  try {
+    const { code, message } = (await response.json()).error;
+    return ` (${code}: ${message})`;
+  } catch {
+    return "";
+  }
+}
