@@ -12,6 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from testkit.livesite import CHROMIUM, CHROMIUM_ARGS, WEBGPU_CHROMIUM_ARGS, LiveSite
+from testkit.wheels import make_wheel
+
+CORE_PYODIDE_LOCK = (
+    Path(__file__).resolve().parents[1] / "worker_static/vendor/pyodide/pyodide-lock.json"
+)
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -66,10 +71,24 @@ def first_dev(user: Any) -> Any:
     return user
 
 
+# The Pyodide package the session's portal offers from its package repository (its files are
+# not in Pyodide's core, nor on PyPI): `pyodidetoy.triple(n)` is 3n.
+PYODIDE_TOY = make_wheel(
+    "pyodidetoy", "1.0", {"pyodidetoy/__init__.py": "def triple(n):\n    return 3 * n\n"}
+)
+
+
 @pytest.fixture(scope="session")
 def portal_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
-    """One live daphne server on a fresh SQLite database for the whole test session."""
-    site = LiveSite(tmp_path_factory.mktemp("portal"))
+    """One live daphne server on a fresh SQLite database for the whole test session, with a
+    Pyodide package repository (PYODIDE_PACKAGES_DIR) that offers PYODIDE_TOY."""
+    workdir = tmp_path_factory.mktemp("portal")
+    repository = {"PYODIDE_PACKAGES_DIR": str(workdir / "pyodide-packages")}
+    site = LiveSite(workdir, extra_env=repository)
+    if Path(CORE_PYODIDE_LOCK).is_file():  # built by `make frontend`, as the browser tests need
+        wheel = workdir / PYODIDE_TOY[0]
+        wheel.write_bytes(PYODIDE_TOY[1])
+        site.manage("pyodide_packages", str(wheel))
     site.migrate()
     site.start()
     yield site

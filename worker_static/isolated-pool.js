@@ -38,11 +38,11 @@ const CRASH_AFTER_MS = 2_000;
 const START_MS = 30_000;
 const HOST_PAGE = "sandbox-host.html"; // beside sandbox.js
 
-/** The blobs and wheels of the portal that serves sandbox.js, fetched once for every sandbox
- * and job of the pool: the store is on sandbox.js's origin, this page's. */
-function storeCacheSource(sandboxURL) {
-  const cache = new StoreCache({ storeURL: new URL("/store/", sandboxURL).href });
-  return (sha256) => cache.get(sha256);
+/** The blobs, wheels and Pyodide package files of the portal that serves sandbox.js, fetched
+ * once for every sandbox and job of the pool: the store is on sandbox.js's origin, this page's. */
+function storeCacheSource(sandboxURL, pyodideURL) {
+  const cache = new StoreCache({ storeURL: new URL("/store/", sandboxURL).href, pyodideURL });
+  return (sha256, file) => cache.get(sha256, file);
 }
 
 export class IsolatedPool {
@@ -62,7 +62,7 @@ export class IsolatedPool {
    * pool's life): the frame's sandboxes ask it through the frame. */
   constructor({ container = null, blobSource = null, ...options }) {
     if (!options.sandboxURL || !options.pyodideURL) throw new TypeError("IsolatedPool needs sandboxURL and pyodideURL");
-    this.#blobSource = blobSource ?? storeCacheSource(options.sandboxURL);
+    this.#blobSource = blobSource ?? storeCacheSource(options.sandboxURL, options.pyodideURL);
     this.#options = { ...options, blobsFromTab: true };
     this.#size = Math.max(1, options.size ?? 1);
     this.container = container;
@@ -202,12 +202,12 @@ export class IsolatedPool {
   }
 
   /** A blob a sandbox of the frame asked for, from blobSource (posted as a copy). */
-  #answerBlob(host, { ask, sha256 }) {
+  #answerBlob(host, { ask, sha256, file }) {
     const send = (answer) => {
       if (host === this.#host) host.port.postMessage({ type: "blob", ask, ...answer });
     };
     Promise.resolve()
-      .then(() => this.#blobSource(String(sha256)))
+      .then(() => this.#blobSource(String(sha256), file ?? null))
       .then((bytes) => send({ bytes }), (error) => send({ error: String(error?.message ?? error) }));
   }
 

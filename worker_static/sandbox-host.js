@@ -25,7 +25,7 @@
  *     {type: "done", id, value, gpuMs, stats}  {type: "failed", id, error: {name, message, traceback}, stats}
  *     {type: "pong", id, stats}                              stats: SandboxPool.stats()
  *     {type: "stats", stats}                                 after an abortJob or resize
- *     {type: "fetchBlob", ask, sha256}                       a sandbox wants a blob (options.blobsFromTab)
+ *     {type: "fetchBlob", ask, sha256, file?}                a sandbox wants a blob (options.blobsFromTab)
  *
  * With `blobsFromTab` in the connect's options, the pool's sandboxes get blobs and wheels from
  * the tab (its StoreCache, which the browser's HTTP cache backs: this frame's opaque origin has
@@ -62,11 +62,11 @@ async function run({ id, job, slice, datum, timeoutMs, uploadTicket }) {
 }
 
 /** A blob's bytes from the tab: the pool's blobSource when the tab offers one. */
-function askTab(sha256) {
+function askTab(sha256, file) {
   return new Promise((resolve, reject) => {
     lastAsk += 1;
     asked.set(lastAsk, { resolve, reject });
-    send({ type: "fetchBlob", ask: lastAsk, sha256 });
+    send({ type: "fetchBlob", ask: lastAsk, sha256, file });
   });
 }
 

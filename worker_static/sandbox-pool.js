@@ -320,7 +320,7 @@ class Sandbox {
       return;
     }
     if (message?.type === "fetchBlob") {
-      this.#answerBlob(String(message.sha256));
+      this.#answerBlob(String(message.sha256), message.file ?? null);
       return;
     }
     const handler = message && typeof message === "object" ? this.pending.get(message.id) : null;
@@ -331,12 +331,12 @@ class Sandbox {
 
   /** The blob a sandbox asked for, from the pool's blobSource (a copy is posted: the source
    * keeps its bytes for other sandboxes). */
-  #answerBlob(sha256) {
+  #answerBlob(sha256, file) {
     const send = (answer) => {
       if (!this.dead) this.port.postMessage({ type: "blob", sha256, ...answer });
     };
     Promise.resolve()
-      .then(() => this.blobSource(sha256))
+      .then(() => this.blobSource(sha256, file))
       .then((bytes) => send({ bytes }), (error) => send({ error: String(error?.message ?? error) }));
   }
 
@@ -372,8 +372,9 @@ export class SandboxPool {
    * @param {boolean} [options.gpu] whether work functions may use WebGPU (the "Use GPU" switch;
    *   when false a sandbox's navigator.gpu throws "device access is not allowed in a sandbox");
    *   setGpu() changes it for the jobs that start afterwards
-   * @param {function} [options.blobSource] (sha256) => Promise<Uint8Array>: where sandboxes get
-   *   blobs and wheels (a StoreCache's get); without it each sandbox fetches them itself
+   * @param {function} [options.blobSource] (sha256, file) => Promise<Uint8Array>: where
+   *   sandboxes get blobs, wheels and (`file`) Pyodide package files (a StoreCache's get);
+   *   without it each sandbox fetches them itself
    */
   constructor({
     size = defaultSize(),

@@ -49,7 +49,8 @@
  *     {type: "blob", sha256, bytes?, error?}     the answer to fetchBlob (no id; see "Blobs")
  *
  *   sandbox -> page
- *     {type: "fetchBlob", sha256}                          asks for a blob's bytes (blobsFromPage)
+ *     {type: "fetchBlob", sha256, file?}                   asks for a blob's bytes (blobsFromPage);
+ *                                                          `file`: a Pyodide package's file instead
  *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
  *                                                                (jobId null for connect, warm)
  *     {type: "snapshot", id, snapshot, problem}            the memory snapshot a warm or init
@@ -123,7 +124,8 @@
  *
  * Packages (docs/packages.md). Before a Python job's work function compiles, the sandbox loads
  * the job's Pyodide packages with loadPackage (its fetch reaches the Pyodide folder only while
- * they load), fetches each of its wheels from the store as it fetches blobs (downloadBlob: the
+ * they load; with blobsFromPage each package file the lock file lists is asked of the page, as
+ * blobs are, and checked against the lock file's SHA-256), fetches each of its wheels from the store as it fetches blobs (downloadBlob: the
  * hash checked; then the size), and installs them with dcp/runtime/packages.py's
  * install_wheels into JOB_PACKAGES_DIR, first on sys.path. A wheel that cannot be had fails the
  * init as ENOPACKAGE, one that fails the wheel check as EUNSAFEWHEEL, naming the package.
@@ -231,6 +233,7 @@ const { defineProperty, keys: objectKeys } = Object;
 const { parse: parseJson, stringify: stringifyJson } = JSON;
 const FunctionConstructor = Function;
 const PromiseConstructor = Promise;
+const ResponseConstructor = Response;
 const now = performance.now.bind(performance);
 const storeAtomic = Atomics.store;
 const loadAtomic = Atomics.load;
@@ -288,14 +291,26 @@ function replaceGlobal(name, descriptor) {
 }
 
 let pyodideLoading = null; // {indexURL} while loadPyodide() runs, else null
-let pyodidePackagesLoading = null; // {indexURL} while a job's Pyodide packages load, else null
+// {indexURL, files} while a job's Pyodide packages load, else null; files (file name -> the
+// lock file's SHA-256) when the page hands the sandbox its files (blobsFromPage)
+let pyodidePackagesLoading = null;
 
 /** The only fetch the worker scope has: Pyodide's own files while it loads, and its packages'
  * files (in its folder) while a job's Pyodide packages load before the job's code; nothing else. */
 function guardedFetch(resource, options) {
   const url = new URL(resource instanceof Request ? resource.url : String(resource), import.meta.url);
   if (!pyodideMayFetch(url)) throw new SandboxAccessError("network");
+  const file = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+  const sha256 = pyodidePackagesLoading?.files ? mapGet(pyodidePackagesLoading.files, file) : undefined;
+  if (sha256) return packageFileFromPage(sha256, file);
   return realFetch(resource, options);
+}
+
+/** A Pyodide package's file, as the page keeps it (see "Packages"), checked against the lock
+ * file's SHA-256; a Response, as loadPackage expects of fetch. */
+async function packageFileFromPage(sha256, file) {
+  const bytes = await downloadBlob(sha256, file);
+  return new ResponseConstructor(bytes, { status: 200, headers: { "Content-Type": "application/octet-stream" } });
 }
 
 function pyodideMayFetch(url) {
@@ -624,8 +639,8 @@ function trimBlobs() {
 
 /** A blob's bytes from the portal's store (through the page when it offers them, see "Blobs"),
  * checked against its name. */
-async function downloadBlob(sha256) {
-  const bytes = blobsFromPage ? await askPageForBlob(sha256) : await fetchBlob(sha256);
+async function downloadBlob(sha256, pyodideFile = null) {
+  const bytes = blobsFromPage ? await askPageForBlob(sha256, pyodideFile) : await fetchBlob(sha256);
   const digest = await sha256Hex(bytes);
   if (digest !== sha256) {
     throw new StoreError(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
@@ -649,9 +664,10 @@ async function fetchBlob(sha256) {
 
 const blobsAsked = new Map(); // sha256 -> [{resolve, reject}, ...]: asked of the page, not answered
 
-/** Asks the page for a blob's bytes ({type: "fetchBlob", sha256}); its answer, {type: "blob",
- * sha256, bytes} or {type: "blob", sha256, error}, is taken by receive() outside the inbox. */
-function askPageForBlob(sha256) {
+/** Asks the page for a blob's bytes ({type: "fetchBlob", sha256, file}: `file` names a file of
+ * the Pyodide folder instead of an object of the store); its answer, {type: "blob", sha256,
+ * bytes} or {type: "blob", sha256, error}, is taken by receive() outside the inbox. */
+function askPageForBlob(sha256, file) {
   return new PromiseConstructor((resolve, reject) => {
     const waiting = mapGet(blobsAsked, sha256);
     if (waiting) {
@@ -659,7 +675,7 @@ function askPageForBlob(sha256) {
       return;
     }
     mapSet(blobsAsked, sha256, [{ resolve, reject }]);
-    post({ type: "fetchBlob", sha256 });
+    post({ type: "fetchBlob", sha256, file });
   });
 }
 
@@ -988,7 +1004,7 @@ async function installJobPackages(pyodide, indexURL, job) {
 
 async function loadPyodidePackages(pyodide, indexURL, names) {
   const problems = [];
-  pyodidePackagesLoading = { indexURL };
+  pyodidePackagesLoading = { indexURL, files: blobsFromPage ? packageFiles(pyodide) : null };
   try {
     await pyodide.loadPackage(names, {
       messageCallback: () => {},
@@ -1003,6 +1019,18 @@ async function loadPyodidePackages(pyodide, indexURL, names) {
   if (problems.length > 0) {
     throw new PackageError("ENOPACKAGE", `the job's Pyodide packages ${names.join(", ")} did not load: ${problems.join("; ")}`);
   }
+}
+
+/** File name -> SHA-256 of every package the loaded lock file lists (pyodide.lockfile). */
+function packageFiles(pyodide) {
+  const files = new Map();
+  const packages = pyodide.lockfile?.packages ?? {};
+  const names = objectKeys(packages);
+  for (let index = 0; index < names.length; index += 1) {
+    const { file_name: file, sha256 } = packages[names[index]] ?? {};
+    if (typeof file === "string" && typeof sha256 === "string") mapSet(files, file, sha256);
+  }
+  return files;
 }
 
 /** A wheel's bytes from the portal's store, checked against its SHA-256 (downloadBlob) and size. */

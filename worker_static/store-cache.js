@@ -1,8 +1,14 @@
 /*
- * The worker's copy of what it fetched from the portal's store: blobs and wheels, by SHA-256.
+ * The worker's copy of what it fetched from the portal's store (blobs and wheels) and of
+ * Pyodide's package files, by SHA-256.
  *
- *   const cache = new StoreCache({ storeURL: "https://portal.example/store/" });
+ *   const cache = new StoreCache({ storeURL: "https://portal.example/store/",
+ *                                  pyodideURL: "https://portal.example/worker/vendor/pyodide/" });
  *   const bytes = await cache.get(sha256); // a Uint8Array that hashes to sha256
+ *   const numpy = await cache.get(lockSha256, "numpy-2.2.5-cp314-cp314-pyodide_2026_0_wasm32.whl");
+ *
+ * With a `file` (a Pyodide package's file name, as its lock file lists it with its SHA-256)
+ * the bytes come from the Pyodide folder, else from the store.
  *
  * Why here. Sandboxes run in a frame of an opaque origin, and Chromium's HTTP cache keeps
  * nothing for such frames: every sandbox that fetched a job's wheel or argument itself fetched
@@ -21,6 +27,7 @@ const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 
 export class StoreCache {
   #storeURL;
+  #pyodideURL;
   #maxBytes;
   #fetch;
   #kept = new Map(); // sha256 -> Uint8Array, the most recently used last
@@ -31,12 +38,14 @@ export class StoreCache {
   /**
    * @param {object} options
    * @param {string} options.storeURL absolute URL of the store's folder, ending in "/store/"
+   * @param {string} [options.pyodideURL] absolute URL of the Pyodide folder, ending in "/"
    * @param {number} [options.maxBytes] how many bytes the cache keeps at most
    * @param {function} [options.fetch] the fetch to use (tests)
    */
-  constructor({ storeURL, maxBytes = DEFAULT_MAX_BYTES, fetch = globalThis.fetch.bind(globalThis) }) {
+  constructor({ storeURL, pyodideURL = null, maxBytes = DEFAULT_MAX_BYTES, fetch = globalThis.fetch.bind(globalThis) }) {
     if (!storeURL) throw new TypeError("StoreCache needs storeURL");
     this.#storeURL = storeURL;
+    this.#pyodideURL = pyodideURL;
     this.#maxBytes = maxBytes;
     this.#fetch = fetch;
   }
@@ -46,8 +55,9 @@ export class StoreCache {
     return this.#downloads;
   }
 
-  /** The bytes of the object named `sha256`: kept, being fetched, or fetched now. */
-  get(sha256) {
+  /** The bytes that hash to `sha256`: kept, being fetched, or fetched now (from the store, or
+   * the Pyodide folder's `file`). */
+  get(sha256, file = null) {
     const kept = this.#kept.get(sha256);
     if (kept) {
       this.#kept.delete(sha256); // set again: the most recently used is the last
@@ -55,24 +65,34 @@ export class StoreCache {
       return Promise.resolve(kept);
     }
     if (!this.#loading.has(sha256)) {
-      const loading = this.#download(sha256).finally(() => this.#loading.delete(sha256));
+      const loading = this.#download(sha256, file).finally(() => this.#loading.delete(sha256));
       this.#loading.set(sha256, loading);
     }
     return this.#loading.get(sha256);
   }
 
-  async #download(sha256) {
+  async #download(sha256, file) {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`${JSON.stringify(sha256)} names no object of the store`);
+    const { url, what } = this.#source(sha256, file);
     this.#downloads += 1;
-    const response = await this.#fetch(new URL(sha256, this.#storeURL).href);
+    const response = await this.#fetch(url);
     if (response.status !== 200) {
-      throw new Error(`blob ${sha256} could not be fetched from the portal's store: HTTP ${response.status}${await storeSays(response)}`);
+      throw new Error(`${what} could not be fetched from the portal: HTTP ${response.status}${await storeSays(response)}`);
     }
     const bytes = new Uint8Array(await response.arrayBuffer());
     const digest = await sha256Hex(bytes);
-    if (digest !== sha256) throw new Error(`blob ${sha256} from the portal's store hashes to ${digest}: these are not its bytes`);
+    if (digest !== sha256) throw new Error(`${what} hashes to ${digest}, not ${sha256}: these are not its bytes`);
     this.#keep(sha256, bytes);
     return bytes;
+  }
+
+  /** Where the bytes come from, and how an error names them. */
+  #source(sha256, file) {
+    if (file === null) return { url: new URL(sha256, this.#storeURL).href, what: `blob ${sha256} of the store` };
+    if (!this.#pyodideURL || !/^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$/.test(file)) {
+      throw new Error(`${JSON.stringify(file)} names no file of the Pyodide folder`);
+    }
+    return { url: new URL(file, this.#pyodideURL).href, what: `Pyodide package file ${file}` };
   }
 
   #keep(sha256, bytes) {

@@ -13,8 +13,22 @@ class SchedulerConfig(AppConfig):
 
 
 def check_pyodide_packages(**_: Any) -> list[checks.CheckMessage]:
-    """A PYODIDE_PACKAGES_DIR the sandboxes could not use fails when the portal starts."""
-    from .pyodide_files import packages_folder_problem
+    """A PYODIDE_PACKAGES_DIR the sandboxes could not use fails when the portal starts; one
+    that holds no packages yet is worth a warning."""
+    from django.conf import settings
+
+    from .pyodide_files import packages_folder_empty, packages_folder_problem
 
     problem = packages_folder_problem()
-    return [checks.Error(problem, id="scheduler.E001")] if problem else []
+    if problem:
+        return [checks.Error(problem, id="scheduler.E001")]
+    if packages_folder_empty():
+        return [
+            checks.Warning(
+                f"PYODIDE_PACKAGES_DIR ({settings.PYODIDE_PACKAGES_DIR}) has no "
+                "pyodide-lock.json yet: the portal serves Pyodide's core alone until "
+                "`manage.py pyodide_packages WHEEL...` adds packages to it",
+                id="scheduler.W001",
+            )
+        ]
+    return []

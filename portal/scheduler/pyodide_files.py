@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,20 @@ def pyodide_index() -> PyodideIndex:
     return PyodideIndex(lock, lambda name: pyodide_file(name) is not None)
 
 
-def packages_folder_problem() -> str | None:
-    """Why PYODIDE_PACKAGES_DIR cannot be served, or None: it must be a folder with a lock file
-    made for the core's Pyodide (the same `info`: Python, platform, ABI)."""
+def packages_folder_empty() -> bool:
+    """Whether PYODIDE_PACKAGES_DIR is set to a folder without a lock file (yet)."""
     folder = packages_folder()
-    if folder is None:
+    return folder is not None and not (folder / PYODIDE_LOCK).is_file()
+
+
+def packages_folder_problem() -> str | None:
+    """Why PYODIDE_PACKAGES_DIR cannot be served, or None: its lock file must be made for the
+    core's Pyodide (the same `info`: Python, platform, ABI). A folder without a lock file yet
+    serves nothing (pyodide_packages_missing)."""
+    folder = packages_folder()
+    if folder is None or not (folder / PYODIDE_LOCK).is_file():
         return None
     setting = f"PYODIDE_PACKAGES_DIR ({folder})"
-    if not (folder / PYODIDE_LOCK).is_file():
-        return f"{setting} has no {PYODIDE_LOCK}: it must be a Pyodide package repository"
     try:
         info = read_lock(folder).get("info")
     except ValueError as error:
@@ -85,3 +91,39 @@ def packages_folder_problem() -> str | None:
             f"{core_info}: use the package set of the same Pyodide version"
         )
     return None
+
+
+def add_packages(wheels: list[Path]) -> list[str]:
+    """Add `wheels` (built for this Pyodide, pure or compiled) to the PYODIDE_PACKAGES_DIR
+    repository with pyodide-lock: each is copied in and entered in its lock file, which starts
+    as the core's. Returns the names added; ValueError says why a wheel was refused."""
+    from pyodide_lock import PyodideLockSpec
+    from pyodide_lock.utils import add_wheels_to_spec
+
+    folder = packages_folder()
+    if folder is None:
+        raise ValueError("set PYODIDE_PACKAGES_DIR to the folder of the Pyodide package repository")
+    problem = packages_folder_problem()
+    if problem:
+        raise ValueError(problem)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_file = folder / PYODIDE_LOCK
+    start = lock_file if lock_file.is_file() else core_folder() / PYODIDE_LOCK
+    spec = PyodideLockSpec.from_json(start)
+    for wheel in wheels:
+        if wheel.suffix != ".whl" or not wheel.is_file():
+            raise ValueError(f"{wheel} is not a wheel file")
+    copies = [folder / wheel.name for wheel in wheels]
+    fresh = [copy for copy in copies if not copy.exists()]
+    for wheel, copy in zip(wheels, copies, strict=True):
+        if wheel.resolve() != copy.resolve():
+            shutil.copyfile(wheel, copy)
+    try:
+        spec = add_wheels_to_spec(spec, copies, base_path=folder)
+    except Exception as error:  # pyodide-lock raises whatever it meets in a wheel
+        for copy in fresh:
+            copy.unlink()
+        raise ValueError(f"the wheels cannot be added: {error}") from error
+    spec.to_json(lock_file)
+    added = {copy.name for copy in copies}
+    return sorted(package.name for package in spec.packages.values() if package.file_name in added)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from dcp.runtime.packages import PYODIDE_LOCK, PYODIDE_PATH
 from portal.bank.selectors import balance_of
 from portal.scheduler.models import Job
 from portal.store.services import put_object
+from testkit.wheels import make_wheel
 
 from .conftest import Caller, error_of
 
@@ -24,15 +24,7 @@ WORK = {"language": "python", "function": "def work(x):\n    import purepkg\n   
 
 
 def wheel(name: str, version: str, extra: dict[str, str] | None = None) -> tuple[str, bytes]:
-    files = {f"{name}/__init__.py": "OFFSET = 100\n", **(extra or {})}
-    dist_info = f"{name}-{version}.dist-info"
-    files[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    files[f"{dist_info}/WHEEL"] = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, content in files.items():
-            archive.writestr(path, content)
-    return f"{name}-{version}-py3-none-any.whl", buffer.getvalue()
+    return make_wheel(name, version, {f"{name}/__init__.py": "OFFSET = 100\n", **(extra or {})})
 
 
 def package(file: str, data: bytes, **fields: Any) -> dict[str, Any]:

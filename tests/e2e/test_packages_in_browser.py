@@ -1,12 +1,14 @@
 """A job's packages reach the Worker tab's sandbox: a local module and a local wheel that the
-work function imports are stored with the deploy and installed before its first slice, and a
-second job with the same packages on the same tab downloads nothing again."""
+work function imports are stored with the deploy, a package of the portal's Pyodide package
+repository is loaded from it, all before the first slice; a second job with the same packages
+on the same tab downloads nothing again."""
 
 from __future__ import annotations
 
 import hashlib
 
 from testkit.livesite import LiveSite
+from tests.conftest import PYODIDE_TOY
 from tests.e2e.conftest import deploy_in_background, wait_for
 from tests.e2e.portal_flows import Person, start_worker
 from tests.sandbox.test_sandbox import greet_wheel
@@ -16,11 +18,11 @@ import json
 import dcp
 
 def work(n):
-    import greet, helper
-    return greet.hello(helper.double(n))
+    import greet, helper, pyodidetoy
+    return greet.hello(helper.double(pyodidetoy.triple(n)))
 
 job = dcp.compute_for([1, 2, 3], work)
-job.requires({helper!r}, {wheel!r})
+job.requires({helper!r}, {wheel!r}, "pyodidetoy")
 results = job.exec(slice_payment_offer="0.01")
 print(json.dumps([results[0], results[1], results[2]]))
 """
@@ -39,15 +41,16 @@ def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
     thread, outcome = deploy_in_background(portal_site, payer.home, program)
     results = wait_for(volunteer.page, thread, outcome)
 
-    assert results == ["hi 2", "hi 4", "hi 6"]
+    assert results == ["hi 6", "hi 12", "hi 18"]
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert portal_site.requests_seen().count(f'"GET /store/{digest}') == 1
 
     # The same packages again, for another job.
     thread, outcome = deploy_in_background(portal_site, payer.home, program)
-    assert wait_for(volunteer.page, thread, outcome) == ["hi 2", "hi 4", "hi 6"]
-    store_reads = [
-        line for line in portal_site.requests_seen().splitlines() if '"GET /store/' in line
-    ]
+    assert wait_for(volunteer.page, thread, outcome) == ["hi 6", "hi 12", "hi 18"]
+    log = portal_site.requests_seen().splitlines()
+    store_reads = [line for line in log if '"GET /store/' in line]
     assert sum(f"/store/{digest}" in line for line in store_reads) == 1, store_reads
     assert len(store_reads) == 2, store_reads  # the wheel and the packed helper module, once each
+    toy = f'"GET /worker/vendor/pyodide/{PYODIDE_TOY[0]}'
+    assert sum(toy in line for line in log) == 1, [line for line in log if "vendor" in line]

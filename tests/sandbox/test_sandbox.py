@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import random
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 
 from dcp.runtime.runtimes import RUNTIME_DIR
+from testkit.wheels import make_wheel
 from testkit.worker_site import RUNTIME_MODULE_PATH, WorkerSite
 from tests.worker_files import require_vendored_pyodide
 
@@ -448,20 +447,8 @@ def test_blobs_reach_work_functions_as_bytes_once_a_sandbox_and_a_bad_one_fails_
 def greet_wheel(*, purelib: bool = True) -> bytes:
     """A tiny pure-Python wheel, greet 1.0: `greet.hello(x)` says hi (or, with `purelib` off, a
     wheel the wheel check refuses)."""
-    info = "greet-1.0.dist-info"
-    files = {
-        "greet.py": 'def hello(x):\n    return f"hi {x}"\n',
-        f"{info}/METADATA": "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n",
-        f"{info}/WHEEL": (
-            f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\nTag: py3-none-any\n"
-        ),
-    }
-    record = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as wheel:
-        for name, text in {**files, f"{info}/RECORD": record}.items():
-            wheel.writestr(name, text)
-    return buffer.getvalue()
+    files = {"greet.py": 'def hello(x):\n    return f"hi {x}"\n'}
+    return make_wheel("greet", "1.0", files, purelib=purelib)[1]
 
 
 def test_a_jobs_wheels_are_installed_before_its_first_slice_and_a_bad_one_fails_the_job(

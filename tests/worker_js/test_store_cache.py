@@ -19,9 +19,9 @@ STORE_CACHE_JS = Path(__file__).resolve().parents[2] / "worker_static" / "store-
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
-# Reads {objects: {name: text}, maxBytes, steps: [[sha256, ...], ...]} on stdin: each step's
-# gets run at the same time, the steps one after another. Answers each get's text or error, and
-# the URLs fetched.
+# Reads {objects: {name: text}, maxBytes, steps: [[sha256 | [sha256, file], ...], ...]} on
+# stdin: each step's gets run at the same time, the steps one after another. Answers each get's
+# text or error, and the URLs fetched. The store and the Pyodide folder serve the same objects.
 NODE_SCRIPT = """
 import { readFileSync } from "node:fs";
 const { StoreCache } = await import(process.argv[1]);
@@ -37,10 +37,12 @@ const fetch = async (url) => {
   }
   return new Response(objects[name], { status: 200 });
 };
-const cache = new StoreCache({ storeURL: "http://portal.test/store/", maxBytes, fetch });
+const cache = new StoreCache({
+  storeURL: "http://portal.test/store/", pyodideURL: "http://portal.test/pyodide/", maxBytes, fetch,
+});
 const answers = [];
 for (const step of steps) {
-  answers.push(await Promise.all(step.map((sha256) => cache.get(sha256).then(
+  answers.push(await Promise.all(step.map((get) => cache.get(...[get].flat()).then(
     (bytes) => ({ text: new TextDecoder().decode(bytes) }),
     (error) => ({ error: error.message })))));
 }
@@ -77,7 +79,7 @@ def test_bytes_that_are_not_the_objects_are_refused_and_not_kept() -> None:
     forged = name("the real bytes")
     outcome = replay({forged: "other bytes"}, [[forged], [forged]])
 
-    refusal = f"blob {forged} from the portal's store hashes to {name('other bytes')}"
+    refusal = f"blob {forged} of the store hashes to {name('other bytes')}, not {forged}"
     assert [answer[0]["error"].startswith(refusal) for answer in outcome["answers"]] == [True, True]
     assert outcome["downloads"] == 2
 
@@ -89,8 +91,8 @@ def test_a_missing_object_is_an_error_that_says_what_the_store_said() -> None:
     assert outcome["answers"] == [
         [
             {
-                "error": f"blob {missing} could not be fetched from the portal's store: HTTP 404"
-                f" (ENOTFOUND: the store has no object {missing})"
+                "error": f"blob {missing} of the store could not be fetched from the portal:"
+                f" HTTP 404 (ENOTFOUND: the store has no object {missing})"
             }
         ]
     ]
@@ -117,3 +119,16 @@ def test_the_least_recently_used_objects_go_when_the_cache_is_full() -> None:
         name(third),
         name(second),
     ]
+
+
+def test_a_pyodide_package_file_comes_from_the_pyodide_folder_checked_against_the_lock() -> None:
+    numpy = "numpy's wheel"
+    file = "numpy-2.2.5-cp314-cp314-pyodide_2026_0_wasm32.whl"
+    steps: list[list[Any]] = [[[name(numpy), file]], [[name(numpy), file]]]
+    steps += [[[name("the lock's other hash"), file]], [[name("elsewhere"), "../store/x"]]]
+    outcome = replay({file: numpy}, steps)
+
+    assert outcome["answers"][:2] == [[{"text": numpy}], [{"text": numpy}]]
+    assert outcome["answers"][2][0]["error"].startswith(f"Pyodide package file {file} hashes to")
+    assert outcome["answers"][3] == [{"error": '"../store/x" names no file of the Pyodide folder'}]
+    assert outcome["fetched"] == [f"http://portal.test/pyodide/{file}"] * 2
