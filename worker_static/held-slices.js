@@ -34,6 +34,7 @@ function poolJob(job) {
     args: job.args ?? [],
     packages: job.packages ?? [], // wheels in the portal's store, installed before the first slice
     pyodide: job.pyodide ?? [], // Pyodide's own packages, loaded by name
+    fs: job.fs ?? null, // the job's files: {sha256, size} of a zip archive in the portal's store
   };
 }
 

@@ -9,8 +9,8 @@
  *     // error is a SliceError: {name, message, traceback, jobId, slice}
  *   }
  *
- * `job` is {id, language: "python"|"js", source: "<source>", args: [...], packages, pyodide}
- * (the last two: a Python job's packages, as the `task` message's job has them). run() resolves to
+ * `job` is {id, language: "python"|"js", source: "<source>", args: [...], packages, pyodide, fs}
+ * (the last three: a Python job's packages and files, as the `task` message's job has them). run() resolves to
  * {value} and rejects with a SliceError whose `name` is the work function's exception class
  * (ZeroDivisionError, TypeError for a result that is not JSON-serialisable, ValueError for a bad
  * progress value, ...) or one of the pool's own:
@@ -676,7 +676,7 @@ export class SandboxPool {
   }
 
   #compile(sandbox, task) {
-    const { id, language = "python", source, args = [], packages = [], pyodide = [] } = task.job;
+    const { id, language = "python", source, args = [], packages = [], pyodide = [], fs = null } = task.job;
     // Unless a warm-up already asked for it, a Python job's init loads Pyodide (from the snapshot).
     const options = runtimeOf(task.job).usesPyodide && !sandbox.pyodideRequested
       ? this.#pyodideOptions(sandbox) : {};
@@ -706,7 +706,7 @@ export class SandboxPool {
         })],
       ]);
       sandbox.request(
-        { type: "init", job: { id, language, source, args, packages, pyodide }, pyodideURL: this.pyodideURL, gpu: this.gpu, ...options },
+        { type: "init", job: { id, language, source, args, packages, pyodide, fs }, pyodideURL: this.pyodideURL, gpu: this.gpu, ...options },
         {
           message: (reply) => {
             this.#onPyodideReply(sandbox, reply, options);

@@ -128,7 +128,9 @@
  * blobs are, and checked against the lock file's SHA-256), fetches each of its wheels from the store as it fetches blobs (downloadBlob: the
  * hash checked; then the size), and installs them with dcp/runtime/packages.py's
  * install_wheels into JOB_PACKAGES_DIR, first on sys.path. A wheel that cannot be had fails the
- * init as ENOPACKAGE, one that fails the wheel check as EUNSAFEWHEEL, naming the package.
+ * init as ENOPACKAGE, one that fails the wheel check as EUNSAFEWHEEL, naming the package. The
+ * job's files (job.fs, a zip archive in the store) are fetched the same way and unpacked
+ * read-only into JOB_FILES_DIR, the current directory (mount_job_files; EUNSAFEFILES).
  *
  * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
  * dcp/runtime/runtimes.py): slice.mjs and gpu.mjs, imported below, and slice.py, gpu.py,
@@ -974,6 +976,18 @@ except UnsafeWheel as error:
     problem = str(error)
 `;
 
+// Where a job's files (job.fs) are unpacked, read-only: the work function's current directory.
+const JOB_FILES_DIR = "/home/pyodide/job";
+// Run like INSTALL_WHEELS, with `files` ([sha256, Uint8Array]): sets `problem`, or None.
+const MOUNT_JOB_FILES = `
+from ${PYTHON_RUNTIME_PACKAGE}.packages import UnsafeJobFiles, mount_job_files
+try:
+    mount_job_files(${JSON.stringify(JOB_FILES_DIR)}, files[1].to_bytes(), str(files[0]))
+    problem = None
+except UnsafeJobFiles as error:
+    problem = str(error)
+`;
+
 let jobPackagesInstalled = false; // once: an init again (after a failed compile) finds them
 
 /** A job's package that its sandbox cannot install: `name` is the code, EUNSAFEWHEEL or ENOPACKAGE. */
@@ -997,9 +1011,23 @@ async function installJobPackages(pyodide, indexURL, job) {
     const wheel = packages[index];
     arrayPush(wheels, [wheel.file, wheel.sha256, await downloadPackage(wheel)]);
   }
-  const problem = wheels.length > 0 ? installWheels(pyodide, wheels) : null;
+  const problem = wheels.length > 0 ? runWith(pyodide, INSTALL_WHEELS, "wheels", wheels) : null;
   if (problem) throw new PackageError("EUNSAFEWHEEL", `the job's package ${problem}`);
+  if (job.fs) await mountJobFiles(pyodide, job.fs);
   jobPackagesInstalled = true;
+}
+
+/** The job's files (job.fs): fetched like a wheel, checked and unpacked by mount_job_files. */
+async function mountJobFiles(pyodide, { sha256, size }) {
+  let bytes;
+  try {
+    bytes = await downloadBlob(String(sha256));
+  } catch (error) {
+    throw new PackageError("ENOPACKAGE", `the job's files (job.fs) could not be had: ${error.message}`);
+  }
+  if (bytes.length !== size) throw new PackageError("ENOPACKAGE", `the job's files are ${bytes.length} bytes, not ${size}`);
+  const problem = runWith(pyodide, MOUNT_JOB_FILES, "files", [String(sha256), bytes]);
+  if (problem) throw new PackageError("EUNSAFEFILES", problem);
 }
 
 async function loadPyodidePackages(pyodide, indexURL, names) {
@@ -1046,11 +1074,12 @@ async function downloadPackage({ name, file, sha256, size }) {
   return bytes;
 }
 
-function installWheels(pyodide, wheels) {
+/** Runs `code` in a namespace of its own where `name` is `value`; its `problem` afterwards. */
+function runWith(pyodide, code, name, value) {
   const namespace = pyodide.toPy({});
   try {
-    namespace.set("wheels", wheels);
-    pyodide.runPython(INSTALL_WHEELS, { globals: namespace });
+    namespace.set(name, value);
+    pyodide.runPython(code, { globals: namespace });
     return namespace.get("problem");
   } finally {
     namespace.destroy();

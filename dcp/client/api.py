@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,7 @@ def compute_for(
     verify: Quorum | dict[str, Any] | None = None,
     compute_groups: list[dict[str, str]] | None = None,
     requires: Any = None,
+    fs: str | os.PathLike[str] | None = None,
 ) -> Job:
     """Make a job that calls `work(datum, *args)` once per slice of the input set.
 
@@ -50,10 +52,12 @@ def compute_for(
     "joinSecret": ...}]` runs the job only on workers that joined one of those compute groups
     (made on the portal's Compute groups page). `requires=["mpmath", "./helpers.py",
     "./mypkg/"]`: what the work function imports besides the standard library, packed or
-    resolved into pure-Python wheels (docs/packages.md). Deploy with `job.exec()`.
+    resolved into pure-Python wheels (docs/packages.md). `fs="./data/"` (a directory or zip
+    archive): the job's files, the work function's read-only current directory (`job.fs`).
+    Deploy with `job.exec()`.
     """
     input_set, work, arguments = parse_compute_args(params, args, allow_empty=not auto_close)
-    return Job(
+    job = Job(
         input_set,
         work_spec(_checked_work(work), language),
         arguments,
@@ -65,6 +69,8 @@ def compute_for(
         compute_groups=compute_groups,
         requires=requires,
     )
+    job.fs = fs
+    return job
 
 
 def _checked_work(work: Any) -> Any:

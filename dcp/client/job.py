@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from .control import JobRequests, results_input
 from .deploy import build_deploy, first_input
 from .events import EVENTS, ProgressBarOption
 from .execution import Launch, follow
+from .files import JobFilesArchive, pack_job_files
 from .inputs import InputSet, ProductInput, RangeInput, StreamInput
 from .options import (
     DEFAULT_PROGRESS_TIMEOUT_S,
@@ -44,7 +46,7 @@ from .packages import (
     Supplier,
     check_requires,
     resolve_requires,
-    upload_wheels,
+    upload_blobs,
 )
 from .results import ResultHandle
 from .state import JobState
@@ -97,6 +99,7 @@ class Job:
         self.compute_groups = compute_groups
         self._requires: list[Required] = check_requires(requires) if requires else []
         self._resolution: Resolution | None = None  # the requires, resolved for the deploy
+        self._files: JobFilesArchive | None = None  # job.fs, packed
         self._state = JobState(input_set.total if input_set is not None else 0)
         self._requests = JobRequests(self._state)
 
@@ -191,6 +194,20 @@ class Job:
     @progress_timeout.setter
     def progress_timeout(self, seconds: float) -> None:
         self._progress_timeout = check_progress_timeout(seconds)
+
+    @property
+    def fs(self) -> str | None:
+        """The job's files (DCP's `job.fs`): a directory or zip archive, packed when set and
+        unpacked read-only as the work function's current directory, so that it opens them by
+        their paths under it (`open("tables/a.csv")`); None for none. Python work functions
+        only (docs/packages.md, "A job's files")."""
+        return self._files.given if self._files is not None else None
+
+    @fs.setter
+    def fs(self, source: str | os.PathLike[str] | None) -> None:
+        if self._state.deploy is not None or self._state.attached:
+            raise DCPError("EINVALID", "the job is deployed already: its files are fixed")
+        self._files = pack_job_files(source) if source is not None else None
 
     def requires(self, *packages: Any) -> Job:
         """Add what the work function imports besides the standard library (DCP's
@@ -307,6 +324,7 @@ class Job:
         from .local import run_local
 
         wheels = self._resolve(LocalEnvironment()).wheels
+        self._check_files_language()
         job = LocalJob(
             language=self.work["language"],
             source=self.work["source"],
@@ -316,6 +334,7 @@ class Job:
             total=self.total,
             verify=self.verify.protocol() if self.verify is not None else None,
             packages=[wheel.installable() for wheel in wheels],
+            files=self._files.local() if self._files is not None else None,
         )
         inputs = self.input_view()
         return _blocking(
@@ -367,6 +386,13 @@ class Job:
             deploy_requirements(self.requirements, self.work)  # refused before keys are asked
         if self._state.deploy is None:
             self._deploy_packages()  # resolved (or refused) before keys are asked too
+            self._check_files_language()
+
+    def _check_files_language(self) -> None:
+        if self._files is not None and (self.work is None or self.work["language"] != "python"):
+            raise DCPError(
+                "EINVALID", "job.fs is for Python work functions: a JavaScript one has no files"
+            )
 
     def _resolve(self, supplier: Supplier) -> Resolution:
         """The job's requires, packed and resolved for `supplier`'s sandbox."""
@@ -387,12 +413,15 @@ class Job:
         return self._resolution
 
     def _upload_packages(self) -> None:
-        """Store the job's wheels for its identity before the deploy that names them."""
+        """Store the job's wheels and files for its identity before the deploy that names them."""
         credentials, resolution = self._state.credentials, self._resolution
-        if resolution is None or not resolution.wheels or self._state.id is not None:
+        blobs = [wheel.blob for wheel in resolution.wheels] if resolution is not None else []
+        if self._files is not None:
+            blobs.append(self._files.blob)
+        if not blobs or self._state.id is not None:
             return
         assert credentials.url is not None and credentials.identity_key is not None
-        upload_wheels(credentials.url, credentials.identity_key, resolution.wheels)
+        upload_blobs(credentials.url, credentials.identity_key, blobs)
 
     def _unlock(self, identity: KeySpec, account: KeySpec, offer: Decimal | None) -> None:
         """Keep the identity key and (to deploy or add slices) the account key: those given,
@@ -438,6 +467,7 @@ class Job:
             "requirements": {
                 **deploy_requirements(self.requirements, self.work),
                 **self._deploy_packages().requirements(),
+                **({"fs": self._files.requirement()} if self._files is not None else {}),
             },
             "verify": self.verify.protocol() if self.verify is not None else None,
             "compute_groups": self.compute_groups,

@@ -68,9 +68,10 @@ __all__ = [
     "Resolution",
     "WheelFile",
     "check_requires",
+    "fixed_entry",
     "pack_local",
     "resolve_requires",
-    "upload_wheels",
+    "upload_blobs",
 ]
 
 # The Python of the sandboxes (Pyodide 314's; its lock file's `info.python`): what pip
@@ -279,10 +280,17 @@ def build_wheel(name: str, version: str, files: list[tuple[str, bytes]]) -> tupl
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for path, data in encoded:
-            entry = zipfile.ZipInfo(path, _FIXED_TIME)
-            entry.external_attr, entry.create_system = _FILE_MODE, _UNIX
-            archive.writestr(entry, data)
+            archive.writestr(fixed_entry(path), data)
     return f"{escaped}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def fixed_entry(path: str, compress_type: int = zipfile.ZIP_STORED) -> zipfile.ZipInfo:
+    """A zip entry for a packed file that is the same on every machine: a fixed date and
+    mode, whatever the file's own."""
+    entry = zipfile.ZipInfo(path, _FIXED_TIME)
+    entry.external_attr, entry.create_system = _FILE_MODE, _UNIX
+    entry.compress_type = compress_type
+    return entry
 
 
 def _record_hash(data: bytes) -> str:
@@ -608,7 +616,8 @@ def _pip_errors(output: str) -> str:
     return errors[-1].strip() if errors else output.strip()[-500:]
 
 
-def upload_wheels(url: str, identity_key: bytes, wheels: Iterable[WheelFile]) -> None:
-    """Store a job's wheels in the portal's store for this identity, as blobs (each once per
-    process, with the client's retries: dcp.client.store), before the deploy that names them."""
-    upload_referenced(url, identity_key, {"args": [encode(wheel.blob) for wheel in wheels]})
+def upload_blobs(url: str, identity_key: bytes, blobs: Iterable[Blob]) -> None:
+    """Store what a job's requirements name (its wheels, its files) in the portal's store for
+    this identity (each once per process, with the client's retries: dcp.client.store), before
+    the deploy that names them."""
+    upload_referenced(url, identity_key, {"args": [encode(blob) for blob in blobs]})

@@ -145,17 +145,27 @@ class Package(Shape):
     size: int = Field(ge=1)
 
 
+class JobFiles(Shape):
+    """A job's files (`job.fs`): a zip archive in the portal's store (`sha256`, `size` bytes)
+    that the sandbox unpacks, read-only, as the work function's current directory."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=1)
+
+
 class Requirements(Shape):
     """DCP's requirements object; an unknown key is an error, never silently dropped.
 
     `packages` and `pyodide` are what the job imports besides the standard library (the
     client's `requires`, REST's `packages`; docs/packages.md): wheels from the portal's store,
-    and the names of Pyodide's own packages, which the sandbox loads with `loadPackage`."""
+    and the names of Pyodide's own packages, which the sandbox loads with `loadPackage`. `fs`
+    is the job's files (JobFiles)."""
 
     environment: Environment = Field(default_factory=Environment)
     discrete: bool = False
     packages: list[Package] = Field(default_factory=list, max_length=MAX_JOB_PACKAGES)
     pyodide: list[PackageName] = Field(default_factory=list, max_length=MAX_JOB_PACKAGES)
+    fs: JobFiles | None = None
 
     @model_validator(mode="after")
     def _each_once(self) -> Requirements:
@@ -614,6 +624,7 @@ class TaskJob(Shape):
     # from the portal's store and Pyodide's own packages by name. Left out when there are none.
     packages: list[Package] = Field(default_factory=list, exclude_if=lambda packages: not packages)
     pyodide: list[str] = Field(default_factory=list, exclude_if=lambda names: not names)
+    fs: JobFiles | None = Field(default=None, exclude_if=lambda files: files is None)
 
 
 class TaskSlice(Shape):

@@ -38,7 +38,13 @@ from dcp.protocol import policy
 from dcp.protocol.messages import Verify
 from dcp.protocol.verify import NO_QUORUM, NO_QUORUM_ERROR_NAME, Vote, no_quorum_reason, vote
 
-from .packages import UnsafeWheel, unpack_wheels
+from .packages import (
+    UnsafeJobFiles,
+    UnsafeWheel,
+    remove_job_files,
+    unpack_job_files,
+    unpack_wheels,
+)
 from .runtimes import RUNTIMES, LocalWorkerCommand
 
 __all__ = ["LocalJob", "check_cores", "run_slices"]
@@ -62,13 +68,20 @@ class LocalJob:
     verify: Verify | None = None  # result verification: each slice computed `quorum` times
     # The job's wheels, (file name, sha256, bytes) each: installed for its workers to import.
     packages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    # The job's files (job.fs): (sha256, zip archive bytes), unpacked as the workers' directory.
+    files: tuple[str, bytes] | None = None
 
 
 class LocalWorker:
     """A local worker process spoken to in JSON lines; its messages go to `events`."""
 
     def __init__(
-        self, command: LocalWorkerCommand, job: LocalJob, events: Events, path: list[str]
+        self,
+        command: LocalWorkerCommand,
+        job: LocalJob,
+        events: Events,
+        path: list[str],
+        cwd: str | None = None,
     ) -> None:
         self._process = subprocess.Popen(  # noqa: S603 - our own worker program
             command.args,
@@ -78,7 +91,8 @@ class LocalWorker:
             encoding="utf-8",
             env=command.env,
         )
-        self._send({"type": "init", "source": job.source, "args": job.args, "path": path})
+        init = {"type": "init", "source": job.source, "args": job.args, "path": path, "cwd": cwd}
+        self._send(init)
         self._reader = threading.Thread(target=self._read, args=(events,), daemon=True)
         self._reader.start()
 
@@ -247,6 +261,7 @@ class LocalRun:
         self.results: dict[int, Any] = {}
         self.workers: dict[LocalWorker, _Running | None] = {}
         self.path: list[str] = []  # directories the workers import the job's packages from
+        self.files: str | None = None  # the job's unpacked files: the workers' directory
         self.handlers: dict[str, Callable[[LocalWorker, _Running | None, Message], None]] = {
             "started": self._on_alive,
             "progress": self._on_alive,
@@ -260,6 +275,7 @@ class LocalRun:
         """Every slice's result by slice number; DCPError when the job fails."""
         try:
             self._install_packages()
+            self._unpack_files()
             for _ in range(self.cores):
                 self._start_worker()
             while self._assign() or any(self.workers.values()):
@@ -270,6 +286,8 @@ class LocalRun:
                 worker.stop()
             for place in self.path:
                 shutil.rmtree(place, ignore_errors=True)
+            if self.files:
+                remove_job_files(self.files)
         return self.results
 
     def _install_packages(self) -> None:
@@ -284,8 +302,20 @@ class LocalRun:
         except UnsafeWheel as error:
             raise DCPError("EUNSAFEWHEEL", str(error)) from None
 
+    def _unpack_files(self) -> None:
+        """Unpack the job's files read-only into a throwaway directory, checked as a sandbox
+        checks them, for every worker to run in."""
+        if self.job.files is None:
+            return
+        self.files = tempfile.mkdtemp(prefix="dcp-job-files-")
+        sha256, data = self.job.files
+        try:
+            unpack_job_files(self.files, data, sha256)
+        except UnsafeJobFiles as error:
+            raise DCPError("EUNSAFEFILES", str(error)) from None
+
     def _start_worker(self) -> LocalWorker:
-        worker = LocalWorker(self.command(), self.job, self.events, self.path)
+        worker = LocalWorker(self.command(), self.job, self.events, self.path, self.files)
         self.workers[worker] = None
         return worker
 

@@ -1,4 +1,4 @@
-"""A job's wheels, checked and installed: one file, run by CPython and by Pyodide.
+"""A job's wheels and files, checked and installed: one file, run by CPython and by Pyodide.
 
 A job that `requires` packages brings them as pure-Python wheels in the portal's store
 (dcp/client/packages.py packs and resolves them; docs/packages.md). Before its first slice the
@@ -6,6 +6,10 @@ job's wheels are unpacked into a directory of its own, put first on `sys.path`: 
 workers on this machine, and by the browser sandbox in Pyodide. Both unpack through
 `unpack_wheel`, which unpacks only what `check_wheel` passed; the scheduler runs the same check
 on every wheel a deploy names, before it accepts the job.
+
+A job's files (`job.fs`: a directory or archive of the client's) travel as one zip archive in
+the store; `mount_job_files` checks it as strictly as a wheel (plain files at relative paths),
+unpacks it read-only, and makes it the work function's current directory.
 
 `PyodideIndex` reads a Pyodide lock file (`pyodide-lock.json`): the compiled packages a sandbox
 loads with Pyodide's own `loadPackage`, where the portal serves their files.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
+import os
 import re
 import shutil
 import stat
@@ -34,13 +39,20 @@ __all__ = [
     "PYODIDE_LOCK",
     "PYODIDE_PATH",
     "PyodideIndex",
+    "UnsafeArchive",
+    "UnsafeJobFiles",
     "UnsafeWheel",
     "Wheel",
+    "check_job_files",
     "check_wheel",
     "install_wheels",
+    "mount_job_files",
     "normalize_name",
+    "open_job_files",
     "open_wheel",
     "parse_wheel_filename",
+    "remove_job_files",
+    "unpack_job_files",
     "unpack_wheel",
     "unpack_wheels",
     "use_directories",
@@ -72,8 +84,17 @@ _SEPARATORS = re.compile(r"[-_.]+")
 _PLAIN_TYPES = (0, stat.S_IFREG, stat.S_IFDIR)
 
 
-class UnsafeWheel(ValueError):
+class UnsafeArchive(ValueError):
+    """A zip archive of a job (a wheel, its files) that no sandbox unpacks: the message says
+    which rule it breaks."""
+
+
+class UnsafeWheel(UnsafeArchive):
     """A wheel that no job may install: the message says which rule it breaks."""
+
+
+class UnsafeJobFiles(UnsafeArchive):
+    """A job's files (`job.fs`) that no sandbox mounts: the message says which rule it breaks."""
 
 
 def normalize_name(name: str) -> str:
@@ -151,17 +172,7 @@ def _folded(dist_info: str) -> str:
 def _check_entry(entry: zipfile.ZipInfo, dist_info: str, filename: str, seen: set[str]) -> None:
     name = entry.filename
     where = f"{filename}: {name!r}"
-    _check_path(name, where)
-    if entry.flag_bits & 0x1:
-        raise UnsafeWheel(f"{where} is encrypted")
-    if entry.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise UnsafeWheel(f"{where} is compressed with method {entry.compress_type}")
-    if stat.S_IFMT(entry.external_attr >> 16) not in _PLAIN_TYPES:
-        raise UnsafeWheel(f"{where} is a link or a special file, not a plain file")
-    folded = name.rstrip("/").casefold()
-    if folded in seen:
-        raise UnsafeWheel(f"{where} is in the archive twice")
-    seen.add(folded)
+    _check_plain_entry(entry, where, seen, UnsafeWheel)
     top, *rest = name.split("/")
     if top != dist_info and not _importable_top(top, bool(rest)):
         raise UnsafeWheel(f"{where} is outside the wheel's packages and its {dist_info} directory")
@@ -169,15 +180,32 @@ def _check_entry(entry: zipfile.ZipInfo, dist_info: str, filename: str, seen: se
         raise UnsafeWheel(f"{where} is compiled code: only pure-Python wheels install")
 
 
-def _check_path(name: str, where: str) -> None:
+def _check_plain_entry(
+    entry: zipfile.ZipInfo, where: str, seen: set[str], unsafe: type[UnsafeArchive]
+) -> None:
+    """A plain file or directory at a path of its own, stored as any zip tool stores it."""
+    _check_path(entry.filename, where, unsafe)
+    if entry.flag_bits & 0x1:
+        raise unsafe(f"{where} is encrypted")
+    if entry.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise unsafe(f"{where} is compressed with method {entry.compress_type}")
+    if stat.S_IFMT(entry.external_attr >> 16) not in _PLAIN_TYPES:
+        raise unsafe(f"{where} is a link or a special file, not a plain file")
+    folded = entry.filename.rstrip("/").casefold()
+    if folded in seen:
+        raise unsafe(f"{where} is in the archive twice")
+    seen.add(folded)
+
+
+def _check_path(name: str, where: str, unsafe: type[UnsafeArchive]) -> None:
     """A relative POSIX path, each part a plain name: nothing that could land elsewhere."""
     if not name or len(name) > MAX_WHEEL_PATH_CHARS:
-        raise UnsafeWheel(f"{where} has no name or a name over {MAX_WHEEL_PATH_CHARS} characters")
+        raise unsafe(f"{where} has no name or a name over {MAX_WHEEL_PATH_CHARS} characters")
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        raise UnsafeWheel(f"{where} is an absolute path or not a plain POSIX path")
+        raise unsafe(f"{where} is an absolute path or not a plain POSIX path")
     path = name[:-1] if name.endswith("/") else name
     if any(part in ("", ".", "..") for part in path.split("/")):
-        raise UnsafeWheel(f"{where} has an empty, '.' or '..' part: it could escape its place")
+        raise unsafe(f"{where} has an empty, '.' or '..' part: it could escape its place")
 
 
 def _importable_top(top: str, is_directory: bool) -> bool:
@@ -209,20 +237,28 @@ def open_wheel(data: bytes | BinaryIO, filename: str) -> zipfile.ZipFile:
     """A wheel's archive, opened once its central directory is known to be within
     MAX_WHEEL_FILES entries and MAX_WHEEL_DIRECTORY_BYTES (zipfile reads it whole);
     UnsafeWheel for anything else, or what is no zip archive."""
+    return _open_archive(data, filename, UnsafeWheel)
+
+
+def _open_archive(
+    data: bytes | BinaryIO, filename: str, unsafe: type[UnsafeArchive]
+) -> zipfile.ZipFile:
     source = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
-    entries, directory_bytes = _directory_size(source, filename)
+    entries, directory_bytes = _directory_size(source, filename, unsafe)
     if entries > MAX_WHEEL_FILES or directory_bytes > MAX_WHEEL_DIRECTORY_BYTES:
-        raise UnsafeWheel(
+        raise unsafe(
             f"{filename} lists {entries} files in {directory_bytes} bytes: at most "
             f"{MAX_WHEEL_FILES} files in {MAX_WHEEL_DIRECTORY_BYTES} bytes"
         )
     try:
         return zipfile.ZipFile(source)
     except zipfile.BadZipFile as error:
-        raise UnsafeWheel(f"{filename} is not a zip archive: {error}") from None
+        raise unsafe(f"{filename} is not a zip archive: {error}") from None
 
 
-def _directory_size(source: BinaryIO, filename: str) -> tuple[int, int]:
+def _directory_size(
+    source: BinaryIO, filename: str, unsafe: type[UnsafeArchive]
+) -> tuple[int, int]:
     """(entries, bytes) of the archive's central directory, from its end record (a zip64
     archive, 0xFFFF entries, counts as too many: no wheel needs it)."""
     size = source.seek(0, io.SEEK_END)
@@ -231,7 +267,7 @@ def _directory_size(source: BinaryIO, filename: str) -> tuple[int, int]:
     data = source.read(tail)
     at = data.rfind(_END_OF_DIRECTORY)
     if at < 0 or len(data) - at < _END_RECORD_BYTES:
-        raise UnsafeWheel(f"{filename} is not a zip archive")
+        raise unsafe(f"{filename} is not a zip archive")
     entries = int.from_bytes(data[at + 10 : at + 12], "little")
     directory_bytes = int.from_bytes(data[at + 12 : at + 16], "little")
     source.seek(0)
@@ -287,6 +323,86 @@ def install_wheels(directory: str | Path, wheels: Iterable[tuple[str, str, bytes
     place = unpack_wheels(directory, wheels)
     use_directories([place])
     return place
+
+
+# ---------------------------------------------------------------------------- a job's files
+
+JOB_FILES = "the job's files"  # how messages name the archive of `job.fs`
+MAX_JOB_FILES_UNPACKED_BYTES = 256 * 1024 * 1024  # a job's files, unpacked, together
+READ_ONLY_FILE, READ_ONLY_DIRECTORY = 0o444, 0o555
+
+
+def check_job_files(archive: zipfile.ZipFile) -> tuple[zipfile.ZipInfo, ...]:
+    """Check the archive of a job's files (`job.fs`) before anything of it is unpacked: at
+    most MAX_WHEEL_FILES plain files and directories of at most MAX_JOB_FILES_UNPACKED_BYTES
+    together, each at a relative path without `..`; UnsafeJobFiles naming the first problem.
+    Returns the entries."""
+    entries = tuple(archive.infolist())
+    if len(entries) > MAX_WHEEL_FILES:
+        raise UnsafeJobFiles(f"{JOB_FILES} hold {len(entries)} files: at most {MAX_WHEEL_FILES}")
+    seen: set[str] = set()
+    for entry in entries:
+        _check_plain_entry(entry, f"{JOB_FILES}: {entry.filename!r}", seen, UnsafeJobFiles)
+    total = sum(entry.file_size for entry in entries)
+    if total > MAX_JOB_FILES_UNPACKED_BYTES:
+        raise UnsafeJobFiles(
+            f"{JOB_FILES} unpack to {total} bytes: at most {MAX_JOB_FILES_UNPACKED_BYTES}"
+        )
+    return entries
+
+
+def open_job_files(data: bytes | BinaryIO) -> zipfile.ZipFile:
+    """The archive of a job's files, opened as open_wheel opens a wheel; UnsafeJobFiles."""
+    return _open_archive(data, JOB_FILES, UnsafeJobFiles)
+
+
+def mount_job_files(directory: str | Path, data: bytes, sha256: str) -> str:
+    """Before a job's first slice: its files unpacked (unpack_job_files) and `directory` the
+    current one, where the work function finds them (`open("data.csv")`). Returns it."""
+    place = unpack_job_files(directory, data, sha256)
+    os.chdir(place)
+    return place
+
+
+def unpack_job_files(directory: str | Path, data: bytes, sha256: str) -> str:
+    """A job's files (a zip archive whose SHA-256 is `sha256`), checked, unpacked into
+    `directory` (created) and made read-only; UnsafeJobFiles for an archive that fails."""
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise UnsafeJobFiles(f"{JOB_FILES} do not hash to {sha256}: they are not the job's")
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    with open_job_files(data) as archive:
+        entries = check_job_files(archive)
+        try:
+            for entry in entries:
+                if entry.is_dir():
+                    target.joinpath(*PurePosixPath(entry.filename).parts).mkdir(
+                        parents=True, exist_ok=True
+                    )
+                else:
+                    _write(archive, entry, target, JOB_FILES)
+        except zipfile.BadZipFile as error:
+            raise UnsafeJobFiles(f"{JOB_FILES} are damaged: {error}") from None
+    _set_modes(target, READ_ONLY_FILE, READ_ONLY_DIRECTORY)
+    return str(target)
+
+
+def remove_job_files(directory: str | Path) -> None:
+    """Remove unpacked job files (their directories made writable again first)."""
+    if os.path.isdir(directory):
+        _set_modes(Path(directory), 0o644, 0o755)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _set_modes(root: Path, file_mode: int, directory_mode: int) -> None:
+    if directory_mode & 0o200:
+        os.chmod(root, directory_mode)  # writable first, to walk down and change
+    for place, directories, files in os.walk(root, topdown=bool(directory_mode & 0o200)):
+        for name in files:
+            os.chmod(os.path.join(place, name), file_mode)
+        for name in directories:
+            os.chmod(os.path.join(place, name), directory_mode)
+    os.chmod(root, directory_mode)
 
 
 # ---------------------------------------------------------------------------- Pyodide's own

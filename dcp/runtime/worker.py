@@ -1,8 +1,9 @@
 """local_exec's worker process for Python work functions: `python -m dcp.runtime.worker`.
 
 Started as a module (never through multiprocessing), so the user's script is not imported again.
-It reads JSON lines on stdin, `{"type": "init", "source", "args", "path"}` (path: directories
-holding the job's installed packages, put first on sys.path) then `{"type": "slice",
+It reads JSON lines on stdin, `{"type": "init", "source", "args", "path", "cwd"}` (path:
+directories holding the job's installed packages, put first on sys.path; cwd: the job's
+unpacked files, its current directory, or null) then `{"type": "slice",
 "slice", "datum"}`, computes each slice with the slice runtime (dcp.runtime.slice), and writes
 JSON lines on a duplicate of its original stdout: `{"type": "started" | "progress" | "console" |
 "result" | "error", "slice": n, ...}`. File descriptor 1 itself is pointed at stderr, so nothing
@@ -78,6 +79,8 @@ def serve(lines: TextIO, channel: TextIO) -> None:
         message = json.loads(line)
         if message["type"] == "init":
             use_directories(message.get("path") or [])
+            if message.get("cwd"):
+                os.chdir(message["cwd"])  # the job's files, as the sandbox mounts them
             runtime = SliceRuntime(message["source"], message.get("args") or [], host)
             runtime.compile()  # a failure is every slice's reply (run() compiles again)
         elif message["type"] == "slice" and runtime is not None:

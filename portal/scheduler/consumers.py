@@ -465,6 +465,7 @@ def task_message(task: services.Task, *, upload_ticket: str = "") -> wire.Task:
             args=job.args,
             packages=job.requirements.get("packages", []),
             pyodide=job.requirements.get("pyodide", []),
+            fs=job.requirements.get("fs"),
         ),
         slices=[{"slice": n, "datum": datum} for n, datum in task.slices],
         lease_seconds=services.lease_seconds(job),

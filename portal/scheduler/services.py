@@ -35,9 +35,12 @@ from dcp.protocol.signed import recover_signer, session_text
 from dcp.protocol.values import BlobRef, references
 from dcp.protocol.verify import NO_QUORUM, replicas
 from dcp.runtime.packages import (
+    UnsafeJobFiles,
     UnsafeWheel,
+    check_job_files,
     check_wheel,
     normalize_name,
+    open_job_files,
     open_wheel,
 )
 from portal.bank import services as bank
@@ -270,8 +273,9 @@ def _create_job(
 ) -> Job:
     total = _checked_total(owner, spec)
     packages = spec.requirements.get("packages", [])
-    _check_blobs(owner, spec.args, spec.values or [], packages=packages)
+    _check_blobs(owner, spec.args, spec.values or [], named=_stored_requirements(spec))
     _check_packages(packages, spec.requirements.get("pyodide", []))
+    _check_job_files(spec.requirements.get("fs"))
     if values is None and sizing.frame_slices(spec.source, spec.args, 0) < 1:
         raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
     groups = groups_for(spec.compute_groups)
@@ -306,18 +310,30 @@ def _create_job(
     return job
 
 
-def _check_blobs(owner: User, *values: Any, packages: Sequence[Mapping[str, Any]] = ()) -> None:
-    """Refuse values that reference blobs, and package wheels (a deploy's
-    `requirements.packages`), that their deployer's user has not stored or claimed
-    (docs/store.md), before anything is stored or paid."""
-    wheels = [{"$blob": package["sha256"], "size": package["size"]} for package in packages]
+def _stored_requirements(spec: JobSpec) -> dict[str, tuple[str, int]]:
+    """The objects of the store a job's requirements name: its wheels and its files, each as
+    sha256 -> (what it is, its size)."""
+    named = {
+        package["sha256"]: (f"package {package['file']}", package["size"])
+        for package in spec.requirements.get("packages", [])
+    }
+    files = spec.requirements.get("fs")
+    if files:
+        named[files["sha256"]] = ("the job's files (job.fs)", files["size"])
+    return named
+
+
+def _check_blobs(owner: User, *values: Any, named: Mapping[str, tuple[str, int]] = {}) -> None:
+    """Refuse values that reference blobs, and objects a deploy's requirements name (wheels,
+    the job's files: `named`, from _stored_requirements), that their deployer's user has not
+    stored or claimed (docs/store.md), before anything is stored or paid."""
+    objects = [{"$blob": sha256, "size": size} for sha256, (_, size) in named.items()]
     try:
-        refused = store.foreign_or_missing_blobs(owner, *values, wheels)
+        refused = store.foreign_or_missing_blobs(owner, *values, objects)
     except ValueError as error:
         raise SchedulerError("EINVALID", f"a value breaks the value encoding: {error}") from None
     if refused:
-        files = {package["sha256"]: package["file"] for package in packages}
-        what = f"package {files[refused[0]]}" if refused[0] in files else "blob"
+        what = named[refused[0]][0] if refused[0] in named else "blob"
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise SchedulerError(
             "ENOBLOB",
@@ -341,6 +357,20 @@ def _check_packages(packages: Sequence[Mapping[str, Any]], pyodide: Sequence[str
             f"this portal does not serve Pyodide's {missing[0]} (nor all it depends on): "
             "require it as a pure-Python wheel, or ask the operator to add Pyodide's packages",
         )
+
+
+def _check_job_files(files: Mapping[str, Any] | None) -> None:
+    """The stored archive of the job's files passes the sandbox's check (check_job_files)."""
+    if not files:
+        return
+    try:
+        with (
+            object_path(files["sha256"]).open("rb") as file,
+            open_job_files(file) as archive,
+        ):
+            check_job_files(archive)
+    except (UnsafeJobFiles, zipfile.BadZipFile, OSError) as error:
+        raise SchedulerError("EINVALID", f"job.fs: {error}") from None
 
 
 def _check_wheel_file(package: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,21 @@ def test_malformed_packages_are_400(bearer: Caller, packages: list[Any]) -> None
 def test_the_same_package_twice_is_400(bearer: Caller, pyodide: Path) -> None:
     refusal = error_of(deploy(bearer, ["numpy", "numpy"]))
     assert refusal["code"] == "EINVALID" and "more than once" in refusal["message"]
+
+
+def test_a_jobs_files_must_be_the_callers_and_an_archive_a_sandbox_would_mount(
+    bearer: Caller, first_dev: Any, account: Any
+) -> None:
+    escaping = io.BytesIO()
+    with zipfile.ZipFile(escaping, "w") as archive:
+        archive.writestr("../outside.txt", "x")
+    data = escaping.getvalue()
+    files = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    body = {"work": WORK, "slices": [1], "requirements": {"fs": files}}
+
+    refusal = error_of(bearer.post("/api/v0/job", body))
+    assert refusal["code"] == "ENOBLOB" and "the job's files (job.fs)" in refusal["message"]
+    store(first_dev, data)
+    refusal = error_of(bearer.post("/api/v0/job", body))
+    assert refusal["code"] == "EINVALID" and "could escape" in refusal["message"], refusal
+    assert not Job.objects.exists() and balance_of(account.address) == to_units("10")

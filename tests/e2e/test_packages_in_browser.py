@@ -1,7 +1,8 @@
-"""A job's packages reach the Worker tab's sandbox: a local module and a local wheel that the
-work function imports are stored with the deploy, a package of the portal's Pyodide package
-repository is loaded from it, all before the first slice; a second job with the same packages
-on the same tab downloads nothing again."""
+"""A job's packages and files reach the Worker tab's sandbox: a local module and a local wheel
+that the work function imports are stored with the deploy, a package of the portal's Pyodide
+package repository is loaded from it, the job's files are its read-only current directory, all
+before the first slice; a second job with the same packages on the same tab downloads nothing
+again."""
 
 from __future__ import annotations
 
@@ -19,16 +20,21 @@ import dcp
 
 def work(n):
     import greet, helper, pyodidetoy
-    return greet.hello(helper.double(pyodidetoy.triple(n)))
+    try:
+        open("unit.txt", "a")
+        changed = "changed its files"
+    except PermissionError:
+        changed = "read-only"
+    return [greet.hello(helper.double(pyodidetoy.triple(n))), open("unit.txt").read(), changed]
 
-job = dcp.compute_for([1, 2, 3], work)
+job = dcp.compute_for([1, 2, 3], work, fs={files!r})
 job.requires({helper!r}, {wheel!r}, "pyodidetoy")
 results = job.exec(slice_payment_offer="0.01")
 print(json.dumps([results[0], results[1], results[2]]))
 """
 
 
-def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
+def test_a_work_function_on_a_worker_tab_imports_its_packages_and_reads_its_files(
     payer: Person, volunteer: Person, portal_site: LiveSite
 ) -> None:
     helper = payer.home / "helper.py"
@@ -37,20 +43,23 @@ def test_a_work_function_on_a_worker_tab_imports_a_local_module_and_a_wheel(
     wheel.write_bytes(greet_wheel())
     start_worker(volunteer.page, portal_site, cores=2)
 
-    program = PROGRAM.format(helper=str(helper), wheel=str(wheel))
+    files = payer.home / "files"
+    files.mkdir()
+    (files / "unit.txt").write_text("km")
+    program = PROGRAM.format(helper=str(helper), wheel=str(wheel), files=str(files))
     thread, outcome = deploy_in_background(portal_site, payer.home, program)
     results = wait_for(volunteer.page, thread, outcome)
 
-    assert results == ["hi 6", "hi 12", "hi 18"]
+    assert results == [[f"hi {6 * n}", "km", "read-only"] for n in (1, 2, 3)]
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert portal_site.requests_seen().count(f'"GET /store/{digest}') == 1
 
     # The same packages again, for another job.
     thread, outcome = deploy_in_background(portal_site, payer.home, program)
-    assert wait_for(volunteer.page, thread, outcome) == ["hi 6", "hi 12", "hi 18"]
+    assert wait_for(volunteer.page, thread, outcome) == results
     log = portal_site.requests_seen().splitlines()
     store_reads = [line for line in log if '"GET /store/' in line]
     assert sum(f"/store/{digest}" in line for line in store_reads) == 1, store_reads
-    assert len(store_reads) == 2, store_reads  # the wheel and the packed helper module, once each
+    assert len(store_reads) == 3, store_reads  # the wheel, the helper module, the files: once each
     toy = f'"GET /worker/vendor/pyodide/{PYODIDE_TOY[0]}'
     assert sum(toy in line for line in log) == 1, [line for line in log if "vendor" in line]
