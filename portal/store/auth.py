@@ -1,12 +1,17 @@
 """Who stores an object: the user of an API key (the REST API's Bearer scheme, resolved by
-portal/api/auth.py), the owner of the identity key that signed the upload, or, for a worker's
-upload of a big result, the owner of the job the worker computes.
+portal/api/auth.py), the owner of the identity key that signed the upload, the signed-in user
+of one of the portal's own pages, or, for a worker's upload of a big result, the owner of the
+job the worker computes.
 
 A signed upload carries `X-DCP-Identity` (the identity's address), `X-DCP-Expires` (unix
 seconds) and `X-DCP-Signature`, the identity key's EIP-191 signature over
 `upload_text(sha256, size, expires)` (dcp/protocol/signed.py). It is refused once expired, and
-when it expires further ahead than MAX_UPLOAD_SIGNATURE_SECONDS. The session cookie is never
-enough: the store's PUT takes no CSRF token.
+when it expires further ahead than MAX_UPLOAD_SIGNATURE_SECONDS.
+
+A portal page (dcp-client.js, deploying with the session) stores with the session cookie and
+the csrftoken cookie's value in `X-CSRFToken`. The session cookie alone is never enough: the
+view is csrf_exempt (the other credentials are headers no browser adds by itself), so Django's
+CSRF check (Origin, then the token) is run here, for the session only.
 
 A worker has no key of its own: each task the scheduler hands it carries an upload ticket
 (`upload_ticket`, signed with the portal's secret), bound to the worker's connection, its user
@@ -24,7 +29,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.middleware.csrf import CsrfViewMiddleware
 
 from dcp.protocol.signed import MAX_UPLOAD_SIGNATURE_SECONDS, recover_signer, upload_text
 from portal.api.auth import ApiKeyBearer
@@ -43,7 +49,12 @@ MAX_TICKET_CHARS = 1000
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 HOW_TO_AUTHENTICATE = (
     "send 'Authorization: Bearer <API key>' (create one on the First Devs tab), or "
-    f"{IDENTITY_HEADER}, {EXPIRES_HEADER} and {SIGNATURE_HEADER} signed by your identity key"
+    f"{IDENTITY_HEADER}, {EXPIRES_HEADER} and {SIGNATURE_HEADER} signed by your identity key, "
+    "or, from the portal's own pages, the signed-in session with its X-CSRFToken"
+)
+CSRF_REFUSED = (
+    "a PUT signed in with the portal's session must come from the portal's own pages and send "
+    "the csrftoken cookie's value in the X-CSRFToken header"
 )
 
 
@@ -60,19 +71,56 @@ def ticket_seconds() -> int:
 
 def uploader(request: HttpRequest, *, sha256: str, size: int) -> User:
     """The user storing `size` bytes as `sha256`: 401 without valid credentials, 403 for a
-    user who has not joined First Devs (only they deploy jobs), or for a worker's ticket while
-    the worker holds no slice of the ticket's job."""
-    ticket = _worker_ticket(request)
-    if ticket is not None:
-        user = _job_owner(ticket)
-    else:
-        principal = ApiKeyBearer()(request)  # ApiError 401 for an unknown or revoked key
-        user = principal.user if principal is not None else _signer(request, sha256, size)
+    session without its CSRF token, for a user who has not joined First Devs (only they deploy
+    jobs), or for a worker's ticket while the worker holds no slice of the ticket's job."""
+    user = _credited_user(request, sha256, size)
     if user.first_dev_since is None:
         raise StoreError(
             403, "ENOTFIRSTDEV", "join First Devs on the portal's First Devs tab to store data"
         )
     return user
+
+
+def _credited_user(request: HttpRequest, sha256: str, size: int) -> User:
+    """The user the request's credentials name, tried in this order: a worker's ticket, an
+    API key, the identity key's signature (its headers), the session (with its CSRF token)."""
+    ticket = _worker_ticket(request)
+    if ticket is not None:
+        return _job_owner(ticket)
+    principal = ApiKeyBearer()(request)  # ApiError 401 for an unknown or revoked key
+    if principal is not None:
+        return principal.user
+    if not request.headers.get(IDENTITY_HEADER):
+        user = _session_user(request)
+        if user is not None:
+            return user
+    return _signer(request, sha256, size)
+
+
+def _session_user(request: HttpRequest) -> User | None:
+    """The signed-in user of a portal page, once the PUT passes Django's CSRF check (403
+    ECSRF otherwise); None without a signed-in session."""
+    user = getattr(request, "user", None)
+    if not isinstance(user, User) or not user.is_active:
+        return None
+    if _csrf_refused(request):
+        raise StoreError(403, "ECSRF", CSRF_REFUSED)
+    return user
+
+
+def _csrf_refused(request: HttpRequest) -> bool:
+    """Whether Django's CSRF check refuses this PUT: an Origin other than the portal's, or no
+    X-CSRFToken matching the csrftoken cookie. A PUT is checked as it is (Django protects
+    every unsafe method), which never reads the body: the store streams it afterwards. Django's
+    test client turns the check off unless asked to enforce it, as for every other view."""
+    check = CsrfViewMiddleware(_forbidden)
+    request.csrf_processing_done = False  # type: ignore[attr-defined] # checked here, not skipped
+    check.process_request(request)  # reads the csrftoken cookie
+    return check.process_view(request, _forbidden, (), {}) is not None
+
+
+def _forbidden(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return HttpResponseForbidden()
 
 
 def _worker_ticket(request: HttpRequest) -> str | None:

@@ -3,7 +3,8 @@
 Objects never change, so a read is cacheable for a year by anyone; it is served with CORS and
 a cross-origin resource policy because sandboxes, whose frame has an opaque origin, fetch them.
 Sandboxes also store big results (PUT with a worker's ticket), so a CORS preflight (OPTIONS) is
-answered too: no cookie ever counts here, so any origin may send the headers that authenticate.
+answered too: any origin may send the headers that authenticate, never with cookies. The
+portal's own pages store with the session, checked against its CSRF token (auth.py).
 Errors have the REST API's shape, `{"error": {"code", "message"}}`.
 """
 
@@ -37,7 +38,7 @@ SEND_BLOCK_BYTES = 1024 * 1024  # a file is streamed this much at a time
 Handler = Callable[[HttpRequest, str], HttpResponseBase]
 
 
-@csrf_exempt  # authenticated by an API key or a signature, never by the session cookie
+@csrf_exempt  # the session's CSRF check is auth.py's: the other credentials need no token
 def store_object(request: HttpRequest, sha256: str) -> HttpResponseBase:
     """Read (GET, HEAD) or store (PUT) the object named by its SHA-256."""
     handler = HANDLERS.get(request.method or "")

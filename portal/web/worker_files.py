@@ -20,7 +20,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotFound,
+    JsonResponse,
+)
 from django.http.response import HttpResponseBase
 from django.template import Context, Template
 from django.views.decorators.http import require_GET
@@ -141,10 +148,14 @@ def worker_headers(response: HttpResponseBase, *, cache: bool) -> None:
     response["Cache-Control"] = "public, max-age=86400" if cache else "no-cache"
 
 
-def worker_file(request: HttpRequest, path: str) -> FileResponse:
+def worker_file(request: HttpRequest, path: str) -> HttpResponseBase:
     file = _worker_path(path)
     if file is None:
-        raise Http404("no such worker file")
+        # Readable by pages of other origins (dcp-client.js asks whether a Pyodide package's
+        # file is served), as the files themselves are.
+        missing = HttpResponseNotFound("no such worker file", content_type="text/plain")
+        missing["Access-Control-Allow-Origin"] = "*"
+        return missing
     content_type = CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0]
     response = FileResponse(
         file.open("rb"), content_type=content_type or "application/octet-stream"

@@ -1,8 +1,12 @@
 """The browser client (/dcp-client/dcp-client.js) in headless Chromium: the uppercase example
-paid with the session on the portal's own page, and a page on another origin with an API key."""
+paid with the session on the portal's own page, a page on another origin with an API key, and
+a Python job that requires a Pyodide package and wheels made in the page."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -14,6 +18,8 @@ from typing import Any
 import pytest
 
 from testkit.livesite import LiveSite
+from testkit.wheels import make_wheel
+from tests.conftest import PYODIDE_TOY
 from tests.e2e.portal_flows import Person, start_worker
 
 START_CREDITS = 10 * 10**9
@@ -51,6 +57,13 @@ OTHER_SITE_PAGE = """<!DOCTYPE html>
     return {{ values, states, seen: seen.sort(), jobId: job.id }};
   }}
 
+  // NumPy is in the portal's lock file, but the portal serves none of its files.
+  function requiringNumpy() {{
+    const job = dcp.compute.for([1], "def work(x):\\n    return x\\n").requires("numpy");
+    job.language = "python";
+    return job.exec(0.001).then(() => "deployed", (error) => error.code);
+  }}
+
   // The portal's session cookie is sent along, but the API neither accepts it without the
   // CSRF token nor lets another origin read the answer.
   function withCookies() {{
@@ -61,7 +74,8 @@ OTHER_SITE_PAGE = """<!DOCTYPE html>
   (async () => {{
     const before = {{ withoutKey: await refusedWithoutAKey(), withCookies: await withCookies() }};
     try {{
-      window.outcome = {{ ...before, ...(await tens()) }};
+      const values = await tens();
+      window.outcome = {{ ...before, ...values, numpy: await requiringNumpy() }};
     }} catch (error) {{
       window.outcome = {{ ...before, error: `${{error.code}}: ${{error.message}}` }};
     }}
@@ -170,3 +184,87 @@ def test_a_page_on_another_origin_deploys_with_an_api_key(
     assert portal_site.ledger_balance(payer.account) == START_CREDITS - spent
     assert portal_site.ledger_balance(volunteer.account) == spent
     assert outcome["withCookies"] == "blocked"
+    assert outcome["numpy"] == "ENOPACKAGE"  # refused by the page, before anything is sent
+    assert portal_site.query(
+        "SELECT COUNT(*) FROM scheduler_job WHERE identity = ?", (payer.identity,)
+    ) == [(1,)]
+
+
+# Runs in a portal page: two jobs whose requires name a package the portal does not offer, then
+# one that requires the portal's Pyodide package and two wheels, given as a File and as
+# {file, bytes}. What happened is left in `window.refused`, `.unserved` and `.outcome`.
+REQUIRES_SCRIPT = """({ work, plusOne, twice }) => {
+  const bytes = (wheel) => Uint8Array.from(atob(wheel.data), (c) => c.charCodeAt(0));
+  const plusOneFile = new File([bytes(plusOne)], plusOne.file);
+  const twiceWheel = { file: twice.file, bytes: bytes(twice) };
+  const failure = (error) => ({ code: error.code, message: error.message });
+  const pythonJob = (...requires) => {
+    const job = dcp.compute.for([1, 2, 3], work).requires(...requires);
+    job.language = "python";
+    return job;
+  };
+  (async () => {
+    const unknown = pythonJob("nosuchpackage", plusOneFile);
+    window.refused = await unknown.exec(0.001).then(() => "deployed", failure);
+    const unserved = pythonJob(plusOneFile, "numpy"); // listed in the lock file, not served
+    window.unserved = await unserved.exec(0.001).then(() => "deployed", failure);
+    const job = pythonJob(["pyodidetoy", plusOneFile], twiceWheel);
+    window.outcome = await job.exec(0.001).then((values) => ({ values }), failure);
+  })();
+}"""
+
+WORK = """def work(n):
+    import plusone, pyodidetoy, twice
+    return twice.twice(plusone.plus_one(pyodidetoy.triple(n)))
+"""
+
+
+def wheel_for_page(name: str, source: str) -> dict[str, str]:
+    file, data = make_wheel(name, "1.0", {f"{name}.py": source})
+    return {"file": file, "data": base64.b64encode(data).decode(), "sha256": sha256_of(data)}
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_portal_page_requires_a_pyodide_package_and_wheels_but_not_an_unknown_name(
+    payer: Person, volunteer: Person, portal_site: LiveSite
+) -> None:
+    start_worker(volunteer.page, portal_site)
+    plus_one = wheel_for_page("plusone", "def plus_one(n):\n    return n + 1\n")
+    twice = wheel_for_page("twice", "def twice(n):\n    return 2 * n\n")
+    page = payer.page
+    page.goto(f"{portal_site.url}/examples/uppercase/")
+    page.evaluate(REQUIRES_SCRIPT, {"work": WORK, "plusOne": plus_one, "twice": twice})
+
+    # Names the portal does not offer (unknown, or listed without their files): refused
+    # before the account dialog (no one clicked), nothing stored, nothing deployed.
+    page.wait_for_function("() => window.unserved !== undefined")
+    refused = page.evaluate("() => [window.refused, window.unserved]")
+    for error, name in zip(refused, ("nosuchpackage", "numpy"), strict=True):
+        assert error["code"] == "ENOPACKAGE", error
+        assert f'"{name}"' in error["message"], error
+        assert "cannot resolve names with pip" in error["message"]
+        assert "wheel file instead" in error["message"]
+    jobs = "SELECT status, requirements FROM scheduler_job WHERE identity = ?"
+    assert portal_site.query(jobs, (payer.identity,)) == []
+    assert f"/store/{plus_one['sha256']}" not in portal_site.requests_seen()
+
+    dialog = page.get_by_role("dialog", name="Which account pays?")
+    dialog.get_by_role("button", name="Pay and deploy").click()
+    page.wait_for_function("() => window.outcome !== undefined", timeout=180_000)
+    assert page.evaluate("() => window.outcome") == {"values": [8, 14, 20]}
+
+    [(status, requirements)] = portal_site.query(jobs, (payer.identity,))
+    assert status == "finished"
+    requirements = json.loads(str(requirements))
+    assert requirements["pyodide"] == ["pyodidetoy"]
+    files = {(wheel["file"], wheel["sha256"]) for wheel in requirements["packages"]}
+    assert files == {(w["file"], w["sha256"]) for w in (plus_one, twice)}
+    # Each wheel stored once, with the session, as the payer's (the scheduler deploys only
+    # wheels the deployer owns); the Pyodide package's file is the repository's.
+    log = portal_site.requests_seen()
+    for wheel in (plus_one, twice):
+        assert log.count(f'"PUT /store/{wheel["sha256"]}') == 1
+    assert f"/worker/vendor/pyodide/{PYODIDE_TOY[0]}" in log

@@ -79,7 +79,8 @@ def test_without_the_setting_the_core_is_served_and_offers_nothing(
 def test_only_plain_files_of_the_folders_are_served(
     repository: Path, client: Client, path: str
 ) -> None:
-    assert client.get(f"{PYODIDE_PATH}{path}").status_code == 404
+    missing = client.get(f"{PYODIDE_PATH}{path}")
+    assert missing.status_code == 404 and missing["Access-Control-Allow-Origin"] == "*"
 
 
 def test_a_repository_for_another_pyodide_fails_the_start_and_an_empty_one_warns(

@@ -8,6 +8,8 @@
 // On the portal's own pages it deploys as the signed-in user, with the session and its CSRF
 // token, and asks in a dialog which account pays. Anywhere else, call
 // dcp.init({scheduler, apiKey}) first: requests then carry the API key and no cookie.
+// A Python job (job.language = "python") may require packages: job.requires("numpy", file)
+// takes the names of the portal's Pyodide packages and pure-Python wheel files.
 // A classic script with no dependencies: it defines one global, `dcp`.
 
 (() => {
@@ -21,6 +23,16 @@
   const MAX_BATCH_SLICES = 100_000; // per request, the API's limit
   const MAX_BATCH_CHARS = 1_000_000; // well under the API's 2.5 MiB body limit
   const CSRF_COOKIE = "csrftoken";
+  const STORE_PATH = "/store/";
+  const PYODIDE_PATH = "/worker/vendor/pyodide/";
+  const PYODIDE_LOCK = "pyodide-lock.json";
+  // name-version(-build)-python-abi-platform.whl, as dcp/runtime/packages.py reads it (PEP 427).
+  const WHEEL_FILE = new RegExp(
+    "^([A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-([A-Za-z0-9_.!+]+)" +
+      "(?:-[0-9][A-Za-z0-9_.]*)?-([A-Za-z0-9_.]+)-([A-Za-z0-9_.]+)-([A-Za-z0-9_.]+)\\.whl$",
+  );
+  const PACKAGE_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+  const PYODIDE_FILE_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$/; // what the portal serves there
 
   const scriptOrigin = document.currentScript
     ? new URL(document.currentScript.src, location.href).origin
@@ -62,18 +74,17 @@
     query.forEach(([name, value]) => url.searchParams.append(name, value));
     const headers = { Accept: "application/json", ...authHeaders() };
     if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-    const options = {
-      method,
-      headers,
-      cache: "no-store",
-      credentials: usesSession() ? "same-origin" : "omit",
-    };
+    const options = { method, headers, cache: "no-store", credentials: credentialsMode() };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
     const repeatable = method === "GET" || Boolean(idempotencyKey);
     return answerOf(await fetchWithRetries(url, options, repeatable));
+  }
+
+  function credentialsMode() {
+    return usesSession() ? "same-origin" : "omit";
   }
 
   function authHeaders() {
@@ -130,7 +141,10 @@
 
   // Each write carries a key of its own, so that a retry after a lost answer pays once.
   function newIdempotencyKey() {
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return hex(crypto.getRandomValues(new Uint8Array(16)));
+  }
+
+  function hex(bytes) {
     return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
   }
 
@@ -179,6 +193,255 @@
     return ranges.map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`));
   }
 
+  // --- packages -----------------------------------------------------------------------------
+
+  // One item of job.requires, checked at once: the name of one of the portal's Pyodide
+  // packages, or a pure-Python wheel (a File, a Blob with a name, or {file, bytes}).
+  function requiredItem(item) {
+    if (typeof item === "string") return requiredName(item);
+    if (item instanceof Blob) {
+      if (typeof item.name !== "string" || !item.name) {
+        throw new DCPError("EINVALID", "requires: a Blob needs a `name`, the wheel's file name");
+      }
+      return requiredWheel(item.name, item);
+    }
+    if (item !== null && typeof item === "object" && "file" in item) {
+      return requiredWheel(String(item.file), copiedBytes(item));
+    }
+    throw new DCPError(
+      "EINVALID",
+      `requires takes package names and wheels (a File, or {file, bytes}), not ${typeof item}`,
+    );
+  }
+
+  function requiredName(text) {
+    if (/^[./~]|\.(whl|py)$|\/$/.test(text)) {
+      throw new DCPError(
+        "EINVALID",
+        `requires: a web page reads no file by its path (${text}): give a wheel as a File ` +
+          "(from <input type=file>) or as {file, bytes}",
+      );
+    }
+    if (!PACKAGE_NAME.test(text)) {
+      throw new DCPError(
+        "EINVALID",
+        `requires: "${text}" is not a package name: a web page requires the portal's Pyodide ` +
+          "packages by name only, in the versions the portal offers",
+      );
+    }
+    return { kind: "name", name: text };
+  }
+
+  function copiedBytes({ file, bytes }) {
+    if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes.slice(0));
+    if (ArrayBuffer.isView(bytes)) {
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice();
+    }
+    throw new DCPError(
+      "EINVALID",
+      `requires: the bytes of ${file} must be a Uint8Array or an ArrayBuffer`,
+    );
+  }
+
+  // A wheel's distribution and version, from its file name (PEP 427); pure-Python ones only.
+  function requiredWheel(file, source) {
+    const match = WHEEL_FILE.exec(file);
+    if (!match) {
+      throw new DCPError(
+        "EINVALID",
+        `requires: ${file} is not a wheel's file name (name-version-tags.whl)`,
+      );
+    }
+    const [, name, version, , abi, platform] = match;
+    if (abi !== "none" || platform !== "any") {
+      throw new DCPError("EINVALID", `requires: ${file} is not a pure-Python wheel (none-any)`);
+    }
+    const size = source instanceof Blob ? source.size : source.length;
+    if (!size) throw new DCPError("EINVALID", `requires: ${file} is empty`);
+    return { kind: "wheel", name, version, file, source };
+  }
+
+  // The REST `packages` of a job's requires, and the wheels to store: the names checked
+  // against the portal's Pyodide packages (ENOPACKAGE), the wheels read and hashed. Nothing
+  // is stored yet.
+  async function resolvePackages(items) {
+    const names = await offeredNames(items.filter((item) => item.kind === "name"));
+    const wheels = [];
+    for (const item of items.filter((each) => each.kind === "wheel")) {
+      const wheel = await hashedWheel(item);
+      const same = wheels.find((other) => other.file === wheel.file);
+      if (same && same.sha256 !== wheel.sha256) {
+        throw new DCPError("EINVALID", `requires: two different wheels are named ${wheel.file}`);
+      }
+      if (!same) wheels.push(wheel);
+    }
+    const listed = wheels.map(({ name, version, file, sha256, size }) => {
+      return { name, version, file, sha256, size };
+    });
+    return { list: [...names, ...listed], wheels };
+  }
+
+  async function hashedWheel({ name, version, file, source }) {
+    const bytes = source instanceof Blob ? new Uint8Array(await source.arrayBuffer()) : source;
+    return { name, version, file, sha256: await sha256Hex(bytes), size: bytes.length, bytes };
+  }
+
+  async function sha256Hex(bytes) {
+    if (!crypto.subtle) {
+      throw new DCPError(
+        "EINVALID",
+        "hashing a wheel needs crypto.subtle, which browsers give only to secure pages " +
+          "(https, or http://localhost)",
+      );
+    }
+    return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+  }
+
+  // A distribution's name as PEP 503 compares names: `Foo.Bar_baz` is `foo-bar-baz`.
+  function normalizeName(name) {
+    return name.replace(/[-_.]+/g, "-").toLowerCase();
+  }
+
+  // The lock file's names of the required packages, each once; ENOPACKAGE naming the first
+  // one the portal does not offer: listed in its lock file, with its file served, and so
+  // for everything it depends on.
+  async function offeredNames(required) {
+    if (!required.length) return [];
+    const packages = await pyodidePackages();
+    const needs = required.map(({ name }) => [name, dependencyClosure(packages, name)]);
+    const entries = needs.flatMap(([, closure]) => closure ?? []);
+    const files = new Set(entries.map((entry) => entry.fileName));
+    const served = new Map();
+    await Promise.all([...files].map(async (file) => served.set(file, await isServed(file))));
+    const names = new Set();
+    for (const [name, closure] of needs) {
+      if (!closure || !closure.every((entry) => served.get(entry.fileName))) {
+        throw notOffered(name);
+      }
+      names.add(closure[0].name);
+    }
+    return [...names];
+  }
+
+  function notOffered(name) {
+    return new DCPError(
+      "ENOPACKAGE",
+      `this portal does not offer the Pyodide package "${name}" (nor all it depends on), and ` +
+        "a web page cannot resolve names with pip: give the package's pure-Python wheel file " +
+        "instead (a File, or {file, bytes})",
+    );
+  }
+
+  // The package `name` and all it depends on (itself first); null when the lock file lacks
+  // one of them.
+  function dependencyClosure(packages, name) {
+    const found = new Map();
+    const pending = [normalizeName(name)];
+    while (pending.length) {
+      const key = pending.pop();
+      if (found.has(key)) continue;
+      const entry = packages.get(key);
+      if (!entry) return null;
+      found.set(key, entry);
+      pending.push(...entry.depends.map(normalizeName));
+    }
+    return [...found.values()];
+  }
+
+  // The portal's Pyodide lock file, read once per page and portal: name -> {name, fileName,
+  // depends}; empty where the portal serves none.
+  const pyodideLocks = new Map();
+
+  function pyodidePackages() {
+    const url = new URL(PYODIDE_PATH + PYODIDE_LOCK, settings.scheduler).href;
+    if (!pyodideLocks.has(url)) {
+      const reading = readLock(new URL(url)).catch((error) => {
+        pyodideLocks.delete(url);
+        throw error;
+      });
+      pyodideLocks.set(url, reading);
+    }
+    return pyodideLocks.get(url);
+  }
+
+  async function readLock(url) {
+    const options = { cache: "no-cache", credentials: "omit" };
+    const response = await fetchWithRetries(url, options, true);
+    if (response.status === 404) return new Map();
+    if (!response.ok) await answerOf(response); // throws, with the portal's status
+    const lock = await response.json().catch(() => null);
+    if (lock === null || typeof lock !== "object") {
+      throw new DCPError("ENETWORK", `${url} is not a Pyodide lock file (JSON)`);
+    }
+    const entries = Object.entries(lock.packages ?? {}).map(([key, entry]) => [
+      normalizeName(key),
+      {
+        name: String(entry?.name ?? key),
+        fileName: String(entry?.file_name ?? ""),
+        depends: Array.from(entry?.depends ?? [], String),
+      },
+    ]);
+    return new Map(entries);
+  }
+
+  // Whether the portal serves a file of its Pyodide folder (HEAD answers 200), asked once.
+  const servedFiles = new Map();
+
+  function isServed(fileName) {
+    if (!PYODIDE_FILE_NAME.test(fileName)) return Promise.resolve(false);
+    const url = new URL(PYODIDE_PATH + fileName, settings.scheduler).href;
+    if (!servedFiles.has(url)) {
+      const asking = headStatus(new URL(url)).then(
+        (status) => status === 200,
+        (error) => {
+          servedFiles.delete(url);
+          throw error;
+        },
+      );
+      servedFiles.set(url, asking);
+    }
+    return servedFiles.get(url);
+  }
+
+  // 200 or 404; DCPError for any other answer.
+  async function headStatus(url) {
+    const options = { method: "HEAD", cache: "no-cache", credentials: "omit" };
+    const response = await fetchWithRetries(url, options, true);
+    if (response.status !== 200 && response.status !== 404) await answerOf(response);
+    return response.status;
+  }
+
+  // Each wheel is stored once per page, portal and credentials (docs/store.md): HEAD first,
+  // then its bytes when the store lacks them, or an empty PUT that claims the object for the
+  // caller's user. PUT is safe to repeat: the object is named by its bytes.
+  const storedWheels = new Map();
+
+  function storeWheel(wheel) {
+    const key = `${settings.scheduler} ${settings.apiKey || "session"} ${wheel.sha256}`;
+    if (!storedWheels.has(key)) {
+      const storing = putObject(wheel).catch((error) => {
+        storedWheels.delete(key);
+        throw error;
+      });
+      storedWheels.set(key, storing);
+    }
+    return storedWheels.get(key);
+  }
+
+  async function putObject({ sha256, bytes }) {
+    const url = new URL(STORE_PATH + sha256, settings.scheduler);
+    const stored = (await headStatus(url)) === 200;
+    const headers = {
+      Accept: "application/json",
+      "Content-Type": "application/octet-stream",
+      ...authHeaders(),
+    };
+    const body = stored ? new Uint8Array(0) : bytes;
+    const credentials = credentialsMode();
+    const options = { method: "PUT", headers, body, cache: "no-store", credentials };
+    return answerOf(await fetchWithRetries(url, options, true));
+  }
+
   // --- events -------------------------------------------------------------------------------
 
   class Emitter {
@@ -217,6 +480,7 @@
     #lastStatus = "";
     #started = false;
     #cancelReason = null;
+    #requires = [];
 
     constructor(input, work, args) {
       super();
@@ -240,6 +504,18 @@
       this.readyState = "new";
     }
 
+    // What a Python work function imports besides the standard library: names of the
+    // portal's Pyodide packages ("numpy") and pure-Python wheels (a File, a Blob with a name,
+    // or {file: "name-1.0-py3-none-any.whl", bytes}), each alone or in an array. Checked at
+    // once (EINVALID); the names are looked up, and the wheels stored, by exec(). The job.
+    requires(...items) {
+      if (this.#started) {
+        throw new DCPError("EINVALID", "the job is deployed already: its requires are fixed");
+      }
+      this.#requires.push(...items.flat().map(requiredItem));
+      return this;
+    }
+
     // Deploy, pay `slicePaymentOffer` credits a slice (or the market value), and resolve to
     // the results in slice order once every slice has one.
     async exec(slicePaymentOffer = "MARKET_VALUE") {
@@ -248,9 +524,10 @@
       try {
         this.#setState("exec");
         this.#setState("init");
+        const packages = await this.#resolvePackages(); // refused before anyone is asked to pay
         const account = await this.#chooseAccount(slicePaymentOffer);
         this.#setState("deploying");
-        await this.#deploy(slicePaymentOffer, account);
+        await this.#deploy(slicePaymentOffer, account, packages);
         this.#setState("deployed");
         const results = await this.#watch();
         this.#setState("complete");
@@ -274,6 +551,17 @@
       this.emit("readystatechange", state);
     }
 
+    async #resolvePackages() {
+      if (!this.#requires.length) return null;
+      if (this.language !== "python") {
+        throw new DCPError(
+          "EINVALID",
+          "requires is for Python work functions: a JavaScript one cannot import packages",
+        );
+      }
+      return resolvePackages(this.#requires);
+    }
+
     async #chooseAccount(offer) {
       if (!usesSession()) return null; // an API key pays from its own account
       this.#setState("preauth");
@@ -285,8 +573,9 @@
       return address;
     }
 
-    async #deploy(offer, account) {
+    async #deploy(offer, account, packages) {
       if (this.#cancelReason !== null) throw new DCPError("ECANCELLED", this.#cancelReason);
+      if (packages) await Promise.all(packages.wheels.map(storeWheel));
       const [first, ...rest] = batches(this.#input);
       const body = {
         slices: first,
@@ -299,6 +588,7 @@
       if (this.verify) body.verify = this.verify;
       if (this.computeGroups.length) body.computeGroups = this.computeGroups;
       if (account) body.account = { address: account };
+      if (packages) body.packages = packages.list;
       const { jobId } = await call("POST", "/job", { body, idempotencyKey: newIdempotencyKey() });
       this.id = jobId;
       this.emit("accepted", { jobId });
