@@ -101,6 +101,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: venv frontend chromium $(VENV)/.bench-installed
 	$(PY) -m bench.throughput
 	$(PY) -m bench.browser
+	$(PY) -m bench.first_result
 	$(PY) -m bench.switch
 	$(PY) -m bench.soak
 	$(PY) -m bench.gpu
