@@ -259,6 +259,12 @@ class JobStatus(Shape):
     # Seconds of GPU time the job's kept results used (DCP's name); absent from an older
     # scheduler.
     totalGPUTime: float | None = Field(default=None, ge=0, exclude_if=lambda value: value is None)
+    # Metered (docs/protocol.md, "Metering"): seconds its kept results took in their sandboxes
+    # (DCP's name), and the bytes of its slices' data handed out and of its kept results, blobs
+    # included; absent from an older scheduler.
+    totalCPUTime: float | None = Field(default=None, ge=0, exclude_if=lambda value: value is None)
+    bytesIn: int | None = Field(default=None, ge=0, exclude_if=lambda value: value is None)
+    bytesOut: int | None = Field(default=None, ge=0, exclude_if=lambda value: value is None)
 
 
 class JobInfo(Shape):

@@ -361,7 +361,8 @@ class WorkerConsumer(ProtocolConsumer):
             results=[(r.slice, r.value) for r in request.results],
             errors=[e.model_dump() for e in request.errors],
             batch_key=f"pay:{request.job}:{self.worker_id}:{self.batches}",
-            gpu_ms=_gpu_claims(request.results),
+            gpu_ms=_claims(request.results, "gpu_ms"),
+            cpu_ms=_claims(request.results, "ms"),
         )
         ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)
@@ -439,11 +440,12 @@ def _answered_slices(text: str) -> tuple[str | None, list[int]]:
     return (job_id if isinstance(job_id, str) else None), numbers[:10_000]  # as `return` takes
 
 
-def _gpu_claims(results: list[wire.SliceResult]) -> dict[int, float]:
-    """The GPU milliseconds each slice's first result in a batch claims (a repeat is refused)."""
+def _claims(results: list[wire.SliceResult], field: str) -> dict[int, float]:
+    """The milliseconds (`ms`: in the sandbox, `gpu_ms`: on the GPU) each slice's first result
+    in a batch claims (a repeat is refused)."""
     claims: dict[int, float | None] = {}
     for result in results:
-        claims.setdefault(result.slice, result.gpu_ms)
+        claims.setdefault(result.slice, getattr(result, field))
     return {number: ms for number, ms in claims.items() if ms is not None}
 
 

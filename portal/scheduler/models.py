@@ -107,6 +107,17 @@ class Job(models.Model):
         help_text="Milliseconds of GPU time its kept results used, each claim at most as long "
         "as the slice's lease had lasted.",
     )
+    cpu_ms = models.FloatField(
+        default=0,
+        help_text="Milliseconds its kept results took in their sandboxes, each claim at most as "
+        "long as the slice's lease had lasted.",
+    )
+    bytes_in = models.PositiveBigIntegerField(
+        default=0, help_text="Bytes of its slices' data handed to workers, blobs included."
+    )
+    bytes_out = models.PositiveBigIntegerField(
+        default=0, help_text="Bytes of its kept results, blobs included."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When a worker was last handed slices of it."
@@ -227,6 +238,12 @@ class WorkerTally(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     slices = models.PositiveBigIntegerField(default=0)
     earned = models.BigIntegerField(default=0)
+    # Metered as the job's totals are (Job.cpu_ms, ...), for the results these workers gave
+    # (kept ones) and the slices' data handed to them.
+    cpu_ms = models.FloatField(default=0)
+    gpu_ms = models.FloatField(default=0)
+    bytes_in = models.PositiveBigIntegerField(default=0)
+    bytes_out = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.user}: {self.slices} slices"

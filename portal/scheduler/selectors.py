@@ -167,6 +167,9 @@ def job_status(job: Job) -> dict[str, Any]:
         "status": job.status,
         "open": job.is_open,
         "totalGPUTime": gpu_seconds(job),
+        "totalCPUTime": round(job.cpu_ms / 1000, 3),
+        "bytesIn": job.bytes_in,
+        "bytesOut": job.bytes_out,
     }
     if job.verify:
         status["verification"] = verification.verification_status(job)

@@ -749,7 +749,9 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) 
     if not numbers:
         return None
     Job.objects.filter(pk=job.pk).update(issued=F("issued") + fresh, dispatched_at=timezone.now())
-    return Task(job=job, slices=list(zip(numbers, job.data_of(numbers), strict=True)))
+    slices = list(zip(numbers, job.data_of(numbers), strict=True))
+    _meter(job, user, bytes_in=sum(_encoded_bytes(datum) for _, datum in slices))
+    return Task(job=job, slices=slices)
 
 
 def _insert_leased(job_id: str, numbers: range, worker: str, deadline: datetime) -> None:
@@ -819,13 +821,15 @@ def record_results(
     errors: list[dict[str, Any]],
     batch_key: str,
     gpu_ms: Mapping[int, float] | None = None,
+    cpu_ms: Mapping[int, float] | None = None,
 ) -> BatchOutcome:
     """Store a worker's batch: results of slices it holds are kept and paid (those of a verified
     job once they agree with another user's), the others are refused and the job's owner told.
     A result that references a blob the store lacks (or breaks the value encoding) is refused
     too, and its slice goes back to the queue for another worker.
-    `gpu_ms`: the GPU milliseconds each slice's result claims; those of kept results are added
-    to the job's GPU time (every kept result of a verified job: its GPU work was done).
+    `gpu_ms`, `cpu_ms`: the GPU and sandbox milliseconds each slice's result claims; those of
+    kept results are metered into the job's and the worker's totals, with the bytes of the
+    kept results (every kept result of a verified job: its work was done).
 
     The job's watchers hear of the batch (results, errors, status, the end) when it commits.
     """
@@ -848,7 +852,11 @@ def record_results(
     paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
     kept = [n for n, _ in results if n in held]
     leased_at = {number: began for number, (_, began) in leases.items()}
-    _count_gpu_time(job, gpu_ms or {}, kept, leased_at, now=now, worker=worker)
+    clipped = _Clipped(leased_at, now, kept)
+    metered = {"cpu_ms": clipped.total(cpu_ms or {}), "gpu_ms": clipped.total(gpu_ms or {})}
+    outputs = sum(_encoded_bytes(value) for n, value in results if n in held)
+    _meter(job, payee, **metered, bytes_out=outputs)
+    clipped.log(worker, job)
     _pay(job, paid, batch_key, payee, outcome)
     _settle(job, outcome)
     outcome.status = job_status(job)
@@ -1040,49 +1048,59 @@ def _store_results(
     _count_computed(job, len(kept))
 
 
-def _count_gpu_time(
-    job: Job,
-    claims: Mapping[int, float],
-    kept: list[int],
-    leased_at: Mapping[int, datetime | None],
-    *,
-    now: datetime,
-    worker: str,
-) -> None:
-    """Add the GPU time the kept results claim to the job's; a claim longer than its slice's
-    lease has lasted is clipped to that (logged once a batch), and its result still counts."""
-    total, clipped = _clipped_gpu_ms(claims, kept, leased_at, now)
-    if clipped:
-        log.warning(
-            "worker %s claimed more GPU time than the lease lasted for %d slices of job %s: "
-            "clipped to the lease",
-            worker,
-            clipped,
-            job.id,
-        )
-    if total:
-        Job.objects.filter(pk=job.pk).update(gpu_ms=F("gpu_ms") + total)
-        job.gpu_ms += total
+class _Clipped:
+    """Time claims of kept results, each at most as long as its slice's lease has lasted (a
+    longer claim is clipped, its result still counts; the clips are logged once a batch)."""
+
+    def __init__(
+        self, leased_at: Mapping[int, datetime | None], now: datetime, kept: Iterable[int]
+    ) -> None:
+        self.leased_at, self.now, self.kept = leased_at, now, list(kept)
+        self.clipped = 0
+
+    def total(self, claims: Mapping[int, float]) -> float:
+        total = 0.0
+        for number in self.kept:
+            claim = claims.get(number)
+            if claim is None:
+                continue
+            most = _lease_ms(self.leased_at.get(number), self.now)
+            if claim > most:
+                claim, self.clipped = most, self.clipped + 1
+            total += claim
+        return total
+
+    def log(self, worker: str, job: Job) -> None:
+        if self.clipped:
+            log.warning(
+                "worker %s claimed more CPU or GPU time than the lease lasted for %d slices of job %s: "
+                "clipped to the lease",
+                worker,
+                self.clipped,
+                job.id,
+            )
 
 
-def _clipped_gpu_ms(
-    claims: Mapping[int, float],
-    numbers: Iterable[int],
-    leased_at: Mapping[int, datetime | None],
-    now: datetime,
-) -> tuple[float, int]:
-    """The GPU milliseconds claimed for these slices, each at most its lease's age; and how
-    many claims were clipped."""
-    total, clipped = 0.0, 0
-    for number in numbers:
-        claim = claims.get(number)
-        if claim is None:
-            continue
-        most = _lease_ms(leased_at.get(number), now)
-        if claim > most:
-            claim, clipped = most, clipped + 1
-        total += claim
-    return total, clipped
+def _encoded_bytes(value: Any) -> int:
+    """What a value weighs on the wire: its JSON, and the blobs it references."""
+    return len(_to_json(value).encode()) + sum(ref.size for ref in references(value))
+
+
+def _meter(job: Job, user: User | None, **amounts: float) -> None:
+    """Add metered amounts (cpu_ms, gpu_ms, bytes_in, bytes_out) to the job's totals and to
+    those of `user`'s workers."""
+    amounts = {name: amount for name, amount in amounts.items() if amount}
+    if not amounts:
+        return
+    Job.objects.filter(pk=job.pk).update(**{name: F(name) + n for name, n in amounts.items()})
+    for name, amount in amounts.items():
+        setattr(job, name, getattr(job, name) + amount)
+    if user is None:
+        return
+    added = {name: F(name) + amount for name, amount in amounts.items()}
+    if not WorkerTally.objects.filter(user=user).update(**added):
+        WorkerTally.objects.get_or_create(user=user)
+        WorkerTally.objects.filter(user=user).update(**added)
 
 
 def _lease_ms(leased_at: datetime | None, now: datetime) -> float:

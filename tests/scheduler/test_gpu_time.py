@@ -110,7 +110,7 @@ async def test_a_claim_longer_than_the_lease_has_lasted_is_clipped_and_its_resul
     # Each slice counts as long as its lease had lasted: two seconds and a little, not an hour.
     gpu_ms = await gpu_ms_of(job_id)
     assert 2 * 2_000 <= gpu_ms < 2 * hour
-    clipped = [r for r in caplog.records if "claimed more GPU time" in r.getMessage()]
+    clipped = [r for r in caplog.records if "claimed more CPU or GPU time" in r.getMessage()]
     assert len(clipped) == 1, "once a batch, however many claims it clipped"
     assert "2 slices" in clipped[0].getMessage()
     await client.disconnect()
