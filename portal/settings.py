@@ -189,7 +189,7 @@ LOGIN_URL = "/accounts/login/"
 # In development verification links are printed by `make run`; in production, SMTP.
 EMAIL_BACKEND_PATH = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
+    "portal.users.mail.ConsoleEmailBackend"  # prints each email decoded, links whole
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
@@ -283,6 +283,9 @@ ALLOW_ANONYMOUS_WORKERS = env_bool("ALLOW_ANONYMOUS_WORKERS", False)
 # or "*" for any site (portal/web/worker_files.py). The portal's own pages always may; by
 # default no one else.
 WORKER_EMBED_ORIGINS = env_list("WORKER_EMBED_ORIGINS", [])
+# The scheduler's commission on every paid result, in percent (a decimal, 0 to 100): taken
+# from the worker's payment into the fees account (the job pays its offer either way).
+SCHEDULER_COMMISSION_PERCENT = env_str("SCHEDULER_COMMISSION_PERCENT", "0")
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

@@ -8,6 +8,7 @@ processes too). Spending more than an account holds raises InsufficientFunds and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -114,20 +115,35 @@ def pay_from_escrow(
     payments: Sequence[tuple[LedgerAccount, int]],
     idempotency_key: str,
     memo: str = "",
+    commission_percent: Decimal = Decimal(0),
 ) -> Txn | None:
-    """Pay several recipients out of a job's escrow in one transaction (one per result batch)."""
+    """Pay several recipients out of a job's escrow in one transaction (one per result batch).
+    With a commission, each payment's commission (commission_of) goes to the fees account
+    instead of its recipient: the escrow pays out the same total either way."""
     payments = [(account, amount) for account, amount in payments if amount]
     for _, amount in payments:
         _require_positive(amount)
     if not payments:
         return None
     total = sum(amount for _, amount in payments)
+    fees = [commission_of(amount, commission_percent) for _, amount in payments]
+    legs = [(account, amount - fee) for (account, amount), fee in zip(payments, fees, strict=True)]
+    if sum(fees):
+        legs.append((system_account(AccountKind.FEES), sum(fees)))
     return _post(
         kind="payment",
         memo=memo,
         idempotency_key=idempotency_key,
-        legs=[(escrow, -total), *payments],
+        legs=[(escrow, -total), *[(account, amount) for account, amount in legs if amount]],
     )
+
+
+def commission_of(amount: int, percent: Decimal) -> int:
+    """The scheduler's commission on a payment of `amount` base units: `percent` of it,
+    rounded down to a base unit (never more than the payment)."""
+    if not 0 <= percent <= 100:
+        raise BankError(f"a commission is 0 to 100 percent, not {percent}")
+    return min(int(amount * percent / 100), amount)
 
 
 @transaction.atomic

@@ -10,6 +10,28 @@ class SchedulerConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_pyodide_packages)
+        checks.register(check_commission)
+
+
+def check_commission(**_: Any) -> list[checks.CheckMessage]:
+    """SCHEDULER_COMMISSION_PERCENT must be a percentage, checked when the portal starts (not
+    on the first paid result)."""
+    from decimal import Decimal, InvalidOperation
+
+    from django.conf import settings
+
+    text = str(settings.SCHEDULER_COMMISSION_PERCENT)
+    try:
+        if 0 <= Decimal(text) <= 100:
+            return []
+    except InvalidOperation:
+        pass
+    return [
+        checks.Error(
+            f"SCHEDULER_COMMISSION_PERCENT is {text!r}: it must be a number from 0 to 100",
+            id="scheduler.E002",
+        )
+    ]
 
 
 def check_pyodide_packages(**_: Any) -> list[checks.CheckMessage]:

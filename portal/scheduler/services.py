@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -1073,8 +1074,8 @@ class _Clipped:
     def log(self, worker: str, job: Job) -> None:
         if self.clipped:
             log.warning(
-                "worker %s claimed more CPU or GPU time than the lease lasted for %d slices of job %s: "
-                "clipped to the lease",
+                "worker %s claimed more CPU or GPU time than the lease lasted for %d slices "
+                "of job %s: clipped to the lease",
                 worker,
                 self.clipped,
                 job.id,
@@ -1171,8 +1172,10 @@ def _pay(
     sender: User,
     outcome: BatchOutcome,
 ) -> None:
-    """Pay the offer for each accepted result, all payees in one ledger transaction; the
-    batch's `sender` learns what it earned."""
+    """Pay the offer for each accepted result, all payees in one ledger transaction, less the
+    scheduler's commission (SCHEDULER_COMMISSION_PERCENT, to the fees account); the batch's
+    `sender` learns what it earned."""
+    percent = Decimal(settings.SCHEDULER_COMMISSION_PERCENT)
     amounts = {payee: job.offer * count for payee, count in paid.items() if count}
     total = sum(amounts.values())
     if total:
@@ -1181,9 +1184,11 @@ def _pay(
             payments=[(bank.account_for_address(p.address), a) for p, a in amounts.items()],
             idempotency_key=batch_key,
             memo=f"{paid.total()} results of job {job.id}",
+            commission_percent=percent,
         )
         job.paid += total
         Job.objects.filter(pk=job.pk).update(paid=F("paid") + total)
+    amounts = {p: a - bank.commission_of(a, percent) for p, a in amounts.items()}
     outcome.earned = sum(a for p, a in amounts.items() if p.user_id == sender.pk)
     for payee, count in paid.items():
         if count:

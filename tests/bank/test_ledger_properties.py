@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.db import transaction
@@ -42,6 +43,11 @@ JOBS = 2
 amounts = st.integers(min_value=1, max_value=60)
 user_index = st.integers(min_value=0, max_value=USERS - 1)
 job_index = st.integers(min_value=0, max_value=JOBS - 1)
+# The scheduler's commission on a payment: none, whole percents, and fractions of one.
+commissions = st.one_of(
+    st.just(Decimal(0)),
+    st.decimals(min_value=0, max_value=100, places=2, allow_nan=False, allow_infinity=False),
+)
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -57,6 +63,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.users = [services.account_for_address(f"{self.prefix}:user-{n}") for n in range(USERS)]
         self.escrows = [services.escrow_for_job(f"{self.prefix}:job-{n}") for n in range(JOBS)]
         self.expected = {account.pk: 0 for account in (*self.users, *self.escrows)}
+        # The one fees account is shared with everything else: its balance as the example began.
+        self.fees = services.system_account(AccountKind.FEES)
+        self.fees.refresh_from_db()
+        self.expected[self.fees.pk] = self.fees.balance
         self.mint_account = services.system_account(AccountKind.MINT)
         self.supply_at_start = selectors.total_supply()
         self.minted = 0
@@ -121,18 +131,25 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(
         job=job_index,
         payments=st.lists(st.tuples(user_index, amounts), min_size=1, max_size=3),
+        commission=commissions,
     )
-    def pay_from_escrow(self, job: int, payments: list[tuple[int, int]]) -> None:
+    def pay_from_escrow(
+        self, job: int, payments: list[tuple[int, int]], commission: Decimal
+    ) -> None:
         escrow = self.escrows[job]
         legs = [(self.users[user], amount) for user, amount in payments]
-        call = self.call(services.pay_from_escrow, escrow=escrow, payments=legs)
+        call = self.call(
+            services.pay_from_escrow, escrow=escrow, payments=legs, commission_percent=commission
+        )
         if self.expected[escrow.pk] < sum(amount for _, amount in legs):
             with pytest.raises(InsufficientFunds):
                 call_op(call)
             return
         self.remember(call, call_op(call))
         for account, amount in legs:
-            self.move(escrow, account, amount)
+            fee = int(amount * commission / 100)  # rounded down to a base unit
+            self.move(escrow, account, amount - fee)
+            self.move(escrow, self.fees, fee)
 
     @rule(job=job_index, recipient=user_index)
     def refund_escrow(self, job: int, recipient: int) -> None:

@@ -188,3 +188,26 @@ async def test_print_in_a_work_function_reaches_the_client_as_console(deployer, 
     assert console["data"] == {"slice": 1, "level": "log", "message": "hello from 1"}
     await client.disconnect()
     await worker.disconnect()
+
+
+async def test_the_schedulers_commission_goes_to_the_fees_account(deployer, volunteer, settings):
+    settings.SCHEDULER_COMMISSION_PERCENT = "12.5"
+    client = await connect_client(deployer)
+    await client.send_json_to(
+        deployer.deploy(input={"kind": "range", "start": 1, "end": 4, "step": 1})
+    )
+    await receive_until(client, "accepted")
+    fees_before = await sync_to_async(balance_of)("system:fees")
+    worker = await connect_worker(volunteer, cores=4)
+    payee = await sync_to_async(lambda: volunteer.keys.get(is_default=True).address)()
+    await worker.send_json_to({"type": "ready", "capacity": 4})
+    ack = await compute(worker)
+    assert ack["accepted"] == 4
+
+    # Four results at the deploy's 0.01 credits: 12.5 % of each to the fees, the rest earned.
+    assert ack["earned"] == "0.035"
+    assert await sync_to_async(balance_of)(payee) == to_units("0.035")
+    assert await sync_to_async(balance_of)("system:fees") - fees_before == to_units("0.005")
+    assert await sync_to_async(total_supply)() == await sync_to_async(sum_of_balances)()
+    await client.disconnect()
+    await worker.disconnect()
