@@ -33,6 +33,7 @@ from .worker.options import (
     check_jobs,
     check_join,
     check_max_hours,
+    check_min_wage,
     check_payment_address,
     check_scheduler,
 )
@@ -220,6 +221,11 @@ def keys() -> None:
     metavar="FRACTION",
     help="Compute this share of the time, 0.1 to 1 (default: 1, all the time).",
 )
+@click.option(
+    "--min-wage",
+    metavar="CREDITS",
+    help="Take only jobs that pay at least this many credits per CPU-second (default: any).",
+)
 @click.option("--max-hours", type=float, metavar="H", help="Stop after H hours.")
 @click.option(
     "--log-file",
@@ -237,6 +243,7 @@ def worker(
     leave_public_group: bool,
     jobs: tuple[str, ...],
     duty_cycle: float,
+    min_wage: str | None,
     max_hours: float | None,
     log_file: str | None,
 ) -> None:
@@ -257,6 +264,7 @@ def worker(
         leave_public_group=leave_public_group,
         jobs=_check(ctx, "jobs", check_jobs, jobs),
         duty_cycle=_check(ctx, "duty_cycle", check_duty_cycle, duty_cycle),
+        min_wage=_check(ctx, "min_wage", check_min_wage, min_wage),
         max_hours=_check(ctx, "max_hours", check_max_hours, max_hours),
         log_file=log_file,
         session_cookie=os.environ.get(SESSION_COOKIE_VARIABLE, ""),

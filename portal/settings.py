@@ -286,6 +286,9 @@ WORKER_EMBED_ORIGINS = env_list("WORKER_EMBED_ORIGINS", [])
 # The scheduler's commission on every paid result, in percent (a decimal, 0 to 100): taken
 # from the worker's payment into the fees account (the job pays its offer either way).
 SCHEDULER_COMMISSION_PERCENT = env_str("SCHEDULER_COMMISSION_PERCENT", "0")
+# The market price of a CPU-second, in credits, while no recent job has metered results to
+# take it from (portal/scheduler/selectors.py, market_price).
+MARKET_CPU_SECOND_PRICE = env_str("MARKET_CPU_SECOND_PRICE", "0.001")
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
 

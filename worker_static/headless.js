@@ -4,7 +4,7 @@
  * drives the browser.
  *
  *   /worker/headless.html#token=…&paymentAddress=0x…&cores=2&gpu=0&join=KEY,SECRET&leavePublicGroup=1
- *     &job=JOB_ID&job=JOB_ID&dutyCycle=0.5
+ *     &job=JOB_ID&job=JOB_ID&dutyCycle=0.5&minWage=0.001
  *
  * `join` and `job` may repeat: the groups joined, and the only jobs taken (of those the groups
  * allow; none: any). `dutyCycle` is the share of the time the cores compute (0.1 to 1; absent:
@@ -40,6 +40,7 @@ export function optionsFromFragment(fragment) {
   if (cores >= 1) options.cores = cores;
   // Checked by the Supervisor (and before that by dcp/worker/options.py), not here.
   if (params.has("dutyCycle")) options.dutyCycle = Number(params.get("dutyCycle"));
+  if (params.has("minWage")) options.minWage = params.get("minWage"); // the scheduler checks it
   return options;
 }
 

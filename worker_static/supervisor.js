@@ -208,6 +208,7 @@ export class Supervisor {
   #leavePublicGroup = false;
   #token = "";
   #paymentAddress = "";
+  #minWage = ""; // credits per CPU-second: jobs that pay less are not handed to this worker
   #refusal = ""; // the scheduler's ENOTAUTHENTICATED words, until the socket closes
   #jobs = [];
   #uploadTickets = new Map(); // job id -> the upload_ticket of its latest task
@@ -228,6 +229,8 @@ export class Supervisor {
    * @param {boolean} [options.leavePublicGroup] true: compute only the groups' jobs
    * @param {string} [options.token] a worker token, sent in the hello (no session needed)
    * @param {string} [options.paymentAddress] 0x… account address the results are paid into
+   * @param {string} [options.minWage] the least credits per CPU-second worth working for
+   *   (a decimal string, e.g. "0.001"; the scheduler refuses a malformed one); "": any job
    * @param {string[]} [options.jobs] job ids: take only these jobs (default []: any job)
    * @param {number} [options.dutyCycle] the share of each core's time spent computing, 0.1 to 1
    *   (default 1); a TypeError for anything else
@@ -248,6 +251,7 @@ export class Supervisor {
     leavePublicGroup = false,
     token = "",
     paymentAddress = "",
+    minWage = "",
     jobs = [],
     dutyCycle = 1,
     onState,
@@ -268,6 +272,7 @@ export class Supervisor {
     this.#setGroups(computeGroups, leavePublicGroup);
     this.#token = token ?? "";
     this.#paymentAddress = paymentAddress ?? "";
+    this.#minWage = String(minWage ?? "").trim();
     this.#onState = onState;
     this.#onStats = onStats;
     this.#onPacing = onPacing;
@@ -409,6 +414,7 @@ export class Supervisor {
     if (this.#leavePublicGroup) hello.leave_public_group = true;
     if (this.#token) hello.token = this.#token;
     if (this.#paymentAddress) hello.payment_address = this.#paymentAddress;
+    if (this.#minWage) hello.min_wage = this.#minWage;
     return hello;
   }
 

@@ -547,6 +547,11 @@ class WorkerHello(Request):
     # The account its results are paid into (any account of the portal); none: the user's
     # default account. An anonymous worker must name one.
     payment_address: Address | None = None
+    # The least it works for, in credits per CPU-second of its sandboxes: jobs whose metered
+    # pay comes to less are not handed to it (docs/protocol.md, "Minimum wage"); none: any.
+    min_wage: Annotated[Credits, AfterValidator(parse_credits)] | None = Field(
+        default=None, ge=0, max_digits=20, decimal_places=9
+    )
 
 
 class Ready(Request):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from dcp.protocol.credits import AmountError, format_credits, parse_credits, to_units
 from dcp.protocol.ids import check_job_id
 from dcp.protocol.limits import MAX_WORKER_JOBS
 
@@ -27,6 +28,7 @@ class WorkerOptions:
     leave_public_group: bool = False
     jobs: tuple[str, ...] = ()
     duty_cycle: float = 1.0
+    min_wage: str = ""  # credits per CPU-second, as the protocol writes credits ("": any job)
     max_hours: float | None = None
     log_file: str | None = None
     session_cookie: str = ""  # NAME=VALUE of a signed-in session (tests, embedding)
@@ -77,6 +79,19 @@ def check_duty_cycle(fraction: float) -> float:
     return fraction
 
 
+def check_min_wage(wage: str | None) -> str:
+    """The least credits per CPU-second worth working for, in the protocol's credit form."""
+    if wage is None or wage == "":
+        return ""
+    try:
+        value = parse_credits(wage)
+    except AmountError as error:
+        raise ValueError(f"--min-wage is credits per CPU-second: {error}") from None
+    if value < 0:
+        raise ValueError(f"--min-wage must be 0 or more credits per CPU-second, not {wage}")
+    return format_credits(to_units(value))
+
+
 def check_max_hours(hours: float) -> float:
     if hours <= 0:
         raise ValueError(f"--max-hours must be more than 0, not {hours}")
@@ -100,4 +115,6 @@ def headless_url(options: WorkerOptions) -> str:
     fragment += [("job", job) for job in options.jobs]
     if options.duty_cycle != 1:
         fragment.append(("dutyCycle", str(options.duty_cycle)))
+    if options.min_wage:
+        fragment.append(("minWage", options.min_wage))
     return f"{options.scheduler}{HEADLESS_PAGE}#{urlencode(fragment)}"

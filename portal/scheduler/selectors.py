@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from dcp.protocol.credits import format_credits
+from dcp.protocol.credits import format_credits, to_units
 from dcp.protocol.messages import EventName, JobInfo, Work
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
@@ -177,6 +180,26 @@ def job_status(job: Job) -> dict[str, Any]:
     if waiting:
         status["waiting"] = waiting
     return status
+
+
+MARKET_WINDOW = timedelta(days=7)  # the jobs the market price is taken from
+MARKET_SAMPLE = 200  # at most this many of them, the most recently created
+
+
+def market_price() -> tuple[int, int]:
+    """(base units per CPU-second, jobs it was taken from): the median of what the recent jobs
+    with metered results paid for a second of their workers' sandboxes (offer x computed over
+    cpu_ms), or the MARKET_CPU_SECOND_PRICE setting while no job has been measured."""
+    recent = Job.objects.filter(
+        created_at__gte=timezone.now() - MARKET_WINDOW, cpu_ms__gt=0, computed__gt=0, offer__gt=0
+    ).order_by("-created_at")[:MARKET_SAMPLE]
+    rates = sorted(
+        job.offer * job.computed * 1000 / job.cpu_ms
+        for job in recent.only("offer", "computed", "cpu_ms")
+    )
+    if not rates:
+        return to_units(settings.MARKET_CPU_SECOND_PRICE), 0
+    return max(round(statistics.median(rates)), 1), len(rates)
 
 
 def gpu_seconds(job: Job) -> float:

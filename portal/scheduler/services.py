@@ -24,7 +24,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 
 from dcp.protocol import policy
@@ -658,6 +668,7 @@ class Capabilities:
     compute_groups: frozenset[int] = frozenset()
     public_group: bool = True
     jobs: frozenset[str] = frozenset()
+    min_wage: int = 0  # base units per CPU-second (0: any job)
 
 
 def jobs_with_work(capabilities: Capabilities) -> list[str]:
@@ -669,6 +680,8 @@ def jobs_with_work(capabilities: Capabilities) -> list[str]:
         rows = rows.filter(needs_webgpu=False)
     if not capabilities.offscreen_canvas:
         rows = rows.filter(needs_offscreen_canvas=False)
+    if capabilities.min_wage:
+        rows = rows.filter(_pays_at_least(capabilities.min_wage))
     turns = (F("dispatched_at").asc(nulls_first=True), "created_at")
     return list(rows.order_by(*turns).values_list("id", flat=True)[:8])
 
@@ -678,6 +691,15 @@ def _running_with_work() -> QuerySet[Job]:
     return Job.objects.filter(status=JobStatus.RUNNING).filter(
         Q(issued__lt=F("total")) | Exists(returned)
     )
+
+
+def _pays_at_least(wage: int) -> Q:
+    """Jobs that pay at least `wage` base units per CPU-second: their offer over the mean
+    metered time of their kept results (offer x computed x 1000 >= wage x cpu_ms), and those
+    not measured yet (their first results measure them) unless they pay nothing at all."""
+    paid = ExpressionWrapper(F("offer") * F("computed") * 1000.0 / wage, output_field=FloatField())
+    measured = Q(cpu_ms__gt=0) & Q(computed__gt=0)
+    return Q(offer__gt=0) & (~measured | Q(cpu_ms__lte=paid))
 
 
 def _served_by(capabilities: Capabilities) -> Q:
@@ -1273,6 +1295,7 @@ def connect_worker(
         compute_groups=frozenset(group.pk for group in groups),
         public_group=not hello.leave_public_group,
         jobs=frozenset(hello.jobs),
+        min_wage=to_units(hello.min_wage) if hello.min_wage else 0,
     )
     WorkerConnection.objects.update_or_create(
         id=worker,

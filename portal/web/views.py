@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dcp.protocol.credits import format_credits
 from portal.bank import services as bank
 from portal.bank.selectors import balance_of, balances_of
-from portal.scheduler.selectors import worker_tally
+from portal.scheduler.selectors import market_price, worker_tally
 from portal.users.models import User
 from portal.users.services import join_first_devs
 from portal.wallet import services as wallet
@@ -46,10 +46,13 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def worker(request: AuthedRequest) -> HttpResponse:
     slices, earned = worker_tally(request.user)
+    price, jobs_priced = market_price()
     context = {
         "tab": "worker",
         "slices_computed": slices,
         "credits_earned": format_credits(earned),
+        "market_price": format_credits(price),
+        "market_jobs": jobs_priced,
         "accounts": account_cards(request.user),  # what "Pay into" offers, the default first
     }
     response = render(request, "web/worker.html", context)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from dcp.cli import main
 from dcp.protocol.limits import MAX_WORKER_JOBS
 from dcp.worker import WorkerOptions, headless_url
-from dcp.worker.options import check_jobs, check_join
+from dcp.worker.options import check_jobs, check_join, check_min_wage
 from dcp.worker.status import Stats, Totals, status_line
 
 ADDRESS = "0x" + "ab" * 20
@@ -89,6 +89,8 @@ JOB = "0123456789abcdef" * 2
         (["--duty-cycle", "0.05"], "--duty-cycle is a fraction from 0.1 to 1"),
         (["--duty-cycle", "1.5"], "--duty-cycle is a fraction from 0.1 to 1"),
         (["--duty-cycle", "nan"], "--duty-cycle is a fraction from 0.1 to 1"),
+        (["--min-wage", "-1"], "--min-wage must be 0 or more credits per CPU-second"),
+        (["--min-wage", "lots"], "--min-wage is credits per CPU-second"),
     ],
 )
 def test_a_bad_job_or_duty_cycle_is_a_usage_error_that_says_why(
@@ -108,10 +110,16 @@ def test_more_jobs_than_a_hello_carries_are_refused_and_repeats_are_dropped() ->
 
 def test_the_page_url_carries_the_jobs_and_the_duty_cycle() -> None:
     other = "f" * 32
-    options = WorkerOptions(scheduler="http://127.0.0.1:8000", jobs=(JOB, other), duty_cycle=0.5)
+    options = WorkerOptions(
+        scheduler="http://127.0.0.1:8000",
+        jobs=(JOB, other),
+        duty_cycle=0.5,
+        min_wage=check_min_wage("0.00250"),
+    )
     assert parse_qsl(urlsplit(headless_url(options)).fragment) == [
         ("gpu", "0"),
         ("job", JOB),
         ("job", other),
         ("dutyCycle", "0.5"),
+        ("minWage", "0.0025"),
     ]

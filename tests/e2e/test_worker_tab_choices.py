@@ -75,6 +75,10 @@ def test_a_worker_tab_pays_into_the_chosen_account_and_refuses_an_unknown_addres
     assert page.evaluate("window.dcpSupervisor.pacing.dutyCycle") == 0.5
     pacing = page.locator('[data-testid="worker-pacing"]')
     assert pacing.is_hidden()
+    wage = page.get_by_label("Minimum wage")
+    wage.fill("0.000001")  # credits per CPU-second: far under what this job pays
+    wage.blur()
+    log.filter(has_text="Minimum wage 0.000001: starting again with it").wait_for()
 
     thread, outcome = deploy_in_background(portal_site, payer.home, SQUARES)
     assert wait_for(page, thread, outcome) == [x * x for x in range(1, 13)]
@@ -87,6 +91,10 @@ def test_a_worker_tab_pays_into_the_chosen_account_and_refuses_an_unknown_addres
     page.reload()
     assert page.get_by_label("Pay into").input_value() == savings
     assert page.get_by_label("CPU use").input_value() == "0.5"
+    assert page.get_by_label("Minimum wage").input_value() == "0.000001"
+    assert "credits per CPU-second" in figure(page, "market-price")
+    page.get_by_label("Minimum wage").fill("")
+    page.get_by_label("Minimum wage").blur()
     paid_into(page, "savings", "0.12")
     assert figure(page, "credits-earned") == "0.12"
 

@@ -335,13 +335,14 @@ def errors_of(scheduler: FakeScheduler, job: str) -> dict[int, Message]:
 def test_the_worker_says_hello_then_announces_its_free_cores(
     worker: Worker, scheduler: FakeScheduler
 ) -> None:
-    worker.start(cores=2)
+    worker.start(cores=2, minWage="0.002")
 
     hello = scheduler.wait_for_message("hello")
     ready = scheduler.wait_for_message("ready")
 
     assert hello["version"] == 1
     assert hello["cores"] == 2
+    assert hello["min_wage"] == "0.002"  # credits per CPU-second, as the scheduler reads it
     assert isinstance(hello["capabilities"]["webgpu"], bool)
     assert ready["capacity"] == 2
     scheduler.wait_for(lambda: worker.states()[-1:] == ["waiting"], what="state waiting")

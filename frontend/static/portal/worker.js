@@ -15,6 +15,7 @@ import { PaidIntoFigure, PayeeChoice } from "./worker-payee.js";
 const LOG_LENGTH = 20;
 const GPU_CHOICE_KEY = "dcp.worker.useGPU"; // "off" once the person turned the GPU off
 const CPU_USE_KEY = "dcp.worker.cpuUse"; // the "CPU use" fraction picked in this browser
+const MIN_WAGE_KEY = "dcp.worker.minWage"; // the minimum wage typed in this browser
 const PAYEE_KEY = "dcp.worker.paymentAddress"; // the address "Pay into" picked in this browser
 
 const root = document.getElementById("worker");
@@ -22,6 +23,7 @@ const startButton = root.querySelector("[data-worker-start]");
 const stopButton = root.querySelector("[data-worker-stop]");
 const coresSelect = root.querySelector("[data-worker-cores]");
 const cpuUseSelect = root.querySelector("[data-worker-cpu-use]");
+const minWageField = root.querySelector("[data-worker-min-wage]");
 const gpuSwitch = root.querySelector("[data-worker-gpu]");
 const gpuLine = root.querySelector('[data-testid="worker-gpu"]');
 const groupsField = root.querySelector("[data-worker-groups]");
@@ -243,6 +245,7 @@ function newSupervisor() {
     leavePublicGroup: joined.leavePublicGroup,
     paymentAddress: payees.payee.address,
     dutyCycle: cpuUse(),
+    minWage: minWageField.value.trim(),
     onState: whileLive(showState),
     onStats: whileLive(showStats),
     onPacing: whileLive(showPacing),
@@ -273,6 +276,16 @@ function retire() {
   supervisor = null;
 }
 
+/** The minimum wage changed: remembered, and a started worker starts again with it (the
+ * scheduler reads it from the hello; a malformed one is refused there, and said in the log). */
+function changeMinWage() {
+  remember(MIN_WAGE_KEY, minWageField.value.trim());
+  const wasStarted = supervisor !== null && isStarted(supervisor.state);
+  if (supervisor) retire();
+  addLogLine(`Minimum wage ${minWageField.value.trim() || "none"}${wasStarted ? ": starting again with it" : ""}`);
+  if (wasStarted) start();
+}
+
 /** "Pay into" changed: the figure follows it, and a started worker says hello again. */
 function payInto(payee) {
   const wasStarted = supervisor !== null && isStarted(supervisor.state);
@@ -284,6 +297,8 @@ function payInto(payee) {
 
 fillCoresSelect();
 restoreCPUUse();
+minWageField.value = remembered(MIN_WAGE_KEY) ?? "";
+minWageField.addEventListener("change", changeMinWage);
 const paidInto = new PaidIntoFigure(document.querySelector("[data-worker-paid-into]"));
 const payees = new PayeeChoice(root, {
   saved: remembered(PAYEE_KEY),
