@@ -169,7 +169,7 @@ def results(request: AuthedRequest, job_id: str) -> StreamingHttpResponse:
     job = get_object_or_404(Job, pk=job_id, owner=request.user)
     parts = results_document(job)
     response = StreamingHttpResponse(
-        _pulled_in_thread(parts) if isinstance(request, ASGIRequest) else parts,
+        pulled_in_thread(parts) if isinstance(request, ASGIRequest) else parts,
         content_type="application/json",
     )
     response["Content-Disposition"] = f'attachment; filename="{job.id}-results.json"'
@@ -200,7 +200,7 @@ def results_document(job: Job) -> Iterator[str]:
     yield "]}\n"
 
 
-async def _pulled_in_thread(parts: Iterator[str]) -> AsyncIterator[str]:
+async def pulled_in_thread(parts: Iterator[str]) -> AsyncIterator[str]:
     """Under daphne, take each part in the request's sync thread: given a sync iterator,
     Django would read all of it into memory before sending the first byte."""
     take = sync_to_async(lambda: next(parts, None))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api_keys, compute_groups, examples, jobs, views, worker_files, workers
+from . import api_keys, compute_groups, examples, jobs, statements, views, worker_files, workers
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,12 @@ urlpatterns = [
     path("portal/accounts/", views.accounts, name="accounts"),
     path("portal/accounts/new/", views.new_account_key, name="new_account_key"),
     path("portal/accounts/transfer/", views.transfer, name="transfer"),
+    path("portal/accounts/<str:address>/statement/", statements.statement, name="statement"),
+    path(
+        "portal/accounts/<str:address>/statement.csv",
+        statements.statement_csv,
+        name="statement_csv",
+    ),
     path("portal/keys/<str:address>/balance/", views.key_balance, name="key_balance"),
     path("portal/keys/<str:address>/keystore/", views.download_keystore, name="download_keystore"),
     path(
