@@ -33,15 +33,11 @@ def compute_for(
 ) -> Job:
     """Make a job that calls `work(datum, *args)` once per slice of the input set.
 
-    Input sets:
-
-    - `compute_for(start, end[, step], work)`: DCP's inclusive range (`1, 10` is ten slices;
-      `0, 1000, 3` ends at 999; float steps are exact), never enumerated here;
-    - `compute_for(dcp.Range(1, 100, group=10), work)`: each slice gets a list of 10 values;
-    - `compute_for(dcp.MultiRange((1, 3), (1, 4)), work)`: nested loops, `work([i, j])`
-      (a list: JSON has no tuples);
-    - `compute_for([...], work)` or `dcp.Sparse([...])`: specific values;
-    - any other iterable (a generator): streamed to the scheduler in batches as it is read.
+    Input sets: `compute_for(start, end[, step], work)`, DCP's inclusive range (`1, 10` is ten
+    slices; `0, 1000, 3` ends at 999; float steps are exact), never enumerated here;
+    `dcp.Range(1, 100, group=10)`: each slice gets a list of 10 values; `dcp.MultiRange((1, 3),
+    (1, 4))`: nested loops, `work([i, j])`; `[...]` or `dcp.Sparse([...])`: specific values; any
+    other iterable (a generator): streamed to the scheduler in batches as it is read.
 
     `work` is a self-contained Python function, or a source string (`language="js"` for
     JavaScript). Arguments go in `args=[...]` or as a last positional list. `auto_close=False`

@@ -873,13 +873,9 @@ def record_results(
     _refuse(held, numbers, repeated, outcome, suspended or NOT_LEASED)
     _refuse_unstored(job, worker, unstored, outcome)
     paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
-    kept = [n for n, _ in results if n in held]
-    leased_at = {number: began for number, (_, began) in leases.items()}
-    clipped = _Clipped(leased_at, now, kept)
-    metered = {"cpu_ms": clipped.total(cpu_ms or {}), "gpu_ms": clipped.total(gpu_ms or {})}
-    outputs = sum(_encoded_bytes(value) for n, value in results if n in held)
-    _meter(job, payee, **metered, bytes_out=outputs)
-    clipped.log(worker, job)
+    kept = [(n, value) for n, value in results if n in held]
+    claims = {"cpu_ms": cpu_ms or {}, "gpu_ms": gpu_ms or {}}
+    _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept), claims)
     _pay(job, paid, batch_key, payee, outcome)
     _settle(job, outcome)
     outcome.status = job_status(job)
@@ -1076,9 +1072,13 @@ class _Clipped:
     longer claim is clipped, its result still counts; the clips are logged once a batch)."""
 
     def __init__(
-        self, leased_at: Mapping[int, datetime | None], now: datetime, kept: Iterable[int]
+        self,
+        leases: Mapping[int, tuple[int, datetime | None]],
+        now: datetime,
+        kept: Iterable[tuple[int, Any]],
     ) -> None:
-        self.leased_at, self.now, self.kept = leased_at, now, list(kept)
+        self.leased_at = {number: began for number, (_, began) in leases.items()}
+        self.now, self.kept = now, [number for number, _ in kept]
         self.clipped = 0
 
     def total(self, claims: Mapping[int, float]) -> float:
@@ -1102,6 +1102,20 @@ class _Clipped:
                 self.clipped,
                 job.id,
             )
+
+
+def _meter_results(
+    job: Job,
+    payee: User,
+    worker: str,
+    kept: list[tuple[int, Any]],
+    clipped: _Clipped,
+    claims: Mapping[str, Mapping[int, float]],
+) -> None:
+    """Meter a batch's kept results: their claimed times (clipped to their leases) and bytes."""
+    times = {name: clipped.total(by_slice) for name, by_slice in claims.items()}
+    _meter(job, payee, **times, bytes_out=sum(_encoded_bytes(value) for _, value in kept))
+    clipped.log(worker, job)
 
 
 def _encoded_bytes(value: Any) -> int:
