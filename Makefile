@@ -67,9 +67,9 @@ run: venv frontend migrate
 	$(PY) -m portal.serve -b $(HOST) -p $(PORT)
 
 # The whole suite on the embedded defaults (SQLite, in-memory channel layer): first the tests
-# without a browser in TEST_PROCESSES processes, then the browser tests in one (a process that
-# has driven a browser keeps an event loop in its thread, which the ORM refuses; and the
-# browser tests time interrupts and crashes, which two Chromiums on two cores make late).
+# without a browser in TEST_PROCESSES processes, then the browser tests, also in TEST_PROCESSES
+# processes of their own (a process that has driven a browser keeps an event loop in its
+# thread, which the ORM's synchronous tests refuse; each browser process has its own portal).
 # Then the database and channel-layer tests again on PostgreSQL and Redis when those services
 # answer, in TEST_PROCESSES processes with a test database and a Redis database each (not the
 # browser tests, and not tests/dcp: the client never touches either). pytest's exit status 5, "no tests collected", is fine when PYTEST_ARGS names only
@@ -77,7 +77,7 @@ run: venv frontend migrate
 TEST_PROCESSES ?= $(shell nproc 2>/dev/null || echo 2)
 test: venv frontend chromium
 	$(PY) -m pytest -m "not e2e" -n $(TEST_PROCESSES) $(PYTEST_REPORT) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(PY) -m pytest -m e2e $(PYTEST_REPORT) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m e2e -n $(TEST_PROCESSES) $(PYTEST_REPORT) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	@if $(PY) -m tests.services_up "$(PG_URL)" "$(REDIS_SERVICE_URL)"; then \
 	  echo "== again on PostgreSQL and Redis =="; \
 	  DATABASE_URL="$(PG_URL)" REDIS_URL="$(REDIS_SERVICE_URL)" $(PY) -m pytest -m "not e2e" --ignore=tests/dcp -n $(TEST_PROCESSES) $(PYTEST_REPORT) $(PYTEST_ARGS) \
