@@ -207,7 +207,7 @@ export class IsolatedPool {
       if (host === this.#host) host.port.postMessage({ type: "blob", ask, ...answer });
     };
     Promise.resolve()
-      .then(() => this.#blobSource(String(sha256), file ?? null))
+      .then(() => this.#blobSource(sha256 ?? null, file ?? null))
       .then((bytes) => send({ bytes }), (error) => send({ error: String(error?.message ?? error) }));
   }
 

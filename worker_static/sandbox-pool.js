@@ -320,7 +320,7 @@ class Sandbox {
       return;
     }
     if (message?.type === "fetchBlob") {
-      this.#answerBlob(String(message.sha256), message.file ?? null);
+      this.#answerBlob(message.sha256 ?? null, message.file ?? null);
       return;
     }
     const handler = message && typeof message === "object" ? this.pending.get(message.id) : null;
@@ -333,7 +333,7 @@ class Sandbox {
    * keeps its bytes for other sandboxes). */
   #answerBlob(sha256, file) {
     const send = (answer) => {
-      if (!this.dead) this.port.postMessage({ type: "blob", sha256, ...answer });
+      if (!this.dead) this.port.postMessage({ type: "blob", sha256, file, ...answer });
     };
     Promise.resolve()
       .then(() => this.blobSource(sha256, file))

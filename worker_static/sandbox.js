@@ -132,6 +132,12 @@
  * job's files (job.fs, a zip archive in the store) are fetched the same way and unpacked
  * read-only into JOB_FILES_DIR, the current directory (mount_job_files; EUNSAFEFILES).
  *
+ * Pyodide's files. With blobsFromPage, loadPyodide's fetches of Pyodide's own files (the
+ * interpreter's wasm, the standard library, the lock file) are answered from the page too
+ * ({type: "fetchBlob", sha256: null, file}): the page fetches each once, through the browser's
+ * HTTP cache, for all its sandboxes, where each sandbox of the opaque frame fetched all 12 MB
+ * again for itself, for every job and core.
+ *
  * Runtime files. The portal serves them beside this script at /worker/runtime/ (see
  * dcp/runtime/runtimes.py): slice.mjs and gpu.mjs, imported below, and slice.py, gpu.py,
  * wgsl.py, values.py and packages.py, fetched when Pyodide loads, written into Pyodide's file system as the package
@@ -303,9 +309,22 @@ function guardedFetch(resource, options) {
   const url = new URL(resource instanceof Request ? resource.url : String(resource), import.meta.url);
   if (!pyodideMayFetch(url)) throw new SandboxAccessError("network");
   const file = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+  if (pyodideLoading && blobsFromPage) return pyodideFileFromPage(file);
   const sha256 = pyodidePackagesLoading?.files ? mapGet(pyodidePackagesLoading.files, file) : undefined;
   if (sha256) return packageFileFromPage(sha256, file);
   return realFetch(resource, options);
+}
+
+// What loadPyodide's fetches of its own files are answered with (instantiateStreaming needs
+// the wasm's type).
+const PYODIDE_FILE_TYPES = { wasm: "application/wasm", zip: "application/zip", json: "application/json" };
+
+/** One of Pyodide's own files (PYODIDE_FETCHED_FILES) as the page keeps it for all its
+ * sandboxes (see "Pyodide's files"); a Response, as loadPyodide expects of fetch. */
+async function pyodideFileFromPage(file) {
+  const bytes = await askPageForBlob(null, file);
+  const type = PYODIDE_FILE_TYPES[file.slice(file.lastIndexOf(".") + 1)] ?? "application/octet-stream";
+  return new ResponseConstructor(bytes, { status: 200, headers: { "Content-Type": type } });
 }
 
 /** A Pyodide package's file, as the page keeps it (see "Packages"), checked against the lock
@@ -670,21 +689,23 @@ const blobsAsked = new Map(); // sha256 -> [{resolve, reject}, ...]: asked of th
  * the Pyodide folder instead of an object of the store); its answer, {type: "blob", sha256,
  * bytes} or {type: "blob", sha256, error}, is taken by receive() outside the inbox. */
 function askPageForBlob(sha256, file) {
+  const key = sha256 ?? `file:${file}`;
   return new PromiseConstructor((resolve, reject) => {
-    const waiting = mapGet(blobsAsked, sha256);
+    const waiting = mapGet(blobsAsked, key);
     if (waiting) {
       arrayPush(waiting, { resolve, reject });
       return;
     }
-    mapSet(blobsAsked, sha256, [{ resolve, reject }]);
+    mapSet(blobsAsked, key, [{ resolve, reject }]);
     post({ type: "fetchBlob", sha256, file });
   });
 }
 
-function answerBlob({ sha256, bytes, error }) {
-  const waiting = mapGet(blobsAsked, sha256);
+function answerBlob({ sha256, file, bytes, error }) {
+  const key = sha256 ?? `file:${file}`;
+  const waiting = mapGet(blobsAsked, key);
   if (!waiting) return;
-  mapDelete(blobsAsked, sha256);
+  mapDelete(blobsAsked, key);
   for (let index = 0; index < waiting.length; index += 1) {
     if (bytes instanceof Uint8Array) waiting[index].resolve(bytes);
     else waiting[index].reject(new StoreError(String(error ?? `the page had no blob ${sha256}`)));

@@ -8,7 +8,9 @@
  *   const numpy = await cache.get(lockSha256, "numpy-2.2.5-cp314-cp314-pyodide_2026_0_wasm32.whl");
  *
  * With a `file` (a Pyodide package's file name, as its lock file lists it with its SHA-256)
- * the bytes come from the Pyodide folder, else from the store.
+ * the bytes come from the Pyodide folder, else from the store. Pyodide's own files (no hash:
+ * `get(null, "pyodide.asm.wasm")`) are kept too, so that every sandbox of the page starts
+ * Pyodide from one download (the frame's sandboxes have no HTTP cache).
  *
  * Why here. Sandboxes run in a frame of an opaque origin, and Chromium's HTTP cache keeps
  * nothing for such frames: every sandbox that fetched a job's wheel or argument itself fetched
@@ -56,23 +58,27 @@ export class StoreCache {
   }
 
   /** The bytes that hash to `sha256`: kept, being fetched, or fetched now (from the store, or
-   * the Pyodide folder's `file`). */
+   * the Pyodide folder's `file`). With `sha256` null, Pyodide's own `file` (its interpreter,
+   * standard library or lock file, which no lock file gives a hash for), unchecked. */
   get(sha256, file = null) {
-    const kept = this.#kept.get(sha256);
+    const key = sha256 ?? `pyodide:${file}`;
+    const kept = this.#kept.get(key);
     if (kept) {
-      this.#kept.delete(sha256); // set again: the most recently used is the last
-      this.#kept.set(sha256, kept);
+      this.#kept.delete(key); // set again: the most recently used is the last
+      this.#kept.set(key, kept);
       return Promise.resolve(kept);
     }
-    if (!this.#loading.has(sha256)) {
-      const loading = this.#download(sha256, file).finally(() => this.#loading.delete(sha256));
-      this.#loading.set(sha256, loading);
+    if (!this.#loading.has(key)) {
+      const loading = this.#download(sha256, file).finally(() => this.#loading.delete(key));
+      this.#loading.set(key, loading);
     }
-    return this.#loading.get(sha256);
+    return this.#loading.get(key);
   }
 
   async #download(sha256, file) {
-    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`${JSON.stringify(sha256)} names no object of the store`);
+    if (sha256 !== null && !/^[0-9a-f]{64}$/.test(sha256)) {
+      throw new Error(`${JSON.stringify(sha256)} names no object of the store`);
+    }
     const { url, what } = this.#source(sha256, file);
     this.#downloads += 1;
     const response = await this.#fetch(url);
@@ -80,15 +86,20 @@ export class StoreCache {
       throw new Error(`${what} could not be fetched from the portal: HTTP ${response.status}${await storeSays(response)}`);
     }
     const bytes = new Uint8Array(await response.arrayBuffer());
-    const digest = await sha256Hex(bytes);
-    if (digest !== sha256) throw new Error(`${what} hashes to ${digest}, not ${sha256}: these are not its bytes`);
-    this.#keep(sha256, bytes);
+    if (sha256 !== null) {
+      const digest = await sha256Hex(bytes);
+      if (digest !== sha256) throw new Error(`${what} hashes to ${digest}, not ${sha256}: these are not its bytes`);
+    }
+    this.#keep(sha256 ?? `pyodide:${file}`, bytes);
     return bytes;
   }
 
   /** Where the bytes come from, and how an error names them. */
   #source(sha256, file) {
-    if (file === null) return { url: new URL(sha256, this.#storeURL).href, what: `blob ${sha256} of the store` };
+    if (file === null) {
+      if (sha256 === null) throw new Error("a blob is named by its SHA-256 or a Pyodide file");
+      return { url: new URL(sha256, this.#storeURL).href, what: `blob ${sha256} of the store` };
+    }
     if (!this.#pyodideURL || !/^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$/.test(file)) {
       throw new Error(`${JSON.stringify(file)} names no file of the Pyodide folder`);
     }

@@ -2,7 +2,7 @@
 that the work function imports are stored with the deploy, a package of the portal's Pyodide
 package repository is loaded from it, the job's files are its read-only current directory, all
 before the first slice; a second job with the same packages on the same tab downloads nothing
-again."""
+again, not even Pyodide's own files."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def test_a_work_function_on_a_worker_tab_imports_its_packages_and_reads_its_file
     helper.write_text("def double(n):\n    return 2 * n\n")
     wheel = payer.home / "greet-1.0-py3-none-any.whl"
     wheel.write_bytes(greet_wheel())
+    seen_before = len(portal_site.requests_seen().splitlines())
     start_worker(volunteer.page, portal_site, cores=2)
 
     files = payer.home / "files"
@@ -63,3 +64,9 @@ def test_a_work_function_on_a_worker_tab_imports_its_packages_and_reads_its_file
     assert len(store_reads) == 3, store_reads  # the wheel, the helper module, the files: once each
     toy = f'"GET /worker/vendor/pyodide/{PYODIDE_TOY[0]}'
     assert sum(toy in line for line in log) == 1, [line for line in log if "vendor" in line]
+    # Pyodide itself too: every sandbox of the tab (two jobs, two cores, the reserve) started
+    # from the one download the tab's page keeps.
+    ours = log[seen_before:]
+    for file in ("pyodide.asm.wasm", "python_stdlib.zip"):
+        fetched = [line for line in ours if f'"GET /worker/vendor/pyodide/{file}' in line]
+        assert len(fetched) == 1, fetched

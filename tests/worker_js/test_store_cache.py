@@ -132,3 +132,11 @@ def test_a_pyodide_package_file_comes_from_the_pyodide_folder_checked_against_th
     assert outcome["answers"][2][0]["error"].startswith(f"Pyodide package file {file} hashes to")
     assert outcome["answers"][3] == [{"error": '"../store/x" names no file of the Pyodide folder'}]
     assert outcome["fetched"] == [f"http://portal.test/pyodide/{file}"] * 2
+
+
+def test_pyodide_s_own_files_are_kept_by_name_without_a_hash() -> None:
+    wasm = "the interpreter"
+    outcome = replay({"pyodide.asm.wasm": wasm}, [[[None, "pyodide.asm.wasm"]] * 3] * 2)
+
+    assert outcome["answers"] == [[{"text": wasm}] * 3] * 2
+    assert outcome["fetched"] == ["http://portal.test/pyodide/pyodide.asm.wasm"]
