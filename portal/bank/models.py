@@ -48,6 +48,8 @@ class Txn(models.Model):
 
     class Meta:
         verbose_name = "transaction"
+        # The charts read payments by time (portal/bank/selectors.py, payments_into).
+        indexes = [models.Index(fields=["created_at"], name="bank_txn_created_at")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.idempotency_key}"
@@ -61,6 +63,8 @@ class Entry(models.Model):
     class Meta:
         verbose_name_plural = "entries"
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="bank_entry_not_zero")]
+        # An account's statement, in order (portal/bank/selectors.py, statement_page).
+        indexes = [models.Index(fields=["account", "id"], name="bank_entry_account_id")]
 
     def __str__(self) -> str:
         return f"{self.amount:+d} {self.account.address}"

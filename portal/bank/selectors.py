@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from itertools import batched
 from typing import Any
 
-from django.db.models import F, QuerySet, Subquery, Sum, Window
+from django.core.cache import cache
+from django.db.models import (
+    Case,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Cast, StrIndex, Substr
+from django.utils import timezone
 
 from .models import AccountKind, Entry, LedgerAccount
 from .services import ESCROW_PREFIX
@@ -173,3 +189,143 @@ def _other_legs(address: str, txn_ids: list[int]) -> dict[int, list[tuple[str, i
     for txn_id, other, amount in legs:
         found.setdefault(txn_id, []).append((other, amount))
     return found
+
+
+# --- payment history --------------------------------------------------------------------------
+
+# The memo of a payment for results (scheduler.services._pay): "<N> results of job <id>".
+RESULTS_MEMO = " results of job "
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A payment is dated when it is posted and committed at once: a bucket that ended this long ago
+# takes no more payments, so its totals are cached (for HISTORY_CACHE_SECONDS) and not counted
+# again each time a chart is drawn.
+SETTLED_AFTER = timedelta(minutes=5)
+HISTORY_CACHE_SECONDS = 24 * 3600
+# Bucket widths a chart's time axis reads well in; a longer span takes whole weeks.
+NICE_WIDTHS = (
+    *(timedelta(seconds=n) for n in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)),
+    *(timedelta(minutes=n) for n in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)),
+    *(timedelta(hours=n) for n in (1, 2, 3, 4, 6, 8, 12)),
+    *(timedelta(days=n) for n in (1, 2, 3, 4, 5, 7)),
+)
+
+
+@dataclass(frozen=True)
+class PaymentBucket:
+    """Payments for results made in [start, start + the series' width)."""
+
+    start: datetime
+    credits: int  # base units
+    results: int  # the results those credits paid for
+
+
+def bucket_width(span: timedelta, points: int) -> timedelta:
+    """The narrowest nice bucket width that cuts `span` into at most about `points` buckets."""
+    rough = span / max(points, 1)
+    for width in NICE_WIDTHS:
+        if width >= rough:
+            return width
+    week = NICE_WIDTHS[-1]
+    return week * -(-rough // week)
+
+
+def bucket_start(moment: datetime, width: timedelta) -> datetime:
+    """The start of the bucket of `width` holding `moment`: buckets are aligned on the epoch."""
+    return EPOCH + (moment - EPOCH) // width * width
+
+
+def payments_into(
+    addresses: Sequence[str], *, since: datetime, until: datetime, width: timedelta
+) -> list[PaymentBucket]:
+    """Payments for results into the accounts at `addresses`, in buckets of `width` from the one
+    holding `since` to the one holding `until`. A payment that paid several users (a verified
+    job's batch) counts for these accounts the share of its results their credits are."""
+    entries = Entry.objects.filter(account__address__in=list(addresses), amount__gt=0)
+    series = "into:" + sha256("\n".join(sorted(addresses)).encode()).hexdigest()[:32]
+    return _bucketed(series, entries, F("amount"), _payees_share(), since, until, width)
+
+
+def payments_out_of(
+    address: str, *, since: datetime, until: datetime, width: timedelta
+) -> list[PaymentBucket]:
+    """Payments for results out of the (escrow) account at `address`, in buckets of `width`
+    from the one holding `since` to the one holding `until`."""
+    entries = Entry.objects.filter(account__address=address, amount__lt=0)
+    series = f"out:{address}"
+    return _bucketed(series, entries, -F("amount"), _results_in_memo(), since, until, width)
+
+
+def _bucketed(
+    series: str,
+    entries: QuerySet[Entry],
+    credits: Any,
+    results: Any,
+    since: datetime,
+    until: datetime,
+    width: timedelta,
+) -> list[PaymentBucket]:
+    """The buckets of a series: those that settled (ended SETTLED_AFTER ago) from the cache
+    where it has them, from the first it lacks on counted in SQL (then cached if settled)."""
+    first = bucket_start(since, width)
+    starts = [first + n * width for n in range((until - first) // width + 1)]
+    step = int(width.total_seconds())
+    keys = [f"bank:payments:{series}:{step}:{int(start.timestamp())}" for start in starts]
+    settled = sum(1 for start in starts if start + width <= timezone.now() - SETTLED_AFTER)
+    known = cache.get_many(keys[:settled])
+    fresh = next((n for n in range(settled) if keys[n] not in known), settled)
+    counted = _counted(entries, credits, results, starts[fresh:], width)
+    totals = [known[key] for key in keys[:fresh]]
+    totals += [counted.get(n, (0, 0)) for n in range(len(starts) - fresh)]
+    cache.set_many({keys[n]: totals[n] for n in range(fresh, settled)}, HISTORY_CACHE_SECONDS)
+    return [PaymentBucket(start, *total) for start, total in zip(starts, totals, strict=True)]
+
+
+def _counted(
+    entries: QuerySet[Entry], credits: Any, results: Any, starts: list[datetime], width: timedelta
+) -> dict[int, tuple[int, int]]:
+    """(credits, results) of the payments in each bucket of `starts` that has any, by index."""
+    if not starts:
+        return {}
+    rows = (
+        entries.filter(
+            txn__kind="payment",
+            txn__created_at__gte=starts[0],
+            txn__created_at__lt=starts[-1] + width,
+        )
+        .annotate(bucket=_bucket_of(starts))
+        .values("bucket")
+        .annotate(credits=Sum(credits), results=Sum(results))
+        .order_by()
+        .values_list("bucket", "credits", "results")
+    )
+    return {bucket: (int(paid or 0), round(paid_for or 0)) for bucket, paid, paid_for in rows}
+
+
+def _bucket_of(starts: list[datetime]) -> Case:
+    """The index in `starts` of the bucket a payment's time falls in, found by comparisons the
+    database makes itself: its date functions run in Python under SQLite, row by row."""
+    later = (When(txn__created_at__lt=start, then=Value(n)) for n, start in enumerate(starts[1:]))
+    return Case(*later, default=Value(len(starts) - 1), output_field=IntegerField())
+
+
+def _results_in_memo() -> Any:
+    """The number of results a payment paid for, read from its memo (0 for another memo)."""
+    number = Substr("txn__memo", 1, StrIndex("txn__memo", Value(" ")) - 1)
+    return Case(
+        When(txn__memo__contains=RESULTS_MEMO, then=Cast(number, FloatField())),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+
+
+def _payees_share() -> Any:
+    """An entry's share of its payment's results: the results times its part of what the
+    payment paid to users (the fees account's commission aside)."""
+    to_users = (
+        Entry.objects.filter(txn=OuterRef("txn"), amount__gt=0, account__kind=AccountKind.USER)
+        .values("txn")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    amount = Cast("amount", FloatField())
+    return _results_in_memo() * amount / Cast(Subquery(to_users), FloatField())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,14 @@ from django.utils import timezone
 
 from dcp.protocol.credits import format_credits, to_units
 from dcp.protocol.messages import EventName, JobInfo, Work
+from portal.bank.selectors import (
+    PaymentBucket,
+    bucket_start,
+    bucket_width,
+    payments_into,
+    payments_out_of,
+)
+from portal.bank.services import ESCROW_PREFIX
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
@@ -268,3 +276,51 @@ def inputs_between(job: Job, start: int, end: int, *, budget: int) -> list[Any]:
             break
         values.append(datum)
     return values
+
+
+# --- history for the portal's charts ----------------------------------------------------------
+
+HISTORY_POINTS = 60  # about this many buckets in a job's chart
+# A worker's earnings: the last 24 hours by the hour, or the last 30 days by the day (UTC).
+WORKER_PERIODS = {"day": (timedelta(hours=1), 24), "month": (timedelta(days=1), 30)}
+
+
+@dataclass(frozen=True)
+class History:
+    """Payments for results in buckets of `width`, from the first bucket's start to `end`."""
+
+    buckets: list[PaymentBucket]
+    width: timedelta
+    end: datetime
+
+    @property
+    def credits(self) -> int:
+        return sum(bucket.credits for bucket in self.buckets)
+
+    @property
+    def results(self) -> int:
+        return sum(bucket.results for bucket in self.buckets)
+
+
+def job_history(job: Job, *, now: datetime | None = None) -> History:
+    """What the job paid for results, and for how many, over its life (creation to its end, or
+    to now while it runs) in about HISTORY_POINTS buckets."""
+    end = job.finished_at or now or timezone.now()
+    width = bucket_width(end - job.created_at, HISTORY_POINTS)
+    escrow = f"{ESCROW_PREFIX}{job.id}"
+    buckets = payments_out_of(escrow, since=job.created_at, until=end, width=width)
+    return History(buckets=buckets, width=width, end=end)
+
+
+def worker_history(user: User, period: str, *, now: datetime | None = None) -> History:
+    """Payments for results into the user's accounts over `period` (a WORKER_PERIODS key)."""
+    if period not in WORKER_PERIODS:
+        raise ValueError(f"no history period {period!r}: one of {', '.join(WORKER_PERIODS)}")
+    width, count = WORKER_PERIODS[period]
+    end = now or timezone.now()
+    since = bucket_start(end, width) - (count - 1) * width
+    addresses = Key.objects.filter(user=user, kind=KeyKind.ACCOUNT).values_list(
+        "address", flat=True
+    )
+    buckets = payments_into(list(addresses), since=since, until=end, width=width)
+    return History(buckets=buckets, width=width, end=end)

@@ -3,10 +3,12 @@ from __future__ import annotations
 from django.urls import path
 
 from . import api_keys, compute_groups, examples, jobs, statements, views, worker_files, workers
+from .history import job_history, worker_history
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("portal/worker/", views.worker, name="worker"),
+    path("portal/worker/history.json", worker_history, name="worker_history"),
     path("worker/runtime/<str:name>", worker_files.runtime_file, name="worker_runtime_file"),
     path("worker/embed.html", worker_files.embed_page, name="worker_embed_page"),
     path("worker/embed.json", worker_files.embed_access, name="worker_embed_access"),
@@ -38,6 +40,7 @@ urlpatterns = [
     path("portal/jobs/status.json", jobs.jobs_status, name="jobs_status"),
     path("portal/jobs/<str:job_id>/cancel/", jobs.cancel, name="cancel_job"),
     path("portal/jobs/<str:job_id>/results.json", jobs.results, name="job_results"),
+    path("portal/jobs/<str:job_id>/history.json", job_history, name="job_history"),
     path("portal/compute-groups/", compute_groups.compute_groups, name="compute_groups"),
     path("portal/compute-groups/new/", compute_groups.create, name="create_compute_group"),
     path(

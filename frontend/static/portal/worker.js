@@ -11,6 +11,7 @@ import { addCredits, formatCredits, parseCredits } from "/worker/protocol.js";
 import { findGPU, Supervisor, STATES } from "/worker/supervisor.js";
 import { plural } from "/worker/util.js";
 import { PaidIntoFigure, PayeeChoice } from "./worker-payee.js";
+import { barChart } from "./chart.js";
 
 const LOG_LENGTH = 20;
 const GPU_CHOICE_KEY = "dcp.worker.useGPU"; // "off" once the person turned the GPU off
@@ -324,3 +325,87 @@ gpuSwitch.addEventListener("change", () => {
 });
 findGPU().then(showGPU);
 showState(STATES.STOPPED, {});
+
+// --- Earnings over time: the charts under the figures (drawn by chart.js) ---------------------
+// What the user's accounts were paid for results, from /portal/worker/history.json: the last
+// 24 hours by the hour or the last 30 days by the day, fetched again every 30 s while started.
+
+const HISTORY_REFRESH_MS = 30000;
+const historyCard = document.querySelector("[data-worker-history]");
+const historyNote = historyCard.querySelector("[data-history-note]");
+const historyNoteText = historyNote.textContent;
+let historyPeriod = "day";
+
+async function loadHistory() {
+  const period = historyPeriod;
+  const url = new URL(historyCard.dataset.historyUrl, location.href);
+  url.searchParams.set("period", period);
+  try {
+    const response = await fetch(url, {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    if (response.redirected) throw new Error("signed out: reload the page");
+    if (!response.ok) throw new Error(`the server answered ${response.status}`);
+    const history = await response.json();
+    if (period !== historyPeriod) return; // another period was picked meanwhile: its own fetch draws
+    drawHistory(history);
+    historyCard.classList.remove("stale");
+    historyNote.textContent = historyNoteText;
+  } catch (error) {
+    historyCard.classList.add("stale"); // keep the last charts; the next refresh tries again
+    historyNote.textContent = `The charts could not be refreshed: ${error.message}.`;
+  }
+}
+
+/** Two bar charts of a history document: credits earned and slices paid for, per bucket. */
+function drawHistory(history) {
+  const width = history.bucket_seconds * 1000;
+  const times = history.buckets.map((bucket) => Date.parse(bucket.start));
+  const per = history.period === "day" ? "hour" : "day";
+  const common = {
+    start: times[0],
+    end: times[times.length - 1] + width,
+    barWidth: width,
+    empty: history.message,
+  };
+  const slot = (name) => historyCard.querySelector(`[data-history-chart="${name}"]`);
+  barChart(slot("credits"), {
+    ...common,
+    title: `Credits earned per ${per}`,
+    yLabel: "credits",
+    series: [{
+      label: "credits",
+      points: history.buckets.map((bucket, n) => [times[n], Number(bucket.credits)]),
+      total: `${history.total.credits} credits`,
+    }],
+  });
+  barChart(slot("results"), {
+    ...common,
+    title: `Slices computed per ${per}`,
+    yLabel: "slices",
+    series: [{
+      label: "slices",
+      points: history.buckets.map((bucket, n) => [times[n], bucket.results]),
+      total: `${history.total.results} slices`,
+    }],
+  });
+}
+
+/** The "24 hours" and "30 days" buttons: one is pressed, and its period is drawn. */
+function showHistoryPeriod(period) {
+  historyPeriod = period;
+  for (const button of historyCard.querySelectorAll("[data-history-period]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.historyPeriod === period));
+  }
+  loadHistory();
+}
+
+for (const button of historyCard.querySelectorAll("[data-history-period]")) {
+  button.addEventListener("click", () => showHistoryPeriod(button.dataset.historyPeriod));
+}
+setInterval(() => {
+  if (supervisor !== null && isStarted(supervisor.state)) loadHistory();
+}, HISTORY_REFRESH_MS);
+loadHistory();
