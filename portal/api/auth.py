@@ -125,11 +125,10 @@ class KeystoreBasic(HttpAuthBase):
 
 def authenticate_keystore(request: HttpRequest, credentials: str) -> Principal:
     keystore, passphrase = split_basic_credentials(credentials)
-    remembered = verified_cache_key(keystore, passphrase)
-    identity = cache.get(remembered)
-    if identity is None:
-        identity = open_keystore(request, keystore, passphrase)
-        cache.set(remembered, identity, settings.BASIC_AUTH_VERIFIED_SECONDS)
+    try:
+        identity = opened_address(request, keystore, passphrase)
+    except KeystoreError as error:
+        raise _refused(f"identity keystore refused: {error}") from None
     owner = identity_owner(identity)
     if owner is None or not owner.is_active:
         throttle.note_failure(request, identity)
@@ -137,20 +136,36 @@ def authenticate_keystore(request: HttpRequest, credentials: str) -> Principal:
     return Principal(user=owner, identity=identity)
 
 
-def open_keystore(request: HttpRequest, keystore: dict[str, Any], passphrase: str) -> str:
-    """The identity a keystore holds, found by running its KDF in one of the KDF slots.
+def opened_address(request: HttpRequest, keystore: dict[str, Any], passphrase: str) -> str:
+    """The address of the key a keystore holds, opened with its passphrase (an identity
+    keystore for Basic, an account keystore in a deploy's `account.json`).
 
-    Refused without running the KDF when the client or the identity the keystore claims is
-    past its limit of failed attempts; a keystore that does not open counts as one.
+    A keystore that opened is remembered for BASIC_AUTH_VERIFIED_SECONDS, so a client that
+    repeats it runs no KDF; KeystoreError when it does not open.
+    """
+    remembered = verified_cache_key(keystore, passphrase)
+    address = cache.get(remembered)
+    if address is None:
+        address = open_keystore(request, keystore, passphrase)
+        cache.set(remembered, address, settings.BASIC_AUTH_VERIFIED_SECONDS)
+    return str(address)
+
+
+def open_keystore(request: HttpRequest, keystore: dict[str, Any], passphrase: str) -> str:
+    """The address a keystore holds, found by running its KDF in one of the KDF slots.
+
+    Refused without running the KDF when the client or the address the keystore claims is
+    past its limit of failed attempts; a keystore that does not open counts as one, and
+    raises KeystoreError.
     """
     claimed = _claimed_identity(keystore)
     throttle.check_failures(request, claimed)
     try:
         with throttle.kdf_slot():
             private_key = read_keystore(keystore, passphrase, **_kdf_caps())
-    except KeystoreError as error:
+    except KeystoreError:
         throttle.note_failure(request, claimed)
-        raise _refused(f"identity keystore refused: {error}") from None
+        raise
     return address_of(private_key)
 
 

@@ -38,6 +38,8 @@ STATUS_CODE = {
     404: "ENOTFOUND",
     429: "ETHROTTLED",
 }
+# The pydantic error type of a request dcp-rest takes that the portal cannot carry out.
+UNSUPPORTED = "unsupported"
 AUTH_HINT = 'Bearer realm="DCP Portal", Basic realm="DCP Portal"'
 
 
@@ -65,7 +67,7 @@ def describe(errors: list[dict[str, Any]]) -> str:
     where = [str(part) for part in first.get("loc", ())]
     if len(where) >= 2 and where[0] == "body" and where[1] == "body":
         where = where[1:]  # Ninja nests the body model under its parameter name
-    text = str(first.get("msg", "invalid request"))
+    text = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     return f"{'.'.join(where)}: {text}" if where else text
 
 
@@ -98,6 +100,10 @@ def _scheduler_error(request: HttpRequest, exc: SchedulerError) -> HttpResponse:
 
 
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    # A dcp-rest request this portal cannot carry out, rather than a malformed one.
+    unsupported = [error for error in exc.errors if error.get("type") == UNSUPPORTED]
+    if unsupported:
+        return error_response(400, "EUNSUPPORTED", describe(unsupported))
     return error_response(400, "EINVALID", describe(exc.errors))
 
 

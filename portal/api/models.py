@@ -41,3 +41,18 @@ class ApiKey(models.Model):
     def hint(self) -> str:
         """What the page shows of a key after creation: its public prefix only."""
         return f"dcp_{self.prefix}_…"
+
+
+class JobPayment(models.Model):
+    """An open job's paying account that its deploy unlocked with a secret (a keystore and
+    its password, or the account key's passphrase): later batches of slices are paid from it
+    without the secret, as dcp-rest's are, since the deploy authorised the account for the job."""
+
+    job = models.OneToOneField(
+        "scheduler.Job", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    address = models.CharField(max_length=42, help_text="EIP-55 address of the paying account")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} paid from {self.address}"

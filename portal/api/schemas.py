@@ -12,8 +12,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from dcp.protocol import storable
 from dcp.protocol.credits import CREDIT_DECIMALS, MAX_CREDITS, written_as_number
 from dcp.protocol.limits import MAX_SLICES_PER_BATCH, MAX_SOURCE_CHARS
 from dcp.protocol.messages import (
@@ -27,6 +37,8 @@ from dcp.protocol.messages import (
     Requirements,
     Verify,
 )
+
+from .errors import UNSUPPORTED
 
 Json = Any
 
@@ -54,9 +66,52 @@ class ApiModel(BaseModel):
 # --- requests -----------------------------------------------------------------------------
 
 
+# dcp-rest's runtimes (DCP's "worktimes") and the language each one runs.
+RUNTIME_LANGUAGES: dict[str, Language] = {"map-basic": "js", "pyodide": "python"}
+# Language names as people write them (dcp-rest's examples say "js" and "JavaScript").
+LANGUAGE_NAMES: dict[str, Language] = {"js": "js", "javascript": "js", "python": "python"}
+
+
+def unsupported(message: str) -> PydanticCustomError:
+    return PydanticCustomError(UNSUPPORTED, message)
+
+
+def _language_name(value: object) -> object:
+    if isinstance(value, str):
+        return LANGUAGE_NAMES.get(value.strip().lower(), value)
+    return value
+
+
+class RuntimeIn(ApiModel):
+    """dcp-rest's `work.runtime` (DCP's worktime): it decides the language when given."""
+
+    name: Literal["map-basic", "pyodide"] = Field(
+        description="map-basic runs a JavaScript function, pyodide a Python one."
+    )
+    version: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Accepted and not used: each runtime has one version here (the portal's "
+        "JavaScript sandbox and its Pyodide).",
+    )
+    custom: bool = Field(default=False, description="Custom runtimes are not supported.")
+
+    @field_validator("custom")
+    @classmethod
+    def _built_in(cls, custom: bool) -> bool:
+        if custom:
+            raise unsupported("custom runtimes are not supported: use map-basic or pyodide")
+        return custom
+
+
 class WorkIn(ApiModel):
-    language: Language = Field(
-        default="python", description="Python runs in Pyodide; js is a JavaScript function."
+    language: Annotated[Language | None, BeforeValidator(_language_name)] = Field(
+        default=None,
+        description="python runs in Pyodide; js (or JavaScript) is a JavaScript function. "
+        "Without it or runtime, js, as dcp-rest reads such a body.",
+    )
+    runtime: RuntimeIn | None = Field(
+        default=None, description="dcp-rest's runtime; when given, it decides the language."
     )
     function: str = Field(
         min_length=1,
@@ -64,17 +119,90 @@ class WorkIn(ApiModel):
         description="Source of the work function, called once per slice as work(datum, *args).",
     )
 
+    @property
+    def runtime_language(self) -> Language:
+        """The language the function runs in: the runtime's, else `language`, else js."""
+        if self.runtime is not None:
+            return RUNTIME_LANGUAGES[self.runtime.name]
+        return self.language or "js"
+
+
+def _keystore_object(value: object) -> object:
+    """A keystore given as JSON text (dcp-rest's spec) or as an object (its examples)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return storable.loads(value)
+    except ValueError:
+        raise ValueError("not a keystore: give the keystore's JSON text or object") from None
+
+
+Keystore = Annotated[
+    dict[str, Any],
+    BeforeValidator(_keystore_object),
+    WithJsonSchema(
+        {
+            "oneOf": [{"type": "string"}, {"type": "object"}],
+            "description": "An account keystore (V3 JSON), as text or as an object.",
+        }
+    ),
+]
+
 
 class AccountIn(ApiModel):
-    address: str = Field(max_length=44, description="An account key's address, with or without 0x.")
+    """Which account pays: by address or label among yours, or a keystore and its password."""
+
+    address: str | None = Field(
+        default=None, max_length=44, description="An account key's address, with or without 0x."
+    )
+    label: str | None = Field(
+        default=None, max_length=40, description="The label of one of your account keys."
+    )
+    keystore: Keystore | None = Field(
+        default=None,
+        alias="json",
+        description="An account keystore that pays, opened with `password` (it need not be "
+        "one of your keys: opening it proves you may spend from it).",
+    )
+    password: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The passphrase of `json`, or of the chosen account key when it has one.",
+    )
+
+
+def _values_of_remote_data_set(value: object) -> object:
+    """dcp-rest's `{"remoteDataSet": [...]}`: an empty one is no slices; URLs are refused."""
+    if isinstance(value, dict) and set(value) <= {"remoteDataSet"}:
+        urls = value.get("remoteDataSet", [])
+        if isinstance(urls, list) and not urls:
+            return []
+        if isinstance(urls, list):
+            raise unsupported(
+                "remote data sets are not supported: workers here have no network, so send "
+                "the input values themselves in slices"
+            )
+    return value
+
+
+Slices = Annotated[
+    list[SliceValue],
+    BeforeValidator(_values_of_remote_data_set),
+    Field(
+        max_length=MAX_SLICES_PER_REQUEST,
+        description="Input values, one per slice (more may follow: every REST job is open). "
+        'dcp-rest\'s {"remoteDataSet": []} is read as none; one with URLs is 400 EUNSUPPORTED.',
+    ),
+]
+
+
+def _market_value_when_empty(value: object) -> object:
+    # dcp-rest offers the market value for an offer it reads as false: absent, null or "".
+    return "MARKET_VALUE" if value is None or value == "" else value
 
 
 class JobIn(ApiModel):
-    slices: list[SliceValue] = Field(
-        default_factory=list,
-        max_length=MAX_SLICES_PER_REQUEST,
-        description="Input values, one per slice (more may follow: every REST job is open).",
-    )
+    slices: Slices = Field(default_factory=list)
     work: WorkIn
     args: list[Json] = Field(default_factory=list, max_length=1000)
     requirements: Requirements = Field(default_factory=Requirements)
@@ -103,19 +231,41 @@ class JobIn(ApiModel):
         "only workers that joined one of them get the job. Empty (the default): the public "
         "group. An unknown joinKey or a wrong joinSecret is 400 EINVALID.",
     )
-    slicePaymentOffer: Offer | Literal["MARKET_VALUE"] = Field(
+    slicePaymentOffer: Annotated[
+        Offer | Literal["MARKET_VALUE"], BeforeValidator(_market_value_when_empty)
+    ] = Field(
         default="MARKET_VALUE",
-        description="Credits paid per slice (a number or decimal string), or MARKET_VALUE.",
+        description="Credits paid per slice (a number or decimal string), or MARKET_VALUE: the "
+        "portal's MARKET_SLICE_OFFER setting (also for null or an empty string).",
     )
     account: AccountIn | None = Field(
         default=None,
-        description="The paying account; defaults to the API key's account, or with Basic "
-        "auth to your default account.",
+        description="The paying account; without it, the API key's account, or with Basic "
+        "auth or the session your default account.",
     )
 
 
 class SlicesIn(ApiModel):
-    slices: list[SliceValue] = Field(min_length=1, max_length=MAX_SLICES_PER_REQUEST)
+    """Input values for an open job: `slices`, or `sliceData` as dcp-rest names them."""
+
+    slices: list[SliceValue] | None = Field(
+        default=None, min_length=1, max_length=MAX_SLICES_PER_REQUEST
+    )
+    sliceData: list[SliceValue] | None = Field(
+        default=None, min_length=1, max_length=MAX_SLICES_PER_REQUEST
+    )
+
+    @model_validator(mode="after")
+    def _one_list(self) -> SlicesIn:
+        if self.slices is None and self.sliceData is None:
+            raise ValueError("give the input values in slices (or sliceData, dcp-rest's name)")
+        if self.slices is not None and self.sliceData is not None:
+            raise ValueError("give the input values in slices or in sliceData, not both")
+        return self
+
+    @property
+    def values(self) -> list[Any]:
+        return self.slices if self.slices is not None else self.sliceData or []
 
 
 class CancelIn(ApiModel):
@@ -138,9 +288,8 @@ class JobCreated(BaseModel):
     jobId: JobId
 
 
-class JobStatusOut(BaseModel):
+class JobProgress(BaseModel):
     jobId: JobId
-    status: Literal["running", "finished", "cancelled"]
     open: bool = Field(description="The job still takes slices (POST .../close ends that).")
     totalSlices: int
     distributedSlices: int
@@ -159,7 +308,20 @@ class JobStatusOut(BaseModel):
     )
 
 
-class JobOut(JobStatusOut):
+class JobStatusOut(JobProgress):
+    status: Literal["running", "finished", "cancelled"] = Field(
+        description="finished: closed, and every slice has a result."
+    )
+
+
+class JobOut(JobProgress):
+    status: Literal["running", "completed", "cancelled"] = Field(
+        description="In dcp-rest's words: completed once every slice added so far has a "
+        "result (the job may still be open), cancelled, else running."
+    )
+    totalCPUTime: float = Field(
+        description="Seconds of CPU time the job's results used, as their workers reported it."
+    )
     name: str
     language: str
     slicePaymentOffer: str = Field(description="Credits per slice, as a decimal string.")

@@ -12,7 +12,7 @@ from dcp.protocol.ids import JOB_ID_FORM
 from portal.bank.selectors import balances_of
 from portal.scheduler import selectors as scheduler
 from portal.scheduler.errors import SchedulerError
-from portal.scheduler.models import Job
+from portal.scheduler.models import Job, JobStatus
 from portal.users.models import User
 from portal.wallet.models import Key, KeyKind
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 RANGE = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
 MAX_RANGES = 100
+MAX_SLICE_NUMBER = 10**10 - 1  # the most a range may name: ten digits
 
 
 def own_job(principal: Principal, job_id: str) -> Job:
@@ -39,7 +40,10 @@ def own_job(principal: Principal, job_id: str) -> Job:
 
 def status_of(job: Job) -> dict[str, Any]:
     """The job's progress in the API's words."""
-    status = scheduler.job_status(job)
+    return _progress(job, scheduler.job_status(job))
+
+
+def _progress(job: Job, status: dict[str, Any]) -> dict[str, Any]:
     return {
         "jobId": job.id,
         "status": status["status"],
@@ -56,8 +60,13 @@ def status_of(job: Job) -> dict[str, Any]:
 
 
 def details_of(job: Job) -> dict[str, Any]:
+    """The job as GET /job/{id} shows it: its status in dcp-rest's words (dcp_status)."""
+    status = scheduler.job_status(job)
+    progress = _progress(job, status)
     return {
-        **status_of(job),
+        **progress,
+        "status": dcp_status(progress),
+        "totalCPUTime": status["totalCPUTime"],
         "name": job.name,
         "language": job.language,
         "slicePaymentOffer": format_credits(job.offer),
@@ -69,6 +78,16 @@ def details_of(job: Job) -> dict[str, Any]:
         "cancelCode": job.cancel_code or None,
         "cancelReason": job.cancel_reason or None,
     }
+
+
+def dcp_status(progress: dict[str, Any]) -> str:
+    """dcp-rest's status word: completed once every slice added so far has a result (its jobs
+    are all open, so DCP's own word stays running), cancelled, else running."""
+    if progress["status"] == JobStatus.CANCELLED:
+        return "cancelled"
+    if progress["completedSlices"] == progress["totalSlices"]:
+        return "completed"
+    return "running"
 
 
 def jobs_of(principal: Principal) -> list[dict[str, Any]]:
@@ -135,6 +154,19 @@ def _merged(ranges: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+def results_of(job: Job, ranges: list[tuple[int, int]] | None) -> dict[str, Any]:
+    """A page of the job's stored results within `ranges` (all when None), with its progress."""
+    page = results_page(job, ranges)
+    status = status_of(job)
+    return {
+        "results": [{"sliceNumber": n, "value": value} for n, value in page.results],
+        "totalSlices": status["totalSlices"],
+        "completedSlices": status["completedSlices"],
+        "activeSlices": status["activeSlices"],
+        "nextRanges": [f"{start}-{end}" for start, end in page.next_ranges],
+    }
 
 
 def results_page(job: Job, ranges: list[tuple[int, int]] | None) -> scheduler.ResultsPage:

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -26,10 +27,10 @@ from portal.scheduler.services import JobSpec
 from portal.users.models import User
 from portal.wallet.digests import secret_digest
 from portal.wallet.models import Key, KeyKind
-from portal.wallet.services import WalletError, normalise_address, validate_label
+from portal.wallet.services import WalletError, validate_label
 
+from . import payers
 from .auth import Principal
-from .errors import ApiError
 from .models import ApiKey
 from .schemas import JobIn
 from .selectors import own_job
@@ -84,40 +85,9 @@ def revoke_api_key(*, user: User, prefix: str) -> ApiKey | None:
 # --- jobs ---------------------------------------------------------------------------------
 
 
-def paying_key(principal: Principal, address: str | None) -> Key:
-    """The account key that pays for a caller's request, refusing one it may not use."""
-    wanted = _address(address) if address is not None else None
-    if principal.api_key is not None:
-        key = principal.api_key.account
-        if wanted is not None and wanted != key.address:
-            raise ApiError(403, "EACCOUNT", f"this API key pays only from account {key.address}")
-    else:
-        accounts = Key.objects.filter(user=principal.user, kind=KeyKind.ACCOUNT)
-        found = accounts.filter(address=wanted) if wanted else accounts.filter(is_default=True)
-        key_or_none = found.first()
-        if key_or_none is None:
-            why = f"account {wanted} is not one of your account keys" if wanted else ""
-            raise ApiError(403, "EACCOUNT", why or "you have no default account key")
-        key = key_or_none
-    if key.has_passphrase:
-        # Paying uses the key, and every use of a passphrase-protected key must give it.
-        raise ApiError(
-            403,
-            "EKEYLOCKED",
-            "this account key is protected by a passphrase: remove it or use the Python client",
-        )
-    return key
-
-
-def _address(text: str) -> str:
-    try:
-        return normalise_address(text)
-    except WalletError as error:
-        raise ApiError(400, "EINVALID", f"account.address: {error}") from None
-
-
 def offer_units(offer: Any) -> int:
-    """Base units per slice of a `slicePaymentOffer`: a number, or MARKET_VALUE."""
+    """Base units per slice of a `slicePaymentOffer`: a number, or MARKET_VALUE, which here
+    is the portal's MARKET_SLICE_OFFER setting (the portal has no market to price slices)."""
     return to_units(settings.MARKET_SLICE_OFFER if offer == "MARKET_VALUE" else offer)
 
 
@@ -150,16 +120,16 @@ def job_requirements(body: JobIn) -> dict[str, Any]:
 
 
 def deploy_job(
-    *, principal: Principal, body: JobIn, idempotency_key: str | None
+    *, request: HttpRequest, principal: Principal, body: JobIn, idempotency_key: str | None
 ) -> tuple[Job, bool]:
     """Deploy an open values job paid from the caller's account; (job, False) on a replay."""
-    payer = paying_key(principal, body.account.address if body.account else None)
+    payer = payers.deploy_payer(request, principal, body.account)
     offer = offer_units(body.slicePaymentOffer)
     verify = body.verify.model_dump() if body.verify is not None else None
     _require_escrow_fits(offer, len(body.slices) * replicas(verify))
     spec = JobSpec(
         ref=_job_ref(principal, idempotency_key),
-        language=body.work.language,
+        language=body.work.runtime_language,
         source=body.work.function,
         args=body.args,
         input_kind="values",
@@ -171,9 +141,11 @@ def deploy_job(
         verify=verify,
         compute_groups=scheduler.credentials(body.computeGroups),
     )
-    return scheduler.deploy_job(
+    job, created = scheduler.deploy_job(
         owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec
     )
+    payers.remember_unlocked(job, payer)
+    return job, created
 
 
 def add_slices(
@@ -181,7 +153,7 @@ def add_slices(
 ) -> tuple[Job, bool]:
     """Append input to an open job, paid by the account that pays for the job."""
     job = own_job(principal, job_id)
-    payer = paying_key(principal, job.payer)
+    payer = payers.batch_payer(principal, job)
     cost = job.offer * len(values) * job.replicas
     _require_escrow_fits(cost, 1)
     return scheduler.add_slices(
@@ -189,7 +161,7 @@ def add_slices(
         identity=principal.identity,
         batch_ref=idempotency_key or uuid.uuid4().hex,
         values=values,
-        payer=payer.address,
+        payer=payer,
         max_total=cost,
     )
 

@@ -80,17 +80,19 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
 
 
 def _patterns() -> list[URLPattern | URLResolver]:
+    """Ninja's URL patterns with CORS and JSON answers, each endpoint also with a trailing
+    slash: dcp-rest (Express) routes /job/ as /job, and its own examples post to /job/."""
     patterns, _, _ = api.urls
     wrapped: list[URLPattern | URLResolver] = []
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            pattern = URLPattern(
-                pattern.pattern,
-                cors_for_api_keys(json_fallbacks(pattern.callback)),
-                pattern.default_args,
-                pattern.name,
-            )
-        wrapped.append(pattern)
+            view = cors_for_api_keys(json_fallbacks(pattern.callback))
+            wrapped.append(URLPattern(pattern.pattern, view, pattern.default_args, pattern.name))
+            route = str(pattern.pattern)
+            if route and "." not in route:
+                wrapped.append(path(route + "/", view, pattern.default_args))
+        else:
+            wrapped.append(pattern)
     return wrapped
 
 

@@ -41,7 +41,7 @@ WORK = {"language": "python", "function": "def work(x):\n    return x\n"}
         json.dumps({"work": WORK, "slicePaymentOffer": "99999999999.999999999"}),
         json.dumps({"work": WORK, "slicePaymentOffer": "1_0"}),
         json.dumps({"work": WORK, "account": {"address": "0xnot-an-address"}}),
-        json.dumps({"work": WORK, "account": {"address": "0x" + "a" * 40, "password": "x"}}),
+        json.dumps({"work": WORK, "account": {"address": "0x" + "a" * 40, "passphrase": "x"}}),
         json.dumps({"work": WORK, "public": {"link": "javascript:alert(1)"}}),
         json.dumps({"work": WORK, "requirements": {"environment": {"webgpu": "yes please"}}}),
         '{"work": {}, "x": 1',
@@ -93,7 +93,7 @@ def test_a_wrong_method_is_405_in_the_error_shape(bearer):
 
 
 def test_an_unknown_path_under_the_api_is_404_in_the_error_shape(bearer):
-    for path in ("/api/v0/nothing", "/api/v0/", "/api/v0/job/x/y/z", "/api/v0/jobs/"):
+    for path in ("/api/v0/nothing", "/api/v0/", "/api/v0/job/x/y/z", "/api/v0/jobs/x"):
         response = bearer.get(path)
         assert response.status_code == 404, path
         assert error_of(response)["code"] == "ENOTFOUND"

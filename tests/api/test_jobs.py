@@ -123,8 +123,8 @@ def test_paying_with_a_passphrase_protected_account_is_refused_clearly(bearer, a
     assert response.status_code == 403
     assert error_of(response) == {
         "code": "EKEYLOCKED",
-        "message": "this account key is protected by a passphrase: "
-        "remove it or use the Python client",
+        "message": "this account key is protected by a passphrase: give it in "
+        "account.password when deploying, remove it, or use the Python client",
     }
     assert Job.objects.count() == 0
 
@@ -186,7 +186,7 @@ def test_adding_slices_funds_them_and_a_resent_batch_adds_nothing(bearer, accoun
     workers = listen(WORKERS_GROUP)
     headers = {"Idempotency-Key": "batch-0001"}
     response = bearer.post(f"/api/v0/job/{job_id}/slices", {"slices": [2, 3]}, **headers)
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert response.json()["totalSlices"] == 3
     assert received(workers) == {"type": "work.available"}
     again = bearer.post(f"/api/v0/job/{job_id}/slices", {"slices": [2, 3]}, **headers)
@@ -353,7 +353,7 @@ def test_a_verified_job_pays_its_quorum_into_escrow_and_reports_verification(bea
     job_id = deploy(bearer, slices=[1, 2], slicePaymentOffer=0.01, verify={"quorum": 3})
     assert balance_of(account.address) == to_units("9.94")  # 2 slices x 3 results x 0.01
     added = bearer.post(f"/api/v0/job/{job_id}/slices", {"slices": [3]})
-    assert added.status_code == 200
+    assert added.status_code == 201
     assert balance_of(f"escrow:{job_id}") == to_units("0.09")
     status = bearer.get(f"/api/v0/job/{job_id}/status").json()
     assert status["verification"] == {"quorum": 3, "pending": 0, "disputed": 0, "rejected": 0}

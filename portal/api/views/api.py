@@ -6,10 +6,10 @@ service or selector, and renders; the scheduler's services tell clients and work
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Header, NinjaAPI, Query
+from ninja import Header, NinjaAPI, Path, Query
 from ninja.responses import Status
 
 from .. import errors, selectors, services
@@ -28,6 +28,7 @@ from ..schemas import (
     ResultsOut,
     SlicesIn,
 )
+from ..selectors import MAX_SLICE_NUMBER
 
 IDEMPOTENCY_KEY = Header(
     default=None,
@@ -35,6 +36,8 @@ IDEMPOTENCY_KEY = Header(
     pattern=r"^[A-Za-z0-9_-]{8,64}$",
     description="Makes the request safe to repeat: the same key does the work once.",
 )
+
+SliceNumber = Annotated[int, Path(ge=1, le=MAX_SLICE_NUMBER, description="From 1.")]
 
 RANGES = Query(
     default=None,
@@ -78,28 +81,31 @@ def deploy_job(
     Every REST job is open: add slices later with POST /job/{jobId}/slices, then close it.
     """
     job, _ = services.deploy_job(
-        principal=_principal(request), body=body, idempotency_key=idempotency_key
+        request=request,
+        principal=_principal(request),
+        body=body,
+        idempotency_key=idempotency_key,
     )
     return Status(201, {"jobId": job.id})
 
 
 @api.post(
     "/job/{job_id}/slices",
-    response={200: JobStatusOut, **_errors(402, 403, 404, 409, 413)},
+    response={201: JobStatusOut, **_errors(402, 403, 404, 409, 413)},
     tags=["jobs"],
     operation_id="addSlices",
 )
 def add_slices(
     request: HttpRequest, job_id: str, body: SlicesIn, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> dict[str, Any]:
+) -> Status[dict[str, Any]]:
     """Append input values to an open job, paid at the job's offer from the job's account."""
     job, _ = services.add_slices(
         principal=_principal(request),
         job_id=job_id,
-        values=body.slices,
+        values=body.values,
         idempotency_key=idempotency_key,
     )
-    return selectors.status_of(job)
+    return Status(201, selectors.status_of(job))
 
 
 @api.post(
@@ -127,15 +133,19 @@ def job_results(
 ) -> dict[str, Any]:
     """Stored results in slice order, at most 10,000 a response (follow `nextRanges`)."""
     job = selectors.own_job(_principal(request), job_id)
-    page = selectors.results_page(job, selectors.parse_ranges(ranges) if ranges else None)
-    status = selectors.status_of(job)
-    return {
-        "results": [{"sliceNumber": n, "value": value} for n, value in page.results],
-        "totalSlices": status["totalSlices"],
-        "completedSlices": status["completedSlices"],
-        "activeSlices": status["activeSlices"],
-        "nextRanges": [f"{start}-{end}" for start, end in page.next_ranges],
-    }
+    return selectors.results_of(job, selectors.parse_ranges(ranges) if ranges else None)
+
+
+@api.get(
+    "/job/{job_id}/result/{slice_number}",
+    response={200: ResultsOut, **_errors(404)},
+    tags=["results"],
+    operation_id="sliceResult",
+)
+def slice_result(request: HttpRequest, job_id: str, slice_number: SliceNumber) -> dict[str, Any]:
+    """The result of one slice, in the shape of .../result (no result yet: `results` is empty)."""
+    job = selectors.own_job(_principal(request), job_id)
+    return selectors.results_of(job, [(slice_number, slice_number)])
 
 
 @api.get(
