@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bank', '0001_initial'),
+        ("bank", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['account', 'id'], name='bank_entry_account_id'),
+            model_name="entry",
+            index=models.Index(fields=["account", "id"], name="bank_entry_account_id"),
         ),
         migrations.AddIndex(
-            model_name='txn',
-            index=models.Index(fields=['created_at'], name='bank_txn_created_at'),
+            model_name="txn",
+            index=models.Index(fields=["created_at"], name="bank_txn_created_at"),
         ),
     ]
