@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -19,9 +18,7 @@ from portal.scheduler.groups import create_group
 from portal.scheduler.models import ComputeGroup, Job, JobStatus
 from portal.scheduler.selectors import groups_for
 from portal.scheduler.services import Capabilities, JobSpec, claim_slices, deploy_job
-from portal.users.services import join_first_devs
 from portal.wallet.models import Key
-from portal.wallet.services import ensure_default_account
 from tests.web.test_pages import csrf_post, messages_of
 
 PAGE = "/portal/compute-groups/"
@@ -32,14 +29,6 @@ def browser_client(first_dev) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(first_dev)
     return client
-
-
-@pytest.fixture
-def stranger(django_user_model) -> Any:
-    person = django_user_model.objects.create_user("eve@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    join_first_devs(user=person)
-    return person
 
 
 def payer(user) -> str:

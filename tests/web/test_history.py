@@ -17,25 +17,9 @@ from portal.bank.models import Txn
 from portal.bank.selectors import bucket_start, bucket_width
 from portal.scheduler.models import Job, JobStatus, WorkerTally
 from portal.scheduler.services import claim_slices, record_results
-from portal.users.services import join_first_devs
 from portal.wallet.models import KeyKind
-from portal.wallet.services import create_key, ensure_default_account
+from portal.wallet.services import create_key
 from tests.web.test_jobs_tab import default_address, deploy
-
-
-@pytest.fixture
-def volunteer(django_user_model) -> Any:
-    person = django_user_model.objects.create_user("grace@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    return person
-
-
-@pytest.fixture
-def stranger(django_user_model) -> Any:
-    person = django_user_model.objects.create_user("eve@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    join_first_devs(user=person)
-    return person
 
 
 def compute(job: Job, volunteer: Any, count: int, *, payee_address: str = "") -> None:

@@ -18,9 +18,7 @@ from portal.bank.selectors import balance_of
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
 from portal.scheduler.notify import WORKERS_GROUP, job_group
 from portal.scheduler.services import JobSpec, claim_slices, deploy_job, record_results
-from portal.users.services import join_first_devs
 from portal.wallet.models import Key
-from portal.wallet.services import ensure_default_account
 from portal.web import jobs as jobs_views
 from tests.web.test_pages import csrf_post, messages_of
 
@@ -30,22 +28,6 @@ def browser_client(first_dev) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(first_dev)
     return client
-
-
-@pytest.fixture
-def volunteer(django_user_model) -> Any:
-    person = django_user_model.objects.create_user("grace@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    return person
-
-
-@pytest.fixture
-def stranger(django_user_model) -> Any:
-    """Another First Dev, with jobs of her own."""
-    person = django_user_model.objects.create_user("eve@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    join_first_devs(user=person)
-    return person
 
 
 def default_address(user) -> str:

@@ -21,7 +21,7 @@ from dcp.protocol.credits import to_units
 from portal.bank import services as bank
 from portal.scheduler.models import Job
 from portal.wallet.models import Key, KeyKind
-from portal.wallet.services import create_key, ensure_default_account
+from portal.wallet.services import create_key
 from tests.web.test_jobs_tab import compute, default_address, deploy
 from tests.web.test_pages import csrf_post
 
@@ -49,13 +49,6 @@ def client_of(user: Any) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def volunteer(django_user_model) -> Any:
-    person = django_user_model.objects.create_user("grace@example.com", "pw-123456789")
-    ensure_default_account(user=person)
-    return person
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 // a chart of a job's results and credits over time under its row, on demand.
 
 import { lineChart } from "./chart.js";
+import { portalJSON } from "./portal-json.js";
 
 const POLL_MS = 2000;
 
@@ -60,14 +61,7 @@ async function poll() {
   }
   liveNote.hidden = false;
   try {
-    const response = await fetch(statusURL(ids), {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-    if (response.redirected) throw new Error("signed out: reload the page");
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const body = await response.json();
+    const body = await portalJSON(statusURL(ids));
     const byId = new Map(body.jobs.map((job) => [job.id, job]));
     rows().forEach((row) => {
       const job = byId.get(row.dataset.jobId);
@@ -140,14 +134,7 @@ function toggleChart(toggle) {
 async function loadJobHistory(detail) {
   const note = detail.querySelector("[data-history-note]");
   try {
-    const response = await fetch(new URL(detail.dataset.historyUrl, location.href), {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-    if (response.redirected) throw new Error("signed out: reload the page");
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const history = await response.json();
+    const history = await portalJSON(new URL(detail.dataset.historyUrl, location.href));
     detail.dataset.status = history.status;
     drawJobHistory(detail, history);
     detail.classList.remove("stale");

@@ -12,6 +12,7 @@ import { findGPU, Supervisor, STATES } from "/worker/supervisor.js";
 import { plural } from "/worker/util.js";
 import { PaidIntoFigure, PayeeChoice } from "./worker-payee.js";
 import { barChart } from "./chart.js";
+import { portalJSON } from "./portal-json.js";
 
 const LOG_LENGTH = 20;
 const GPU_CHOICE_KEY = "dcp.worker.useGPU"; // "off" once the person turned the GPU off
@@ -341,14 +342,7 @@ async function loadHistory() {
   const url = new URL(historyCard.dataset.historyUrl, location.href);
   url.searchParams.set("period", period);
   try {
-    const response = await fetch(url, {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-    if (response.redirected) throw new Error("signed out: reload the page");
-    if (!response.ok) throw new Error(`the server answered ${response.status}`);
-    const history = await response.json();
+    const history = await portalJSON(url);
     if (period !== historyPeriod) return; // another period was picked meanwhile: its own fetch draws
     drawHistory(history);
     historyCard.classList.remove("stale");
