@@ -120,12 +120,13 @@ def sandbox_host_csp(origin: str) -> str:
 
 
 def embed_csp(origin: str) -> str:
-    """The embedded worker's frame: the worker's scripts, its socket, the store (its sandboxes'
-    blobs and wheels, fetched once for them all), the sandboxes' frame."""
+    """The embedded worker's frame: the worker's scripts, its socket, the store and Pyodide's
+    files (its sandboxes' blobs, wheels and Pyodide, fetched once for them all), the
+    sandboxes' frame."""
     socket = re.sub("^http", "ws", origin)  # https -> wss, http -> ws
     return (
         f"default-src 'none'; script-src {origin}/worker/; "
-        f"connect-src {socket}/ws/worker/ {origin}{STORE_PATH}; "
+        f"connect-src {socket}/ws/worker/ {origin}{STORE_PATH} {origin}{VENDOR_PATH}; "
         f"frame-src {origin}/worker/{SANDBOX_HOST_PAGE}; base-uri 'none'; {frame_ancestors()}"
     )
 
