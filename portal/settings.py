@@ -155,7 +155,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+            # No read timeout: the layer waits on Redis with blocking pops of 5 s, and
+            # redis-py's default 5 s socket timeout would end a waiting consumer now and then
+            # (docs/scaling.md, "A bug that drops idle workers").
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "capacity": 5000,
+                "expiry": 30,
+            },
         }
     }
 else:
