@@ -22,8 +22,10 @@ The scheduler wakes workers before it answers a deploy, so a task can reach the 
 The client keeps its signed-in socket for the next job, so `socket` is near zero on every job
 but the first; `fresh_socket_*` is measured apart, on BENCH_LATENCY_FRESH jobs that each start
 without the kept socket. `first_job_ms` is this process's first job: it also reads the keystores
-(scrypt) and opens the socket. On PostgreSQL + Redis the line also says how many database
-transactions each measured job cost. Prints one JSON line per backend (bench/harness.py).
+(scrypt) and opens the socket. `others_cpu_pct` is the share of the machine's CPU that other
+processes took during the measured jobs (bench/efficiency.py). On PostgreSQL + Redis the line
+also says how many database transactions each measured job cost. Prints one JSON line per
+backend (bench/harness.py).
 
     python -m bench.latency                   # the benchmark
     python -m bench.latency worker --url URL --log PATH   # its worker (started by it)
@@ -44,7 +46,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import dcp
-from bench.efficiency import load_average, wait_for_quiet_machine
+from bench.efficiency import OthersCpu, load_average, wait_for_quiet_machine
 from bench.harness import (
     EMBEDDED,
     PASSWORD,
@@ -194,10 +196,13 @@ def measure(portal: Portal, log: Path) -> dict[str, Any]:
     first = run_jobs(1, 0, log, fresh=False)[0]  # this process's first job: a fresh socket
     run_jobs(WARM_UP_JOBS, 1, log, fresh=False)
     before = service_counters(portal)
+    others = OthersCpu()
     jobs = run_jobs(JOBS, 100, log, fresh=False)
+    others_pct = others.pct()
     counted = per_job(before, service_counters(portal))
     fresh = run_jobs(FRESH_JOBS, 100 + JOBS, log, fresh=True)
     figures: dict[str, Any] = {"first_job_ms": round(first["total"], 2), **counted}
+    figures["others_cpu_pct"] = others_pct
     figures.update(summary("", jobs, ("total", *PARTS)))
     figures.update(summary("fresh_", fresh, ("total", "socket")))
     return figures
