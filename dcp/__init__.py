@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .client.api import compute, compute_for, jobs
     from .client.blobs import Blob
+    from .client.cheques import market_value
     from .client.inputs import MultiRange, Range, Sparse
     from .client.job import Job
     from .client.options import Quorum
@@ -51,6 +52,7 @@ _EXPORTS = {
     "compute_for": ".client.api",
     "init": ".config",
     "jobs": ".client.api",
+    "market_value": ".client.cheques",
 }
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "compute_for",
     "init",
     "jobs",
+    "market_value",
 ]
 
 

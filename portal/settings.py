@@ -298,6 +298,9 @@ SCHEDULER_COMMISSION_PERCENT = env_str("SCHEDULER_COMMISSION_PERCENT", "0")
 MARKET_CPU_SECOND_PRICE = env_str("MARKET_CPU_SECOND_PRICE", "0.001")
 # The REST API's "MARKET_VALUE" payment offer, in credits per slice.
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")
+# A job deployed at market value runs this many slices first to estimate its cost
+# (portal/scheduler/pricing.py).
+MARKET_ESTIMATION_SLICES = env_int("MARKET_ESTIMATION_SLICES", 3)
 
 # --- Static files, i18n -----------------------------------------------------------------------
 

@@ -72,6 +72,14 @@ class JobRequests:
             raise DCPError("EINVALID", "pass slice_payment_offer: this job's offer is not known")
         return offer
 
+    def escrow(self, amount: Decimal) -> Decimal:
+        """Add `amount` credits to the deployed job's escrow; what it holds now."""
+        state = self.state
+        if state.id is None:
+            raise DCPError("ENOJOB", "the job is not deployed yet: deploy it with exec()")
+        account_key = state.credentials.account_key or signing_key(None, "account")
+        return self.remote().escrow(state.id, amount, account_key=account_key)
+
     def close(self) -> int | None:
         """Close the job now, or queue the close; returns its final count (None: queued)."""
         with self.state.lock:

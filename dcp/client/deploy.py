@@ -19,6 +19,7 @@ from ..keys.keystore import address_of
 from ..protocol.messages import (
     Deploy,
     GroupCredential,
+    MarketValue,
     Payment,
     Public,
     Requirements,
@@ -46,8 +47,9 @@ def build_deploy(
     options: dict[str, Any],
 ) -> Frame:
     """The signed `deploy` frame; `total` slices are paid for at `offer` each (times the
-    quorum of `verify`); `options` are `progress_timeout`, `open`, `public`, `requirements`,
-    `verify` (a protocol `Verify`) and `compute_groups` (the last five sent when set)."""
+    quorum of `verify`), or with `options["market"]` (a MarketValue) per CPU-second from its
+    budget; `options` are `progress_timeout`, `open`, `public`, `requirements`, `verify` (a
+    protocol `Verify`), `compute_groups` and `market` (the last six sent when set)."""
     slices = len(input_wire["values"]) if input_wire["kind"] == "values" else total
     paid_results = slices * replicas(options.get("verify"))
     try:
@@ -72,16 +74,19 @@ def _deploy_model(
     paid_results: int,
     options: dict[str, Any],
 ) -> Deploy:
+    market = options.get("market")
     return Deploy(
         type="deploy",
         ref=ref,
         work=Work.model_validate(work),
         args=args,
         input=input_wire,  # type: ignore[arg-type]  # validated into its model
-        slice_payment_offer=offer,
+        slice_payment_offer=Decimal(0) if market is not None else offer,
         payment=Payment(
             account=address_of(account_key),
-            max_total=Decimal(total_credits(offer, paid_results)),
+            max_total=market.budget
+            if market is not None
+            else Decimal(total_credits(offer, paid_results)),
             signature="",
         ),
         progress_timeout=math.ceil(options["progress_timeout"]),
@@ -103,6 +108,8 @@ def _optional_parts(options: dict[str, Any]) -> dict[str, Any]:
         parts["verify"] = options["verify"]
     if options.get("compute_groups"):
         parts["compute_groups"] = [GroupCredential(**g) for g in options["compute_groups"]]
+    if options.get("market") is not None:
+        parts["market_value"] = MarketValue(**options["market"].protocol())
     return parts
 
 

@@ -3,7 +3,7 @@
 | event | data |
 | --- | --- |
 | `readystatechange` | the state: exec, init, deploying, uploading, deployed, closed, complete |
-| `accepted` | `{"job", "total"}` |
+| `accepted` | `{"job", "total"}`; at market value once estimated, with `"estimate"` |
 | `status` | `{"total", "distributed", "computed", "failed", "status", "verification", ...}` |
 | `result` | `{"slice", "value"}`, once per slice |
 | `console` | `{"level", "message", "slice_number", "count"}`: repeats collapsed (see below) |
@@ -13,6 +13,7 @@
 | `rejected` | `{"count", "reason", "slices"}`: the scheduler refused results of a worker |
 | `cancel` | `{"code", "reason"}` |
 | `complete` | `{"total"}` |
+| `nofunds` | `{"escrow", "slices", "needed"}`: a market-value job paused, its escrow spent |
 
 `verification` (`{"quorum", "pending", "disputed", "rejected"}`) is there for a job that asked
 for it; `duplicate-result` says another result of a verified slice came in, `rejected` that the
@@ -43,6 +44,7 @@ EVENTS = (
     "rejected",
     "cancel",
     "complete",
+    "nofunds",
 )
 
 Emit = Callable[[str, Any], None]

@@ -118,6 +118,8 @@ class Execution:
             "rejected": self._passed_on("rejected"),
             "complete": self._on_complete,
             "cancel": self._on_cancel,
+            "estimated": self._on_estimated,
+            "nofunds": self._passed_on("nofunds"),
         }
 
     def run(self) -> ResultHandle:
@@ -167,8 +169,14 @@ class Execution:
         if requests.cancel_reason is not None:
             self.cancel_reason = requests.cancel_reason
         self._set_total(reply.total)
-        if first_time:
+        if first_time and not (self.deploy and self.deploy.get("market_value")):
             self.state.emit("accepted", {"job": reply.job, "total": reply.total})
+
+    def _on_estimated(self, data: Any) -> None:
+        """A market-value job is accepted once its estimation slices have measured it."""
+        self.state.emit(
+            "accepted", {"job": self.state.id, "total": self.state.total, "estimate": data}
+        )
 
     def _send_outstanding(self, session: Session) -> None:
         """What the job still needs sent: a cancel, the stream's batches, values added before

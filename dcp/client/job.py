@@ -21,7 +21,7 @@ from ..keys import KeySpec, signing_key
 from ..protocol.verify import replicas
 from .attach import attached_info
 from .blobs import blobs_in, local_value
-from .cheques import parse_offer, total_credits
+from .cheques import MarketValue, parse_offer, total_credits
 from .control import JobRequests, results_input
 from .deploy import build_deploy, first_input
 from .events import EVENTS, ProgressBarOption
@@ -54,7 +54,7 @@ from .state import JobState
 __all__ = ["EVENTS", "Job"]
 
 Callback = Callable[[Any], object]
-Offer = str | Decimal | int | float
+Offer = str | Decimal | int | float | MarketValue
 Frame = dict[str, Any]
 
 
@@ -296,11 +296,14 @@ class Job:
         """Follow a deployed (or attached) job to its end and return its results."""
         return _blocking(lambda: self._exec(None, None, identity, progress_bar))
 
-    def cost(self, slice_payment_offer: str | Decimal | int | float) -> Decimal:
+    def cost(self, slice_payment_offer: Offer) -> Decimal:
         """The credits exec() moves into the job's escrow at this offer before any slice runs:
         offer x slices, x the quorum when `verify` is set (each slice is paid to that many
-        agreeing workers); what the job does not spend comes back when it ends. Slices added
-        later to an open job are paid for the same way, batch by batch."""
+        agreeing workers); at market value, its budget. What the job does not spend comes back
+        when it ends. Slices added later to an open job are paid for the same way, batch by
+        batch."""
+        if isinstance(slice_payment_offer, MarketValue):
+            return slice_payment_offer.budget
         offer = parse_offer(slice_payment_offer)
         return Decimal(total_credits(offer, self.total * replicas(self.verify)))
 
@@ -351,7 +354,11 @@ class Job:
         state = self._state
         state.stop.clear()
         state.set_ready("exec")
-        offer = parse_offer(offer_given) if offer_given is not None else None
+        offer = None
+        if isinstance(offer_given, MarketValue):
+            offer, state.credentials.market = Decimal(0), offer_given
+        elif offer_given is not None:
+            offer = parse_offer(offer_given)
         if offer is None and not self._deployed():
             raise DCPError("ENOJOB", "the job is not deployed yet: deploy it with exec()")
         self._check_deployable()
@@ -471,6 +478,7 @@ class Job:
             },
             "verify": self.verify.protocol() if self.verify is not None else None,
             "compute_groups": self.compute_groups,
+            "market": self._state.credentials.market,
         }
         return build_deploy(
             ref=self.ref,
@@ -509,6 +517,12 @@ class Job:
                 "EINVALID", "add_slices needs an open job: compute_for(..., auto_close=False)"
             )
         return self._requests.add_slices(values, slice_payment_offer)
+
+    def escrow(self, credits: str | Decimal | int | float) -> Decimal:
+        """Add `credits` to the escrow of this job, deployed at market value, from the account
+        that deployed it; a job paused for want of funds (`nofunds` event) resumes. Returns the
+        credits its escrow holds now."""
+        return self._requests.escrow(parse_offer(credits, "credits"))
 
     def close(self) -> int:
         """Tell the scheduler no more slices come: the job completes when all have results."""

@@ -22,13 +22,15 @@ from ..protocol.messages import (
     Cancelled,
     Closed,
     CloseJob,
+    Escrow,
+    Escrowed,
     JobsReply,
     ListJobs,
     Message,
     StatusReply,
     StatusRequest,
 )
-from .cheques import batch_payment
+from .cheques import batch_payment, escrow_payment
 from .connection import Frame, Session, check_frame_size, frame_of, ignore_events, with_session
 from .results import Entries, fetch_inputs, fetch_pages
 from .store import upload_referenced
@@ -93,6 +95,16 @@ class Remote:
             total = self.request(frame, Added).total
             added.append((total - len(batch) + 1, batch))
         return added
+
+    def escrow(self, job_id: str, amount: Decimal, *, account_key: bytes) -> Decimal:
+        """Add `amount` credits to the job's escrow (one `ref`, so a retry adds nothing more);
+        returns what the escrow holds now."""
+        ref = uuid.uuid4().hex
+        payment = escrow_payment(account_key=account_key, job_id=job_id, ref=ref, amount=amount)
+        request = Escrow(
+            type="escrow", job=job_id, ref=ref, payment=BatchPayment.model_validate(payment)
+        )
+        return Decimal(self.request(frame_of(request), Escrowed).escrow)
 
     def fetch(self, job_id: str, first: int, last: int) -> Entries:
         """The stored results of slices first..last, over one connection."""

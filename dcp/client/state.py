@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import DCPError
+from .cheques import MarketValue
 from .events import Listeners
 from .inputs import REMEMBERED_STREAM_VALUES, InputSet, canonical_key
 
@@ -43,6 +44,7 @@ class Credentials:
     account_key: bytes | None = None
     offer: Decimal | None = None
     replicas: int = 1
+    market: MarketValue | None = None  # deployed at market value: paid per CPU-second
 
 
 class JobState:

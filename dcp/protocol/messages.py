@@ -208,6 +208,17 @@ class BatchPayment(Shape):
     signature: str = Field(max_length=200)
 
 
+MAX_MARKET_MULTIPLIER = 100.0
+
+
+class MarketValue(Shape):
+    """Pay per measured CPU-second at the market price (docs/economy.md) times `multiplier`,
+    instead of a fixed offer per slice; the deploy's cheque (`payment.max_total`) is the budget
+    moved into the escrow, and `escrow` requests add to it."""
+
+    multiplier: float = Field(default=1.0, gt=0, le=MAX_MARKET_MULTIPLIER)
+
+
 MAX_QUORUM = 5  # results that must agree, at most
 MAX_VERIFY_RESULTS = 9  # results one slice may need before verification gives up
 
@@ -330,6 +341,8 @@ class Deploy(Request):
     verify: Verify | None = None
     # Only workers that joined one of these groups get the job; none: the public group.
     compute_groups: ComputeGroups = Field(default_factory=list)
+    # Priced per measured CPU-second at the market value (slice_payment_offer is then 0).
+    market_value: MarketValue | None = None
 
 
 class AddSlices(Request):
@@ -343,6 +356,16 @@ class AddSlices(Request):
 class CloseJob(Request):
     type: Literal["close"]
     job: JobId
+
+
+class Escrow(Request):
+    """Add credits to a running job's escrow (a job paused for `nofunds` resumes); the batch
+    cheque's text names the job and `ref`, which makes the request idempotent."""
+
+    type: Literal["escrow"]
+    job: JobId
+    ref: Ref
+    payment: BatchPayment
 
 
 class StatusRequest(Request):
@@ -391,6 +414,7 @@ ClientRequest = Annotated[
     | AddSlices
     | CloseJob
     | StatusRequest
+    | Escrow
     | ListJobs,
     Field(discriminator="type"),
 ]
@@ -433,6 +457,13 @@ class Closed(Request):
     type: Literal["closed"] = "closed"
     job: str
     total: int
+
+
+class Escrowed(Request):
+    model_config = SENT_BY_THE_SCHEDULER
+    type: Literal["escrowed"] = "escrowed"
+    job: str
+    escrow: str  # credits the job's escrow holds now
 
 
 class StatusReply(Request):
@@ -495,6 +526,8 @@ EventName = Literal[
     "cancel",
     "duplicate-result",
     "rejected",
+    "estimated",
+    "nofunds",
 ]
 
 
@@ -515,6 +548,7 @@ ClientReply = Annotated[
     | Accepted
     | Added
     | Closed
+    | Escrowed
     | StatusReply
     | JobsReply
     | Subscribed

@@ -32,12 +32,24 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def job_hash(*, ref: Any, work: Any, args: Any, input: Any, offer: Any, verify: Any = None) -> str:
+def job_hash(
+    *,
+    ref: Any,
+    work: Any,
+    args: Any,
+    input: Any,
+    offer: Any,
+    verify: Any = None,
+    market_value: Any = None,
+) -> str:
     """Hex SHA-256 of the canonical JSON of what the cheque pays for (`verify` only when the
-    job asks for verification: it multiplies what the escrow holds)."""
+    job asks for verification: it multiplies what the escrow holds; `market_value` only when
+    the job pays per CPU-second)."""
     job = {"ref": ref, "work": work, "args": args, "input": input, "slice_payment_offer": offer}
     if verify is not None:
         job["verify"] = verify
+    if market_value is not None:
+        job["market_value"] = market_value
     return hashlib.sha256(canonical_json(job).encode("utf-8")).hexdigest()
 
 
@@ -50,6 +62,7 @@ def deploy_hash(deploy: dict[str, Any]) -> str:
         input=deploy.get("input"),
         offer=deploy.get("slice_payment_offer"),
         verify=deploy.get("verify"),
+        market_value=deploy.get("market_value"),
     )
 
 

@@ -309,8 +309,9 @@ class JobProgress(BaseModel):
 
 
 class JobStatusOut(JobProgress):
-    status: Literal["running", "finished", "cancelled"] = Field(
-        description="finished: closed, and every slice has a result."
+    status: Literal["running", "estimation", "paused", "finished", "cancelled"] = Field(
+        description="finished: closed, and every slice has a result; estimation and paused "
+        "(its escrow ran out) are stages of a running job deployed at market value."
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from dcp.protocol.messages import AddSlices, Deploy
+from dcp.protocol.messages import AddSlices, Deploy, Escrow
 from dcp.protocol.signed import batch_cheque_text, cheque_text, deploy_hash, recover_signer
 
 from .errors import SchedulerError
@@ -26,8 +26,8 @@ def deploy_payer(request: Deploy, frame: dict[str, Any]) -> str:
     return signer
 
 
-def batch_payer(request: AddSlices, frame: dict[str, Any]) -> str:
-    """The account that signed the cheque of a batch of added slices."""
+def batch_payer(request: AddSlices | Escrow, frame: dict[str, Any]) -> str:
+    """The account that signed the cheque of a batch of added slices (or of an escrow)."""
     text = batch_cheque_text(request.job, request.ref, str(frame["payment"]["max_total"]))
     payer = recover_signer(text, request.payment.signature)
     if payer is None:

@@ -97,6 +97,14 @@ class ClientConsumer(ProtocolConsumer):
         )
         await self.send_message(wire.Added(id=request.id, job=job.id, total=job.total))
 
+    async def on_escrow(self, request: wire.Escrow, frame: dict[str, Any]) -> None:
+        identity = self.require_identity()
+        job, held = await off_the_shared_thread(services.escrow_signed)(
+            identity=identity, request=request, frame=frame
+        )
+        reply = wire.Escrowed(id=request.id, job=job.id, escrow=format_credits(held))
+        await self.send_message(reply)
+
     async def on_close(self, request: wire.CloseJob, frame: dict[str, Any]) -> None:
         identity = self.require_identity()
         job, _ = await database_sync_to_async(services.close_job)(

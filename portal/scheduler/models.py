@@ -84,6 +84,25 @@ class Job(models.Model):
     )
     total = models.PositiveIntegerField()
     offer = models.BigIntegerField(help_text="Payment per slice in base units.")
+    cpu_rate = models.BigIntegerField(
+        default=0,
+        help_text="Payment per CPU-second in base units, for a job deployed at market value "
+        "(its offer is then 0); 0: paid per slice.",
+    )
+    estimating = models.BooleanField(
+        default=False,
+        help_text="A market-value job whose estimation slices have not all come back: only "
+        "they are handed out.",
+    )
+    nofunds = models.BooleanField(
+        default=False,
+        help_text="Paused: its escrow cannot pay for another slice until an escrow request.",
+    )
+    owed = models.JSONField(
+        default=dict,
+        help_text="A market-value job's debts to workers whose results cost more than its "
+        "escrow held: address -> [user id, base units]; paid first when credits are added.",
+    )
     public = models.JSONField(default=dict)
     verify = models.JSONField(
         null=True, blank=True, help_text="Result verification as deployed (protocol Verify)."

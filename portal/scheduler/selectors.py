@@ -175,19 +175,31 @@ def job_status(job: Job) -> dict[str, Any]:
         "distributed": job.issued,
         "computed": job.computed,
         "failed": job.failed,
-        "status": job.status,
+        "status": stage(job),
         "open": job.is_open,
         "totalGPUTime": gpu_seconds(job),
         "totalCPUTime": round(job.cpu_ms / 1000, 3),
         "bytesIn": job.bytes_in,
         "bytesOut": job.bytes_out,
     }
+    if job.cpu_rate:
+        status["rate"] = format_credits(job.cpu_rate)
     if job.verify:
         status["verification"] = verification.verification_status(job)
     waiting = waiting_reason(job)
     if waiting:
         status["waiting"] = waiting
     return status
+
+
+def stage(job: Job) -> str:
+    """The job's status word: running, finished or cancelled, and for a running market-value
+    job `paused` while it lacks funds, else `estimation` while its estimation slices run."""
+    if job.status == JobStatus.RUNNING and job.nofunds:
+        return "paused"
+    if job.status == JobStatus.RUNNING and job.estimating:
+        return "estimation"
+    return str(job.status)
 
 
 MARKET_WINDOW = timedelta(days=7)  # the jobs the market price is taken from
@@ -198,12 +210,16 @@ def market_price() -> tuple[int, int]:
     """(base units per CPU-second, jobs it was taken from): the median of what the recent jobs
     with metered results paid for a second of their workers' sandboxes (offer x computed over
     cpu_ms), or the MARKET_CPU_SECOND_PRICE setting while no job has been measured."""
-    recent = Job.objects.filter(
-        created_at__gte=timezone.now() - MARKET_WINDOW, cpu_ms__gt=0, computed__gt=0, offer__gt=0
-    ).order_by("-created_at")[:MARKET_SAMPLE]
+    recent = (
+        Job.objects.filter(
+            created_at__gte=timezone.now() - MARKET_WINDOW, cpu_ms__gt=0, computed__gt=0
+        )
+        .filter(Q(offer__gt=0) | Q(cpu_rate__gt=0))
+        .order_by("-created_at")[:MARKET_SAMPLE]
+    )
     rates = sorted(
-        job.offer * job.computed * 1000 / job.cpu_ms
-        for job in recent.only("offer", "computed", "cpu_ms")
+        job.cpu_rate or job.offer * job.computed * 1000 / job.cpu_ms
+        for job in recent.only("offer", "cpu_rate", "computed", "cpu_ms")
     )
     if not rates:
         return to_units(settings.MARKET_CPU_SECOND_PRICE), 0

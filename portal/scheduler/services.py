@@ -41,7 +41,14 @@ from dcp.protocol import policy
 from dcp.protocol.credits import MAX_CREDITS, format_credits, to_units
 from dcp.protocol.gpu_use import uses_gpu
 from dcp.protocol.inputs import InputError, span_of
-from dcp.protocol.messages import AddSlices, Deploy, GroupCredential, ValuesInput, WorkerHello
+from dcp.protocol.messages import (
+    AddSlices,
+    Deploy,
+    Escrow,
+    GroupCredential,
+    ValuesInput,
+    WorkerHello,
+)
 from dcp.protocol.signed import recover_signer, session_text
 from dcp.protocol.values import BlobRef, references
 from dcp.protocol.verify import NO_QUORUM, replicas
@@ -60,7 +67,7 @@ from portal.store.files import object_path
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
-from . import cheques, notify, sizing, verification, worker_credentials
+from . import cheques, notify, pricing, sizing, verification, worker_credentials
 from .errors import SchedulerError
 from .models import (
     InputBatch,
@@ -96,6 +103,8 @@ class JobSpec:
     values: list[Any] | None = None
     is_open: bool = False
     offer: int = 0
+    cpu_rate: int = 0  # market value: base units per CPU-second (the offer is then 0)
+    budget: int = 0  # market value: what moves into the escrow at deploy
     public: dict[str, Any] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
     progress_timeout: int = 60
@@ -208,13 +217,36 @@ def deploy_signed(
     (`subscriber`) watches the job."""
     payer = cheques.deploy_payer(request, frame)
     spec = job_spec(request)
-    cheques.require_covered(
-        request.payment.max_total, request.slice_payment_offer, slice_count(spec), spec.replicas
-    )
+    if request.market_value is not None:
+        _price_at_market(spec, request)
+    else:
+        cheques.require_covered(
+            request.payment.max_total, request.slice_payment_offer, slice_count(spec), spec.replicas
+        )
     job, _ = deploy_job(
         owner=owner, identity=identity, payer=payer, spec=spec, subscriber=subscriber
     )
     return job
+
+
+def _price_at_market(spec: JobSpec, request: Deploy) -> None:
+    """A market-value deploy: its rate from the market, its cheque's max_total its budget."""
+    assert request.market_value is not None
+    if request.slice_payment_offer:
+        raise SchedulerError(
+            "EINVALID", "a market-value job pays per CPU-second: its slice_payment_offer is 0"
+        )
+    if spec.verify is not None:
+        raise SchedulerError(
+            "EINVALID", "a verified job pays per slice: deploy it with a slice_payment_offer"
+        )
+    budget = to_units(min(request.payment.max_total, MAX_CREDITS))
+    if budget < 1:
+        raise SchedulerError(
+            "EBADPAYMENT", "a market-value job's cheque is its budget: max_total must be above 0"
+        )
+    spec.cpu_rate = pricing.market_rate(request.market_value.multiplier)
+    spec.budget = budget
 
 
 def deploy_job(
@@ -313,11 +345,14 @@ def _create_job(
         frame_slices=values.frame_slices if values else 0,
         total=0 if values is not None else total,
         offer=spec.offer,
+        cpu_rate=spec.cpu_rate,
+        estimating=bool(spec.cpu_rate),
         public=spec.public,
         verify=spec.verify,
     )
     JobComputeGroup.objects.bulk_create(JobComputeGroup(job=job, group=g) for g in groups)
-    _fund(job, payer, spec.offer * total * spec.replicas, f"escrow:{job.id}")
+    cost = spec.budget if spec.cpu_rate else spec.offer * total * spec.replicas
+    _fund(job, payer, cost, f"escrow:{job.id}")
     return job
 
 
@@ -535,6 +570,46 @@ def add_slices(
     return job, True
 
 
+def escrow_signed(*, identity: str, request: Escrow, frame: dict[str, Any]) -> tuple[Job, int]:
+    """Add the amount of an `escrow` request's cheque to its job's escrow; (job, base units the
+    escrow holds now)."""
+    return add_escrow(
+        job_id=request.job,
+        identity=identity,
+        ref=request.ref,
+        payer=cheques.batch_payer(request, frame),
+        amount=to_units(min(request.payment.max_total, MAX_CREDITS)),
+    )
+
+
+@transaction.atomic
+def add_escrow(*, job_id: str, identity: str, ref: str, payer: str, amount: int) -> tuple[Job, int]:
+    """Add `amount` to a running market-value job's escrow (a `ref` seen before adds nothing);
+    a job paused for want of funds resumes when the escrow pays for a slice again."""
+    job = _locked_job_of_identity(job_id, identity)
+    if job.status != JobStatus.RUNNING:
+        raise SchedulerError("ECLOSED", f"job {job.id} has ended: its escrow was refunded")
+    if not job.cpu_rate:
+        raise SchedulerError(
+            "EINVALID",
+            f"job {job.id} pays per slice: its escrow holds what its slices cost already",
+        )
+    if payer != job.payer:
+        raise SchedulerError(
+            "EBADPAYMENT", "a job's escrow is paid by the account that deployed it"
+        )
+    if amount < 1:
+        raise SchedulerError("EBADPAYMENT", "an escrow request adds more than 0 credits")
+    _fund(job, payer, amount, f"escrow:{job.id}:{ref}")
+    pricing.pay_debts(job, ref)
+    pricing.resume(job)
+    notify.announce(notify.event(job.id, "status", job_status(job)))
+    if job.computed == job.total and not job.is_open and not job.owed:
+        _close_job(job, status=JobStatus.FINISHED)
+        notify.job_completed(job)
+    return job, pricing.escrow_balance(job)
+
+
 @transaction.atomic
 def close_job(*, job_id: str, identity: str) -> tuple[Job, bool]:
     """Take no more slices; (job, True) when that made the job complete."""
@@ -688,7 +763,7 @@ def jobs_with_work(capabilities: Capabilities) -> list[str]:
 
 def _running_with_work() -> QuerySet[Job]:
     returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
-    return Job.objects.filter(status=JobStatus.RUNNING).filter(
+    return Job.objects.filter(status=JobStatus.RUNNING, nofunds=False).filter(
         Q(issued__lt=F("total")) | Exists(returned)
     )
 
@@ -699,7 +774,8 @@ def _pays_at_least(wage: int) -> Q:
     not measured yet (their first results measure them) unless they pay nothing at all."""
     paid = ExpressionWrapper(F("offer") * F("computed") * 1000.0 / wage, output_field=FloatField())
     measured = Q(cpu_ms__gt=0) & Q(computed__gt=0)
-    return Q(offer__gt=0) & (~measured | Q(cpu_ms__lte=paid))
+    per_slice = Q(cpu_rate=0, offer__gt=0) & (~measured | Q(cpu_ms__lte=paid))
+    return per_slice | Q(cpu_rate__gte=wage)
 
 
 def _served_by(capabilities: Capabilities) -> Q:
@@ -755,6 +831,9 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) 
         limit = 1
     if job.frame_slices:
         limit = min(limit, job.frame_slices)
+    limit = pricing.dispatch_limit(job, limit)
+    if limit < 1:
+        return None
     deadline = timezone.now() + timedelta(seconds=lease_seconds(job))
     numbers = _claim_returned(
         job_id=job_id,
@@ -763,7 +842,10 @@ def _claim_from_job(*, job_id: str, worker: str, limit: int, user: User | None) 
         deadline=deadline,
         not_of=user if job.verify else None,
     )
-    fresh = max(min(limit - len(numbers), job.total - job.issued), 0)
+    cap = pricing.fresh_cap(job)
+    fresh = max(
+        min(limit - len(numbers), job.total - job.issued, *([cap] if cap is not None else [])), 0
+    )
     if fresh > 0:
         first = job.issued + 1
         _insert_leased(job.id, range(first, first + fresh), worker, deadline)
@@ -875,8 +957,10 @@ def record_results(
     paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
     kept = [(n, value) for n, value in results if n in held]
     claims = {"cpu_ms": cpu_ms or {}, "gpu_ms": gpu_ms or {}}
-    _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept), claims)
-    _pay(job, paid, batch_key, payee, outcome)
+    times = _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept), claims)
+    _pay(job, paid, batch_key, payee, outcome, times["cpu_ms"])
+    pricing.estimation_ended(job)
+    pricing.funds_left(job)
     _settle(job, outcome)
     outcome.status = job_status(job)
     notify.announce(*_batch_announcements(outcome))
@@ -1020,7 +1104,7 @@ def _settle(job: Job, outcome: BatchOutcome) -> None:
     if outcome.cancelled:
         code, reason = outcome.cancelled
         _close_job(job, status=JobStatus.CANCELLED, code=code, reason=reason)
-    elif job.computed == job.total and not job.is_open:
+    elif job.computed == job.total and not job.is_open and not job.owed:
         _close_job(job, status=JobStatus.FINISHED)
         outcome.completed = True
 
@@ -1111,11 +1195,13 @@ def _meter_results(
     kept: list[tuple[int, Any]],
     clipped: _Clipped,
     claims: Mapping[str, Mapping[int, float]],
-) -> None:
-    """Meter a batch's kept results: their claimed times (clipped to their leases) and bytes."""
+) -> dict[str, float]:
+    """Meter a batch's kept results: their claimed times (clipped to their leases, returned by
+    name) and bytes."""
     times = {name: clipped.total(by_slice) for name, by_slice in claims.items()}
     _meter(job, payee, **times, bytes_out=sum(_encoded_bytes(value) for _, value in kept))
     clipped.log(worker, job)
+    return times
 
 
 def _encoded_bytes(value: Any) -> int:
@@ -1207,12 +1293,20 @@ def _pay(
     batch_key: str,
     sender: User,
     outcome: BatchOutcome,
+    cpu_ms: float = 0.0,
 ) -> None:
-    """Pay the offer for each accepted result, all payees in one ledger transaction, less the
-    scheduler's commission (SCHEDULER_COMMISSION_PERCENT, to the fees account); the batch's
-    `sender` learns what it earned."""
+    """Pay the offer for each accepted result (a market-value job: the batch's metered
+    `cpu_ms` at its rate, at most what its escrow holds), all payees in one ledger transaction,
+    less the scheduler's commission (SCHEDULER_COMMISSION_PERCENT, to the fees account); the
+    batch's `sender` learns what it earned."""
     percent = Decimal(settings.SCHEDULER_COMMISSION_PERCENT)
     amounts = {payee: job.offer * count for payee, count in paid.items() if count}
+    if job.cpu_rate:  # never verified: the sender is the one payee
+        amounts = {
+            p: pricing.payable(job, p, pricing.cost_of(job, cpu_ms, n))
+            for p, n in paid.items()
+            if n
+        }
     total = sum(amounts.values())
     if total:
         bank.pay_from_escrow(
@@ -1282,7 +1376,7 @@ def _close_job(job: Job, *, status: str, code: str = "", reason: str = "") -> No
     Slice.objects.filter(job=job, status=SliceStatus.LEASED).update(
         status=SliceStatus.NEW, worker="", lease_expires=None
     )
-    if job.offer:  # a free job never had an escrow
+    if job.offer or job.cpu_rate:  # a free job never had an escrow
         bank.refund_escrow(
             escrow=bank.escrow_for_job(job.id),
             target=bank.account_for_address(job.payer),

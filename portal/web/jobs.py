@@ -22,9 +22,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from dcp.protocol.credits import format_credits
+from portal.bank.selectors import balance_of
+from portal.bank.services import ESCROW_PREFIX
 from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus, Slice, SliceStatus
 from portal.scheduler.selectors import gpu_seconds
+from portal.scheduler.selectors import stage as stage_of
 from portal.scheduler.services import cancel_job_of_owner
 from portal.scheduler.verification import verification_status
 
@@ -51,6 +54,7 @@ class JobRow:
     escrow: str
     created_at: datetime
     verification: str = ""  # a verified job's votes, in words
+    pricing: str = ""  # a market-value job's rate and stage, in words
     gpu_time: str = ""  # the GPU time its results used, e.g. "1.23 s"; "" when none
 
     @property
@@ -62,7 +66,23 @@ def escrow_held(job: Job) -> int:
     """Credits still held for a running job's unpaid slices; nothing once it has ended."""
     if job.status != JobStatus.RUNNING:
         return 0
+    if job.cpu_rate:  # a budget, not a price per slice: what it holds now
+        return balance_of(f"{ESCROW_PREFIX}{job.id}")
     return max(0, job.offer * job.total * job.replicas - job.paid)
+
+
+def pricing_text(job: Job) -> str:
+    """A market-value job's rate and stage, e.g. "0.002 credits per CPU-second · paused: out
+    of funds"; "" for a job paid per slice."""
+    if not job.cpu_rate:
+        return ""
+    text = f"market value: {format_credits(job.cpu_rate)} credits per CPU-second"
+    stage = stage_of(job)
+    if stage == "estimation":
+        return f"{text} · estimating its cost"
+    if stage == "paused":
+        return f"{text} · paused: out of funds"
+    return text
 
 
 def _public_link(job: Job) -> str:
@@ -84,6 +104,7 @@ def _row(job: Job) -> JobRow:
         escrow=format_credits(escrow_held(job)),
         created_at=job.created_at,
         verification=verification_text(job),
+        pricing=pricing_text(job),
         gpu_time=gpu_time_text(job),
     )
 
@@ -115,6 +136,8 @@ def _progress(job: Job) -> dict[str, Any]:
     }
     if job.verify:
         progress["verification"] = verification_text(job)
+    if job.cpu_rate:
+        progress["pricing"] = pricing_text(job)
     if job.gpu_ms > 0:
         progress["gpu_time"] = gpu_time_text(job)
     return progress

@@ -54,6 +54,7 @@ class Deployer:
         args: list[Any] | None = None,
         ref: str | None = None,
         verify: dict[str, Any] | None = None,
+        market_value: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body = {
             "ref": ref or uuid.uuid4().hex,
@@ -64,6 +65,8 @@ class Deployer:
         }
         if verify is not None:
             body["verify"] = verify
+        if market_value is not None:
+            body["market_value"] = market_value
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         max_total = max_total or "1000"

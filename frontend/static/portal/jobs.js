@@ -37,6 +37,8 @@ function redraw(row, job) {
   row.querySelector('[data-testid="job-escrow"]').textContent = job.escrow;
   const verification = row.querySelector('[data-testid="job-verification"]');
   if (verification) verification.textContent = job.verification;
+  const pricing = row.querySelector('[data-testid="job-pricing"]');
+  if (pricing && job.pricing) pricing.textContent = job.pricing;
   if (job.gpu_time) {
     row.querySelector("[data-gpu-time]").textContent = job.gpu_time;
     row.querySelector('[data-testid="job-gpu-time"]').hidden = false;
