@@ -31,6 +31,7 @@ files to the hard limit first; the daphne processes it starts inherit that limit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -137,16 +138,15 @@ def wait_for_quiet() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def more_processes(portal: Portal, count: int) -> list[LiveSite]:
-    """`count` more daphne processes on the portal's database and Redis, each on its own port."""
-    sites = []
+def more_processes(portal: Portal, count: int, sites: list[LiveSite]) -> None:
+    """Start `count` more daphne processes on the portal's database and Redis, each on its own
+    port, each added to `sites` once it listens (so that a failed start still stops the rest)."""
     for _ in range(count):
         site = LiveSite(portal.home.parent, debug=False, extra_env=portal.site.extra_env)
         site.log_path = site.workdir / f"daphne-{site.port}.log"
         site.access_log = site.workdir / f"access-{site.port}.log"
         site.start()
         sites.append(site)
-    return sites
 
 
 def stop_all(sites: list[LiveSite]) -> None:
@@ -232,8 +232,9 @@ def idle_over_processes(file_limit: int) -> dict[str, Any]:
 
     load = wait_for_quiet()
     portal = start_portal(backend=POSTGRES_REDIS)
-    sites = [portal.site, *more_processes(portal, IDLE_PROCESSES - 1)]
+    sites = [portal.site]
     try:
+        more_processes(portal, IDLE_PROCESSES - 1, sites)
         session = log_in(portal.site.url, WORKERS_EMAIL, PASSWORD)
         count = min(IDLE_WORKERS, file_limit - FD_MARGIN)
         figures = asyncio.run(hold_and_measure(portal, sites, session, count))
@@ -549,35 +550,46 @@ def behind_balancer(count: int) -> dict[str, Any]:
     """`count` daphne processes behind HAProxy: WORKERS synthetic workers and CLIENTS client
     processes through it, SLICES trivial slices in all; then the scheduler's tables checked."""
     load = wait_for_quiet()
-    portal = start_portal(backend=POSTGRES_REDIS)
-    sites = [portal.site, *more_processes(portal, count - 1)]
-    balancer = start_balancer([site.url for site in sites])
-    peaks = [PeakRSS(site.process.pid) for site in sites if site.process is not None]
-    workers = start_workers(balancer, WORKERS)  # type: ignore[arg-type]  # only its url is read
-    try:
-        time.sleep(2)  # the workers sign in and connect
-        cpu_before = [cpu_seconds([site]) for site in sites]
-        database = DatabaseCPU(portal.database)
-        runs = run_clients(balancer.url, CLIENTS, SLICES // CLIENTS)
-        figures = {"processes": count, "load_avg_1m": load, **throughput_of(runs)}
-        figures["db_cpu_s"] = round(database.stop(), 1)
-        figures["cpu_s_per_process"] = [
-            round(cpu_seconds([site]) - before, 1)
-            for site, before in zip(sites, cpu_before, strict=True)
-        ]
-        figures["peak_rss_mb_per_process"] = [round(peak.peak_mb, 1) for peak in peaks]
-        figures.update(sockets_per_process(sites))
-        figures.update(check_leases(portal.database, [run["job"] for run in runs]))
-        figures["server_exceptions"] = server_exceptions(sites)
-    finally:
-        workers.kill()
-        workers.wait()
+    with contextlib.ExitStack() as cleanup:
+        portal = start_portal(backend=POSTGRES_REDIS)
+        cleanup.callback(portal.stop)
+        sites = [portal.site]
+        cleanup.callback(stop_all, sites)
+        more_processes(portal, count - 1, sites)
+        balancer = start_balancer([site.url for site in sites])
+        cleanup.callback(balancer.stop)
+        peaks = [PeakRSS(site.process.pid) for site in sites if site.process is not None]
         for peak in peaks:
-            peak.stop()
-        balancer.stop()
-        stop_all(sites)
-        portal.stop()
+            cleanup.callback(peak.stop)
+        workers = start_workers(balancer, WORKERS)  # type: ignore[arg-type]  # reads its url
+        cleanup.callback(stop_process, workers)
+        time.sleep(2)  # the workers sign in and connect
+        figures = {"processes": count, "load_avg_1m": load}
+        figures.update(balanced_run(portal, sites, balancer))
+        figures["peak_rss_mb_per_process"] = [round(peak.peak_mb, 1) for peak in peaks]
     return figures
+
+
+def balanced_run(portal: Portal, sites: list[LiveSite], balancer: Balancer) -> dict[str, Any]:
+    """The clients' jobs through the balancer; throughput, each process's share, the check."""
+    cpu_before = [cpu_seconds([site]) for site in sites]
+    database = DatabaseCPU(portal.database)
+    runs = run_clients(balancer.url, CLIENTS, SLICES // CLIENTS)
+    figures = throughput_of(runs)
+    figures["db_cpu_s"] = round(database.stop(), 1)
+    figures["cpu_s_per_process"] = [
+        round(cpu_seconds([site]) - before, 1)
+        for site, before in zip(sites, cpu_before, strict=True)
+    ]
+    figures.update(sockets_per_process(sites))
+    figures.update(check_leases(portal.database, [run["job"] for run in runs]))
+    figures["server_exceptions"] = server_exceptions(sites)
+    return figures
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
 
 
 def run_clients(url: str, clients: int, slices: int) -> list[dict[str, Any]]:
