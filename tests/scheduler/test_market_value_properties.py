@@ -4,8 +4,8 @@ credits to finish. After every step no credit appeared or vanished (payer, escro
 fees add up to what they held at the start), every result's cost is either paid or owed to its
 worker (each at least one base unit, rounded up), debts come before anything else the escrow
 holds, and a running job with debts is paused; at the end the debts are paid, the escrow is
-empty and every result was paid its metered time at the job's rate. Drives the scheduler's services directly, on SQLite and (with DATABASE_URL)
-PostgreSQL."""
+empty and every result was paid its metered time at the job's rate. Drives the scheduler's
+services directly, on SQLite and (with DATABASE_URL) PostgreSQL."""
 
 from __future__ import annotations
 
