@@ -21,7 +21,7 @@ PYTHON_FOR_VENV := $(shell \
     $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; exit; }; \
   done)
 
-.PHONY: run test lint bench venv frontend chromium system-packages migrate clean protocol-js
+.PHONY: run test lint bench bench-packages venv frontend chromium system-packages migrate clean protocol-js
 
 $(VENV)/.created:
 	@test -n "$(PYTHON_FOR_VENV)" || { echo "No Python 3.12+ found on PATH or in pyenv's versions: install one." >&2; exit 1; }
@@ -97,14 +97,22 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test,dev,gpu,bench]"
 	@touch $@
 
-# Each benchmark prints one JSON line of figures.
-bench: venv frontend chromium $(VENV)/.bench-installed
+# HAProxy (Debian's) balances bench.scale's daphne processes.
+bench-packages:
+	@command -v haproxy >/dev/null || { echo "Installing Debian's haproxy"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null; }
+
+# Each benchmark prints one JSON line of figures (those on both backends, one per backend).
+bench: venv frontend chromium bench-packages $(VENV)/.bench-installed
 	$(PY) -m bench.throughput
-	$(PY) -m bench.browser
+	$(PY) -m bench.latency
+	$(PY) -m bench.efficiency
 	$(PY) -m bench.first_result
+	$(PY) -m bench.browser
 	$(PY) -m bench.switch
 	$(PY) -m bench.soak
 	$(PY) -m bench.gpu
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf $(VENV) frontend/node_modules worker_static/vendor
