@@ -272,6 +272,22 @@ class CancelIn(ApiModel):
     reason: str = Field(default="", max_length=200)
 
 
+class EscrowIn(ApiModel):
+    amount: Offer = Field(description="Credits to add, a number or a decimal string.")
+
+    @field_validator("amount")
+    @classmethod
+    def _above_zero(cls, amount: Decimal) -> Decimal:
+        if amount <= 0:
+            raise ValueError("must be more than 0 credits")
+        return amount
+
+
+class EscrowOut(BaseModel):
+    jobId: JobId
+    escrow: str = Field(description="Credits the job's escrow holds now, a decimal string.")
+
+
 # --- responses ----------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from dcp.protocol.credits import to_units
 from dcp.protocol.messages import Requirements, describe
 from dcp.protocol.verify import replicas
+from portal.scheduler import pricing
 from portal.scheduler import services as scheduler
 from portal.scheduler.errors import SchedulerError
 from portal.scheduler.models import Job, JobStatus
@@ -86,9 +87,15 @@ def revoke_api_key(*, user: User, prefix: str) -> ApiKey | None:
 
 
 def offer_units(offer: Any) -> int:
-    """Base units per slice of a `slicePaymentOffer`: a number, or MARKET_VALUE, which here
-    is the portal's MARKET_SLICE_OFFER setting (the portal has no market to price slices)."""
+    """Base units per slice of a `slicePaymentOffer`: a number, or MARKET_VALUE, which for a
+    job paid per slice (a verified one) is the portal's MARKET_SLICE_OFFER setting."""
     return to_units(settings.MARKET_SLICE_OFFER if offer == "MARKET_VALUE" else offer)
+
+
+def market_budget(count: int) -> int:
+    """What a MARKET_VALUE job's escrow gets for `count` slices: MARKET_SLICE_OFFER each (it
+    pays per CPU-second at the market price out of that; `POST /job/{id}/escrow` adds more)."""
+    return to_units(settings.MARKET_SLICE_OFFER) * count
 
 
 def _require_escrow_fits(offer: int, count: int) -> None:
@@ -124,9 +131,10 @@ def deploy_job(
 ) -> tuple[Job, bool]:
     """Deploy an open values job paid from the caller's account; (job, False) on a replay."""
     payer = payers.deploy_payer(request, principal, body.account)
-    offer = offer_units(body.slicePaymentOffer)
     verify = body.verify.model_dump() if body.verify is not None else None
-    _require_escrow_fits(offer, len(body.slices) * replicas(verify))
+    at_market = body.slicePaymentOffer == "MARKET_VALUE" and verify is None
+    offer = 0 if at_market else offer_units(body.slicePaymentOffer)
+    _require_escrow_fits(offer or market_budget(1), len(body.slices) * replicas(verify))
     spec = JobSpec(
         ref=_job_ref(principal, idempotency_key),
         language=body.work.runtime_language,
@@ -141,6 +149,9 @@ def deploy_job(
         verify=verify,
         compute_groups=scheduler.credentials(body.computeGroups),
     )
+    if at_market:
+        spec.cpu_rate = pricing.market_rate(1.0)
+        spec.budget = market_budget(len(body.slices))
     job, created = scheduler.deploy_job(
         owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec
     )
@@ -154,7 +165,7 @@ def add_slices(
     """Append input to an open job, paid by the account that pays for the job."""
     job = own_job(principal, job_id)
     payer = payers.batch_payer(principal, job)
-    cost = job.offer * len(values) * job.replicas
+    cost = market_budget(len(values)) if job.cpu_rate else job.offer * len(values) * job.replicas
     _require_escrow_fits(cost, 1)
     return scheduler.add_slices(
         job_id=job.id,
@@ -163,6 +174,23 @@ def add_slices(
         values=values,
         payer=payer,
         max_total=cost,
+    )
+
+
+def add_escrow(
+    *, principal: Principal, job_id: str, amount: Any, idempotency_key: str | None
+) -> tuple[Job, int]:
+    """Add credits to a MARKET_VALUE job's escrow from the job's account; (job, what the
+    escrow holds now)."""
+    job = own_job(principal, job_id)
+    units = to_units(amount)
+    _require_escrow_fits(units, 1)
+    return scheduler.add_escrow(
+        job_id=job.id,
+        identity=principal.identity,
+        ref=idempotency_key or uuid.uuid4().hex,
+        payer=payers.batch_payer(principal, job),
+        amount=units,
     )
 
 

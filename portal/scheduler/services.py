@@ -544,7 +544,8 @@ def add_slices_signed(*, identity: str, request: AddSlices, frame: dict[str, Any
 def add_slices(
     *, job_id: str, identity: str, batch_ref: str, values: list[Any], payer: str, max_total: int
 ) -> tuple[Job, bool]:
-    """Append values to an open job and fund them; a batch `ref` seen before adds nothing."""
+    """Append values to an open job and fund them (a market-value job: `max_total` is added to
+    its budget); a batch `ref` seen before adds nothing."""
     job = _locked_job_of_identity(job_id, identity)
     if InputBatch.objects.filter(job=job, ref=batch_ref).exists():
         return job, False
@@ -563,9 +564,12 @@ def add_slices(
     _insert_values(job, job.total + 1, prepared.texts)
     job.frame_slices = min(job.frame_slices or prepared.frame_slices, prepared.frame_slices)
     Job.objects.filter(pk=job.pk).update(frame_slices=job.frame_slices)
-    _fund(job, payer, cost, f"escrow:{job.id}:{batch_ref}")
+    _fund(job, payer, max_total if job.cpu_rate else cost, f"escrow:{job.id}:{batch_ref}")
     Job.objects.filter(pk=job.pk).update(total=F("total") + len(values))
     job.total += len(values)
+    if job.cpu_rate:
+        pricing.pay_debts(job, batch_ref)
+        pricing.resume(job)
     notify.slices_added(job, job_status(job))
     return job, True
 

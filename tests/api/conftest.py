@@ -104,24 +104,25 @@ def volunteer(django_user_model: Any) -> Any:
 
 
 def compute(job_id: str, payee: Any, worker: str = "w-test", double: bool = True) -> list[int]:
-    """Stand in for a worker tab: lease every waiting slice of the job and return x*2."""
+    """Stand in for a worker tab: lease the job's waiting slices and return x*2, task after task
+    (a MARKET_VALUE job hands out its estimation slices first) until none is left."""
     from portal.wallet.services import ensure_default_account
 
-    task = scheduler.claim_slices(worker=worker, limit=100_000)
-    if task is None:
-        return []
-    assert task.job.id == job_id
-    results = [(n, datum * 2 if double else datum) for n, datum in task.slices]
-    scheduler.record_results(
-        worker=worker,
-        payee=payee,
-        payee_address=ensure_default_account(user=payee).address,
-        job_id=job_id,
-        results=results,
-        errors=[],
-        batch_key=f"pay:{job_id}:{worker}:{task.slices[0][0]}",
-    )
-    return [n for n, _ in results]
+    done: list[int] = []
+    while (task := scheduler.claim_slices(worker=worker, limit=100_000)) is not None:
+        assert task.job.id == job_id
+        results = [(n, datum * 2 if double else datum) for n, datum in task.slices]
+        scheduler.record_results(
+            worker=worker,
+            payee=payee,
+            payee_address=ensure_default_account(user=payee).address,
+            job_id=job_id,
+            results=results,
+            errors=[],
+            batch_key=f"pay:{job_id}:{worker}:{task.slices[0][0]}",
+        )
+        done += [n for n, _ in results]
+    return done
 
 
 def error_of(response: Any) -> dict[str, str]:

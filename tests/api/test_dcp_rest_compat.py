@@ -270,13 +270,21 @@ def test_a_keystore_of_ones_own_account_pays_and_an_address_beside_it_must_be_it
 
 
 @pytest.mark.parametrize(
-    ("offer", "credits"),
-    [("0.005", "0.005"), ("MARKET_VALUE", "0.002"), ("", "0.002"), (0.25, "0.25")],
+    ("offer", "credits", "per_cpu_second"),
+    [
+        ("0.005", "0.005", "0"),
+        ("MARKET_VALUE", "0", "0.0005"),
+        ("", "0", "0.0005"),
+        (0.25, "0.25", "0"),
+    ],
 )
-def test_an_offer_is_a_decimal_string_or_the_market_value(bearer, settings, offer, credits):
-    settings.MARKET_SLICE_OFFER = "0.002"
+def test_an_offer_is_a_decimal_string_or_the_market_value(
+    bearer, settings, offer, credits, per_cpu_second
+):
+    settings.MARKET_CPU_SECOND_PRICE = "0.0005"
     job_id = deploy(bearer, {"work": TESTS_WORK, "account": {}, "slicePaymentOffer": offer})
-    assert Job.objects.get(pk=job_id).offer == to_units(credits)
+    job = Job.objects.get(pk=job_id)
+    assert (job.offer, job.cpu_rate) == (to_units(credits), to_units(per_cpu_second))
 
 
 def test_public_metadata_compute_groups_packages_and_args_are_taken(bearer, first_dev, pyodide):

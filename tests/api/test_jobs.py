@@ -57,12 +57,30 @@ def test_deploying_wakes_the_workers(bearer):
     assert received(workers) == {"type": "work.available"}
 
 
-def test_market_value_pays_the_configured_offer(bearer, settings):
+def test_market_value_pays_per_cpu_second_from_a_budget_of_the_configured_offer(
+    bearer, account, settings
+):
     settings.MARKET_SLICE_OFFER = "0.002"
-    job_id = deploy(bearer, slices=[1], slicePaymentOffer="MARKET_VALUE")
-    assert Job.objects.get(pk=job_id).offer == to_units("0.002")
-    job_id = deploy(bearer, slices=[1])
-    assert Job.objects.get(pk=job_id).offer == to_units("0.002")
+    settings.MARKET_CPU_SECOND_PRICE = "0.0005"
+    for body in ({"slicePaymentOffer": "MARKET_VALUE"}, {}):  # the default offer
+        job = Job.objects.get(pk=deploy(bearer, slices=[1, 2], **body))
+        assert (job.offer, job.cpu_rate, job.estimating) == (0, to_units("0.0005"), True)
+        assert balance_of(f"escrow:{job.id}") == to_units("0.004")  # 0.002 x 2 slices
+    added = bearer.post(f"/api/v0/job/{job.id}/slices", {"slices": [3]})
+    assert added.status_code == 201 and added.json()["status"] == "estimation"
+    assert balance_of(f"escrow:{job.id}") == to_units("0.006")
+    topped = bearer.post(f"/api/v0/job/{job.id}/escrow", {"amount": "0.5"})
+    assert topped.json() == {"jobId": job.id, "escrow": "0.506"}
+    assert balance_of(account.address) == to_units("10") - to_units("0.004") - to_units("0.506")
+
+
+def test_escrow_is_refused_for_a_job_paid_per_slice_and_for_nothing(bearer):
+    job_id = deploy(bearer, slices=[1], slicePaymentOffer="0.01")
+    refused = bearer.post(f"/api/v0/job/{job_id}/escrow", {"amount": "1"})
+    assert (refused.status_code, error_of(refused)["code"]) == (400, "EINVALID")
+    assert "pays per slice" in error_of(refused)["message"]
+    zero = bearer.post(f"/api/v0/job/{job_id}/escrow", {"amount": 0})
+    assert (zero.status_code, error_of(zero)["code"]) == (400, "EINVALID")
 
 
 def test_an_offer_may_be_a_decimal_string(bearer):

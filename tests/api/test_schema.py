@@ -34,6 +34,7 @@ def test_the_openapi_schema_is_public_and_describes_every_endpoint(db):
         "/api/v0/job/{job_id}",
         "/api/v0/job/{job_id}/slices",
         "/api/v0/job/{job_id}/close",
+        "/api/v0/job/{job_id}/escrow",
         "/api/v0/job/{job_id}/result",
         "/api/v0/job/{job_id}/result/{slice_number}",
         "/api/v0/job/{job_id}/status",
@@ -51,7 +52,7 @@ def test_the_docs_page_lists_every_operation_and_loads_nothing_from_elsewhere(db
     response = Client().get("/api/v0/docs")
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count('data-testid="operation"') == 11
+    assert html.count('data-testid="operation"') == 12
     assert "POST /api/v0/job" in html and "JobIn" in html
     assert re.findall(r'(?:src|href)="(https?:)?//', html) == []
     assert "cdn" not in html.lower()

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +58,16 @@ OTHER_SITE_PAGE = """<!DOCTYPE html>
     return {{ values, states, seen: seen.sort(), jobId: job.id }};
   }}
 
+  // At the market value (the default offer): more credits added while it runs.
+  async function atMarketValue() {{
+    const job = dcp.compute.for([5, 6], function (x) {{ progress(); return x + 1; }});
+    const escrowed = new Promise((resolve) => {{
+      job.on("accepted", () => job.escrow("0.01").then(resolve, (error) => resolve(error.code)));
+    }});
+    const values = await job.exec();
+    return {{ values, escrowed: await escrowed, jobId: job.id }};
+  }}
+
   // NumPy is in the portal's lock file, but the portal serves none of its files.
   function requiringNumpy() {{
     const job = dcp.compute.for([1], "def work(x):\\n    return x\\n").requires("numpy");
@@ -75,7 +86,8 @@ OTHER_SITE_PAGE = """<!DOCTYPE html>
     const before = {{ withoutKey: await refusedWithoutAKey(), withCookies: await withCookies() }};
     try {{
       const values = await tens();
-      window.outcome = {{ ...before, ...values, numpy: await requiringNumpy() }};
+      const numpy = await requiringNumpy();
+      window.outcome = {{ ...before, ...values, numpy, market: await atMarketValue() }};
     }} catch (error) {{
       window.outcome = {{ ...before, error: `${{error.code}}: ${{error.message}}` }};
     }}
@@ -179,15 +191,21 @@ def test_a_page_on_another_origin_deploys_with_an_api_key(
     assert outcome["values"] == [10, 20, 30, 40]
     assert outcome["seen"] == [1, 2, 3, 4]
     assert outcome["states"] == ["exec", "init", "deploying", "deployed", "complete"]
-    # 4 slices at 0.002 credits, from the account the API key pays from.
-    spent = 4 * 2 * UNITS_PER_CREDIT // 1000
+    market = outcome["market"]
+    assert market["values"] == [6, 7] and Decimal(market["escrowed"]) >= Decimal("0.01")
+    ((market_paid, rate),) = portal_site.query(
+        "SELECT paid, cpu_rate FROM scheduler_job WHERE id = ?", (market["jobId"],)
+    )
+    assert rate > 0 and market_paid > 0  # paid per CPU-second, the rest of its escrow refunded
+    # 4 slices at 0.002 credits, from the account the API key pays from, and the market job.
+    spent = 4 * 2 * UNITS_PER_CREDIT // 1000 + market_paid
     assert portal_site.ledger_balance(payer.account) == START_CREDITS - spent
     assert portal_site.ledger_balance(volunteer.account) == spent
     assert outcome["withCookies"] == "blocked"
     assert outcome["numpy"] == "ENOPACKAGE"  # refused by the page, before anything is sent
     assert portal_site.query(
         "SELECT COUNT(*) FROM scheduler_job WHERE identity = ?", (payer.identity,)
-    ) == [(1,)]
+    ) == [(2,)]
 
 
 # Runs in a portal page: two jobs whose requires name a package the portal does not offer, then

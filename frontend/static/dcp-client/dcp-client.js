@@ -478,6 +478,7 @@
     #received = 0;
     #firstMissing = 0;
     #lastStatus = "";
+    #paused = false;
     #started = false;
     #cancelReason = null;
     #requires = [];
@@ -538,6 +539,15 @@
         this.emit("error", { jobId: this.id, code: failure.code, message: failure.message });
         throw failure;
       }
+    }
+
+    // Add `credits` to the escrow of a job deployed at MARKET_VALUE (it pays per CPU-second out
+    // of it); a job paused for want of funds (the "nofunds" event) resumes. Resolves to what
+    // its escrow holds now.
+    async escrow(credits) {
+      if (!this.id) throw new DCPError("ENOJOB", "the job is not deployed yet: deploy it with exec()");
+      const options = { body: { amount: String(credits) }, idempotencyKey: newIdempotencyKey() };
+      return (await call("POST", `/job/${this.id}/escrow`, options)).escrow;
     }
 
     // Stop the job: workers drop its slices, the unspent escrow is refunded, exec() rejects.
@@ -637,6 +647,9 @@
         failed: status.failedSlices,
       };
       if (status.verification) event.verification = status.verification;
+      const paused = status.status === "paused";
+      if (paused && !this.#paused) this.emit("nofunds", { jobId: this.id });
+      this.#paused = paused;
       const text = JSON.stringify(event);
       if (text === this.#lastStatus) return;
       this.#lastStatus = text;

@@ -12,6 +12,8 @@ from django.http import HttpRequest
 from ninja import Header, NinjaAPI, Path, Query
 from ninja.responses import Status
 
+from dcp.protocol.credits import format_credits
+
 from .. import errors, selectors, services
 from ..auth import ApiKeyBearer, KeystoreBasic, Principal, authenticate_session
 from ..parsing import StrictJsonParser
@@ -19,6 +21,8 @@ from ..schemas import (
     AccountOut,
     CancelIn,
     ErrorOut,
+    EscrowIn,
+    EscrowOut,
     JobCount,
     JobCreated,
     JobIn,
@@ -106,6 +110,26 @@ def add_slices(
         idempotency_key=idempotency_key,
     )
     return Status(201, selectors.status_of(job))
+
+
+@api.post(
+    "/job/{job_id}/escrow",
+    response={200: EscrowOut, **_errors(402, 403, 404, 409)},
+    tags=["jobs"],
+    operation_id="addEscrow",
+)
+def add_escrow(
+    request: HttpRequest, job_id: str, body: EscrowIn, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> dict[str, Any]:
+    """Add credits to a MARKET_VALUE job's escrow from the job's account: it pays per
+    CPU-second out of it, and a job paused when it ran out (status `paused`) resumes."""
+    job, held = services.add_escrow(
+        principal=_principal(request),
+        job_id=job_id,
+        amount=body.amount,
+        idempotency_key=idempotency_key,
+    )
+    return {"jobId": job.id, "escrow": format_credits(held)}
 
 
 @api.post(
