@@ -27,9 +27,17 @@
  * does not say hello within START_MS; after such a failed start the next one waits for the next
  * run(). Which slice exhausted the memory cannot be told: every slice that was in the frame
  * fails alike, and the scheduler's rules (a slice is retried once) sort it out.
+ *
+ * Snapshots. The frame's first sandbox that loads Pyodide takes a memory snapshot of it
+ * (sandbox-pool.js), which the frame sends here; this page keeps it in IndexedDB
+ * (snapshot-store.js: the frame's opaque origin has no storage) and passes it to every frame it
+ * connects, in this visit or a later one, whose reserve then starts Pyodide from it before the
+ * first job comes, without booting Python (about 2 s). A stored snapshot that did not restore is
+ * deleted, and the new one the frame took instead replaces it. `storedSnapshots: null` keeps none.
  */
 
 import { SliceError } from "./sandbox-pool.js";
+import { StoredSnapshots } from "./snapshot-store.js";
 import { StoreCache } from "./store-cache.js";
 import { callQuietly } from "./util.js";
 
@@ -37,6 +45,7 @@ const HEARTBEAT_MS = 500;
 const CRASH_AFTER_MS = 2_000;
 const START_MS = 30_000;
 const HOST_PAGE = "sandbox-host.html"; // beside sandbox.js
+const STORED_SNAPSHOT_WAIT_MS = 3_000; // the frame is connected without it if IndexedDB is slower
 
 /** The blobs, wheels and Pyodide package files of the portal that serves sandbox.js, fetched
  * once for every sandbox and job of the pool: the store is on sandbox.js's origin, this page's. */
@@ -56,13 +65,18 @@ export class IsolatedPool {
   #onMessage = (event) => this.#onWindowMessage(event);
 
   #blobSource;
+  #storedSnapshots;
+  #snapshotKey;
 
   /** Takes SandboxPool's options; `container` is where the frame goes (default: document.body).
    * `blobSource` stays in this page (by default a StoreCache of the portal's store, kept for the
-   * pool's life): the frame's sandboxes ask it through the frame. */
-  constructor({ container = null, blobSource = null, ...options }) {
+   * pool's life): the frame's sandboxes ask it through the frame. `storedSnapshots` keeps the
+   * Pyodide snapshot across visits (default: a StoredSnapshots of this origin; null: none). */
+  constructor({ container = null, blobSource = null, storedSnapshots = new StoredSnapshots(), ...options }) {
     if (!options.sandboxURL || !options.pyodideURL) throw new TypeError("IsolatedPool needs sandboxURL and pyodideURL");
     this.#blobSource = blobSource ?? storeCacheSource(options.sandboxURL, options.pyodideURL);
+    this.#storedSnapshots = storedSnapshots;
+    this.#snapshotKey = `${options.sandboxURL}\n${options.pyodideURL}`;
     this.#options = { ...options, blobsFromTab: true };
     this.#size = Math.max(1, options.size ?? 1);
     this.container = container;
@@ -129,8 +143,9 @@ export class IsolatedPool {
     frame.title = "DCP sandboxes";
     frame.src = new URL(HOST_PAGE, this.#options.sandboxURL).href;
     const channel = new MessageChannel();
-    const host = { frame, port: channel.port1, remotePort: channel.port2, started: false,
-                   sentAt: new Map(), overdueTicks: 0, timer: null, bornAt: performance.now(), nextPing: 0 };
+    const host = { frame, port: channel.port1, remotePort: channel.port2, started: false, greeted: false,
+                   sentAt: new Map(), overdueTicks: 0, timer: null, bornAt: performance.now(), nextPing: 0,
+                   stored: this.#loadStoredSnapshot() };
     host.port.onmessage = ({ data }) => this.#onReply(host, data);
     host.timer = setInterval(() => this.#heartbeat(host), HEARTBEAT_MS);
     this.#host = host;
@@ -146,13 +161,38 @@ export class IsolatedPool {
     host.frame.remove();
   }
 
-  /** The frame's hello: it gets its end of the channel (messages sent meanwhile wait in it). */
-  #onWindowMessage(event) {
+  /** The frame's hello: it gets its end of the channel (messages sent meanwhile wait in it), and
+   * the stored snapshot, once read (its heartbeat starts then: it has not been connected before). */
+  async #onWindowMessage(event) {
     const host = this.#host;
-    if (!host || host.started || event.source !== host.frame.contentWindow || event.data?.type !== "hello") return;
+    if (!host || host.greeted || event.source !== host.frame.contentWindow || event.data?.type !== "hello") return;
+    host.greeted = true;
+    const stored = await host.stored;
+    if (host !== this.#host) return;
     host.started = true;
-    const options = { ...this.#options, size: this.#size };
-    host.frame.contentWindow.postMessage({ type: "connect", port: host.remotePort, options }, "*", [host.remotePort]);
+    const options = { ...this.#options, size: this.#size, storedSnapshot: stored };
+    const transfer = stored ? [host.remotePort, stored.snapshot] : [host.remotePort];
+    host.frame.contentWindow.postMessage({ type: "connect", port: host.remotePort, options }, "*", transfer);
+  }
+
+  /** The stored snapshot for a frame about to load, or null (none, or not read in time). */
+  #loadStoredSnapshot() {
+    if (!this.#storedSnapshots) return Promise.resolve(null);
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), STORED_SNAPSHOT_WAIT_MS);
+    });
+    const read = this.#storedSnapshots.load(this.#snapshotKey).catch(() => null);
+    return Promise.race([read, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** What the frame's pool says of its snapshot (SandboxPool's onSnapshot): kept, or forgotten. */
+  #onSnapshot({ event, tag, snapshot }) {
+    const stored = this.#storedSnapshots;
+    if (event === "made" && snapshot instanceof ArrayBuffer) stored?.save(this.#snapshotKey, { snapshot, tag });
+    else if (event === "refused") stored?.drop(this.#snapshotKey, tag);
+    else if (event === "restored") console.info(`dcp sandboxes: Pyodide started from the stored snapshot ${tag}`);
+    if (event === "made") console.info(`dcp sandboxes: took a Pyodide snapshot ${tag}`);
   }
 
   #send(message) {
@@ -186,6 +226,10 @@ export class IsolatedPool {
     }
     if (data.type === "fetchBlob") {
       this.#answerBlob(host, data);
+      return;
+    }
+    if (data.type === "snapshot") {
+      this.#onSnapshot(data);
       return;
     }
     const run = this.#pending.get(data.id);

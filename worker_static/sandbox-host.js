@@ -9,8 +9,9 @@
  * tab notices that this frame stopped answering, fails the slices it held, and loads a fresh one.
  *
  * Protocol. This frame says {type: "hello"} to its parent once loaded; the parent answers with
- * {type: "connect", port, options} (port transferred, options as SandboxPool takes them). Every
- * later message travels over that port:
+ * {type: "connect", port, options} (port transferred, options as SandboxPool takes them, with
+ * `storedSnapshot` {snapshot, tag} the Pyodide snapshot the tab kept, snapshot transferred).
+ * Every later message travels over that port:
  *
  *   tab -> frame
  *     {type: "run", id, job, slice, datum, timeoutMs?, uploadTicket?}   SandboxPool.run
@@ -26,6 +27,9 @@
  *     {type: "pong", id, stats}                              stats: SandboxPool.stats()
  *     {type: "stats", stats}                                 after an abortJob or resize
  *     {type: "fetchBlob", ask, sha256, file?}                a sandbox wants a blob (options.blobsFromTab)
+ *     {type: "snapshot", event, tag, snapshot?}              SandboxPool's onSnapshot: "made" (with
+ *                                                            the snapshot, a copy: keep it),
+ *                                                            "restored", "refused" (forget `tag`)
  *
  * With `blobsFromTab` in the connect's options, the pool's sandboxes get blobs and wheels from
  * the tab (its StoreCache, which the browser's HTTP cache backs: this frame's opaque origin has
@@ -98,8 +102,9 @@ function connect(event) {
   if (event.source !== parent || event.data?.type !== "connect" || !(event.data.port instanceof MessagePort)) return;
   window.removeEventListener("message", connect);
   const { blobsFromTab = false, ...options } = event.data.options ?? {};
-  pool = new SandboxPool({ ...options, blobSource: blobsFromTab ? askTab : null });
   port = event.data.port;
+  const onSnapshot = ({ event: what, tag, snapshot }) => send({ type: "snapshot", event: what, tag, snapshot });
+  pool = new SandboxPool({ ...options, blobSource: blobsFromTab ? askTab : null, onSnapshot });
   port.onmessage = ({ data }) => {
     if (Object.hasOwn(HANDLERS, data?.type)) HANDLERS[data.type](data);
   };

@@ -40,7 +40,11 @@
  * ahead of need, connected, and, once the pool has run a Python job, with Pyodide and the
  * runtime loaded, so that a job switch costs the compile of the work function, not a start.
  * The first sandbox of the page that loads Pyodide takes a memory snapshot of it before any job
- * code runs (see sandbox.js); every later sandbox of the page starts Pyodide from it.
+ * code runs (see sandbox.js); every later sandbox of the page starts Pyodide from it. A page may
+ * keep the snapshot for later visits (onSnapshot) and hand it to the next page's pool
+ * (storedSnapshot): that pool's reserve starts Pyodide from it at once, before any job comes,
+ * and a snapshot of another runtime (its tag differs) or one that fails to restore is replaced by
+ * a new one, taken by the sandbox that tried it.
  *
  * Memory. A sandbox refuses to grow its WebAssembly memory (a Python job's whole heap) past
  * memoryLimitBytes (MAX_SANDBOX_MEMORY_BYTES of the protocol) and says so at once, even from a
@@ -136,18 +140,37 @@ const MAKING = Symbol("a sandbox is taking the snapshot");
 const UNAVAILABLE = Symbol("no snapshot: taking or restoring one failed");
 
 /** Pyodide memory snapshots by sandbox and Pyodide URL, shared by every pool of the page: one
- * sandbox takes it (before any job code runs in it), every later one starts from it. */
+ * sandbox takes it (before any job code runs in it), every later one starts from it. A snapshot
+ * the page kept from an earlier visit (seed) is tried by one sandbox first, which takes a new one
+ * if it does not start from it. Listeners hear of each snapshot taken, of the seeded one that
+ * restored, and of one that did not ({event: "made"|"restored"|"refused", tag, snapshot?}). */
 class SnapshotStore {
-  #entries = new Map(); // key -> ArrayBuffer | MAKING | UNAVAILABLE
+  #entries = new Map(); // key -> {snapshot, tag, proven} | MAKING | UNAVAILABLE
+  #trials = new Map(); // key -> the seeded entry a sandbox is trying, while MAKING
   #waiters = new Map(); // key -> [resolve, ...] waiting while MAKING
+  #listeners = new Map(); // key -> Set of (event) => void
 
-  /** Options for a sandbox about to load Pyodide: {snapshot}, {makeSnapshot: true} or {}. */
+  /** A snapshot kept from an earlier visit, unless there is one (or one is being taken). */
+  seed(key, { snapshot, tag }) {
+    if (this.#entries.has(key) || !(snapshot instanceof ArrayBuffer) || typeof tag !== "string") return false;
+    this.#entries.set(key, { snapshot, tag, proven: false });
+    return true;
+  }
+
+  /** Options for a sandbox about to load Pyodide: {snapshot, snapshotTag, makeSnapshot?},
+   * {makeSnapshot: true} or {}. */
   claim(key) {
     const entry = this.#entries.get(key);
-    if (entry instanceof ArrayBuffer) return { snapshot: entry }; // postMessage copies it
-    if (entry !== undefined) return {};
+    if (entry === MAKING || entry === UNAVAILABLE) return {};
+    if (entry === undefined) {
+      this.#entries.set(key, MAKING);
+      return { makeSnapshot: true };
+    }
+    const options = { snapshot: entry.snapshot, snapshotTag: entry.tag }; // postMessage copies it
+    if (entry.proven) return options;
+    this.#trials.set(key, entry);
     this.#entries.set(key, MAKING);
-    return { makeSnapshot: true };
+    return { ...options, makeSnapshot: true };
   }
 
   /** Resolves once no sandbox is taking the snapshot of `key`. */
@@ -158,20 +181,54 @@ class SnapshotStore {
     });
   }
 
-  /** What the sandbox asked to take the snapshot gave: the snapshot, or null (it failed). */
-  offer(key, snapshot) {
+  /** What the sandbox asked to take the snapshot gave: the snapshot and its tag, or null. */
+  offer(key, snapshot, tag = null) {
     if (this.#entries.get(key) !== MAKING) return;
-    this.#settle(key, snapshot instanceof ArrayBuffer ? snapshot : UNAVAILABLE);
+    const trial = this.#trials.get(key);
+    this.#trials.delete(key);
+    if (snapshot instanceof ArrayBuffer) {
+      this.#settle(key, { snapshot, tag, proven: true });
+      if (typeof tag === "string") this.#tell(key, { event: "made", snapshot, tag });
+    } else {
+      this.#settle(key, UNAVAILABLE);
+      if (trial) this.#tell(key, { event: "refused", tag: trial.tag });
+    }
   }
 
-  /** The sandbox asked to take it stopped before it did: another may try. */
+  /** The sandbox trying the seeded snapshot started from it: so will every later one. */
+  restored(key) {
+    const trial = this.#trials.get(key);
+    if (this.#entries.get(key) !== MAKING || !trial) return;
+    this.#trials.delete(key);
+    this.#settle(key, { ...trial, proven: true });
+    this.#tell(key, { event: "restored", tag: trial.tag });
+  }
+
+  /** The sandbox asked to take it stopped before it did: another may try (a new one). */
   release(key) {
-    if (this.#entries.get(key) === MAKING) this.#settle(key, undefined);
+    if (this.#entries.get(key) !== MAKING) return;
+    this.#trials.delete(key);
+    this.#settle(key, undefined);
   }
 
   /** A sandbox could not start from the snapshot: later ones start without it. */
   refuse(key) {
+    const entry = this.#entries.get(key);
+    this.#trials.delete(key);
     this.#settle(key, UNAVAILABLE);
+    if (typeof entry?.tag === "string") this.#tell(key, { event: "refused", tag: entry.tag });
+  }
+
+  listen(key, listener) {
+    this.#listeners.set(key, new Set([...(this.#listeners.get(key) ?? []), listener]));
+  }
+
+  unlisten(key, listener) {
+    this.#listeners.get(key)?.delete(listener);
+  }
+
+  #tell(key, event) {
+    for (const listener of this.#listeners.get(key) ?? []) callQuietly(listener, event);
   }
 
   #settle(key, entry) {
@@ -357,6 +414,7 @@ export class SandboxPool {
   #wantsPyodide = false; // a Python job ran here: the reserve loads Pyodide ahead of the next
   #reserveFailures = 0;
   #snapshotKey;
+  #snapshotListener = null;
 
   /**
    * @param {object} options
@@ -375,6 +433,12 @@ export class SandboxPool {
    * @param {function} [options.blobSource] (sha256, file) => Promise<Uint8Array>: where
    *   sandboxes get blobs, wheels and (`file`) Pyodide package files (a StoreCache's get);
    *   without it each sandbox fetches them itself
+   * @param {object} [options.storedSnapshot] {snapshot: ArrayBuffer, tag}: a Pyodide snapshot kept
+   *   from an earlier visit. The reserve starts Pyodide from it at once; a sandbox takes a new
+   *   one if it does not restore (its tag is another runtime's, or it fails)
+   * @param {function} [options.onSnapshot] ({event, tag, snapshot?}): "made" (a sandbox took a
+   *   snapshot: keep it for later visits), "restored" (the stored one restored), "refused" (the
+   *   snapshot of `tag` did not restore: forget it)
    */
   constructor({
     size = defaultSize(),
@@ -387,6 +451,8 @@ export class SandboxPool {
     memoryLimitBytes = MAX_SANDBOX_MEMORY_BYTES,
     gpu = true,
     blobSource = null,
+    storedSnapshot = null,
+    onSnapshot = null,
   }) {
     if (!sandboxURL || !pyodideURL) throw new TypeError("SandboxPool needs sandboxURL and pyodideURL");
     this.sandboxURL = sandboxURL;
@@ -400,6 +466,14 @@ export class SandboxPool {
     this.blobSource = blobSource;
     this.#size = Math.max(1, size);
     this.#snapshotKey = `${sandboxURL}\n${pyodideURL}`;
+    if (typeof onSnapshot === "function") {
+      this.#snapshotListener = (event) => onSnapshot(event);
+      snapshots.listen(this.#snapshotKey, this.#snapshotListener);
+    }
+    if (storedSnapshot && snapshots.seed(this.#snapshotKey, storedSnapshot)) {
+      this.#wantsPyodide = true; // the reserve restores it before the first task comes
+      this.#keepReserve();
+    }
   }
 
   get size() {
@@ -474,6 +548,7 @@ export class SandboxPool {
   /** Stops every sandbox; queued and running slices fail with Terminated. */
   terminate() {
     this.#closed = true;
+    if (this.#snapshotListener) snapshots.unlisten(this.#snapshotKey, this.#snapshotListener);
     const error = (task) => sliceError("Terminated", task, "the sandbox pool was terminated");
     for (const task of this.#queue) task.reject(error(task));
     this.#queue = [];
@@ -641,17 +716,21 @@ export class SandboxPool {
   #onPyodideReply(sandbox, reply, options) {
     if (reply.type === "snapshot" && sandbox.snapshotDue) {
       sandbox.snapshotDue = false;
-      snapshots.offer(this.#snapshotKey, reply.snapshot);
+      snapshots.offer(this.#snapshotKey, reply.snapshot, reply.tag ?? null);
     }
     if (!FINAL_REPLIES.has(reply.type)) return;
-    if (sandbox.snapshotDue) {
-      sandbox.snapshotDue = false;
-      snapshots.release(this.#snapshotKey);
-    }
+    const restored = reply.type === "ready" && Boolean(reply.fromSnapshot);
     if (reply.type === "ready") {
       sandbox.hasPyodide = Boolean(reply.pyodideLoaded);
-      sandbox.fromSnapshot = Boolean(reply.fromSnapshot);
-      if (options.snapshot && reply.pyodideLoaded && !reply.fromSnapshot) snapshots.refuse(this.#snapshotKey);
+      sandbox.fromSnapshot = restored;
+    }
+    if (sandbox.snapshotDue) {
+      // Asked for a snapshot and given the stored one to try: it restored, or no snapshot came.
+      sandbox.snapshotDue = false;
+      if (restored) snapshots.restored(this.#snapshotKey);
+      else snapshots.release(this.#snapshotKey);
+    } else if (options.snapshot && !options.makeSnapshot && reply.pyodideLoaded && !restored) {
+      snapshots.refuse(this.#snapshotKey);
     }
   }
 

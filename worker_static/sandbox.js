@@ -28,13 +28,14 @@
  * grow (see "Memory"). Over the port every request has an `id` and every reply echoes it:
  *
  *   page -> sandbox
- *     {type: "warm", id, pyodideURL, snapshot?, makeSnapshot?}
+ *     {type: "warm", id, pyodideURL, snapshot?, snapshotTag?, makeSnapshot?}
  *         Loads Pyodide from `pyodideURL` (the absolute URL of the vendor/pyodide/ folder) and the
  *         Python runtime, and nothing of any job. `snapshot` (an ArrayBuffer) is a Pyodide memory
- *         snapshot to start from instead of booting Python; `makeSnapshot: true` asks for one,
- *         taken right after the runtime loaded (see "Snapshots" below).
+ *         snapshot to start from instead of booting Python, unless its `snapshotTag` is not this
+ *         sandbox's; `makeSnapshot: true` asks for one, taken right after the runtime loaded,
+ *         when Pyodide did not start from `snapshot` (see "Snapshots" below).
  *     {type: "init", id, job: {id, language: "python"|"js", source, args, packages?, pyodide?},
- *      pyodideURL, gpu?, snapshot?, makeSnapshot?}
+ *      pyodideURL, gpu?, snapshot?, snapshotTag?, makeSnapshot?}
  *         Binds the sandbox to `job` (an init for another job is refused, fatally) and compiles
  *         its work function (again only after a failed init of the same job; slices reuse it).
  *         Python jobs load Pyodide first unless a warm did; JS jobs never load Pyodide. A
@@ -53,9 +54,9 @@
  *                                                          `file`: a Pyodide package's file instead
  *     {type: "ready", id, jobId, pyodideLoaded, fromSnapshot}    connect, warm or init succeeded
  *                                                                (jobId null for connect, warm)
- *     {type: "snapshot", id, snapshot, problem}            the memory snapshot a warm or init
+ *     {type: "snapshot", id, snapshot, tag, problem}       the memory snapshot a warm or init
  *                                                          asked for (ArrayBuffer, transferred),
- *                                                          or null and why not
+ *                                                          or null and why not; `tag`: its tag
  *     {type: "progress", id, slice, value}                 value: 0..1, or null (unknown)
  *     {type: "console", id, slice, level: "log"|"error", message}
  *                                                                slice is null during init
@@ -112,7 +113,10 @@
  * A snapshot holds the wasm memory only: the file system starts empty again (the runtime file is
  * files are written anew), and `random` is reseeded so that sandboxes do not repeat each other's numbers
  * (the str hash seed is the snapshot's, shared by the sandboxes started from it). A snapshot
- * that does not restore falls back to an ordinary start.
+ * that does not restore falls back to an ordinary start. Each snapshot has a tag (snapshotTagFor:
+ * Pyodide's version and folder, the browser, the runtime files' SHA-256 and the source of the
+ * code that runs before it is taken), sent with it; a snapshot given with another tag than this
+ * sandbox's is not used (the page may keep snapshots across visits, see sandbox-pool.js).
  *
  * Work functions. The rules live in the shared runtimes, not here: Python work functions run in
  * dcp/runtime/slice.py (the same file local_exec runs under CPython), JavaScript ones through
@@ -203,6 +207,9 @@ const PYTHON_RUNTIME_FILES = Object.keys(RUNTIME_INTEGRITY).filter((name) => nam
 const PYTHON_RUNTIME_PACKAGE = "dcp_sandbox";
 const PYTHON_RUNTIME_MODULE = `${PYTHON_RUNTIME_PACKAGE}.slice`;
 const PYTHON_RUNTIME_DIR = "/dcp_runtime"; // in Pyodide's file system, on sys.path
+// Part of every snapshot's tag (snapshotTagFor): raise it when what a snapshot holds changes in a
+// way the tag's other parts do not show.
+const SNAPSHOT_FORMAT = 1;
 // Run in every sandbox once Pyodide is up, in a namespace of its own (a snapshot has done it
 // before, but its random state is the same in every sandbox started from it). The GPU module is
 // imported here too, so that a snapshot holds it compiled.
@@ -858,23 +865,37 @@ function snapshotOnce(snapshot) {
   };
 }
 
-async function startPyodide(indexURL, { snapshot, makeSnapshot }) {
+async function startPyodide(indexURL, { snapshot, snapshotTag, makeSnapshot }) {
   pyodideLoading = { indexURL };
   try {
-    const { loadPyodide } = await import(new URL("pyodide.mjs", indexURL).href);
+    const { loadPyodide, version } = await import(new URL("pyodide.mjs", indexURL).href);
+    const tag = await snapshotTagFor(indexURL, version);
     const options = { indexURL, checkAPIVersion: true };
-    if (snapshot) {
+    if (snapshot && snapshotTag !== undefined && snapshotTag !== tag) {
+      realConsole.error("sandbox: the Pyodide snapshot was taken by another runtime; starting without it");
+    } else if (snapshot) {
       try {
-        return { pyodide: await loadPyodide({ ...options, _loadSnapshot: snapshotOnce(snapshot) }), fromSnapshot: true };
+        return { pyodide: await loadPyodide({ ...options, _loadSnapshot: snapshotOnce(snapshot) }), fromSnapshot: true, tag };
       } catch (error) {
         realConsole.error("sandbox: the Pyodide snapshot did not restore; starting without it", error);
       }
     }
     const pyodide = await loadPyodide(makeSnapshot ? { ...options, _makeSnapshot: true } : options);
-    return { pyodide, fromSnapshot: false };
+    return { pyodide, fromSnapshot: false, tag };
   } finally {
     pyodideLoading = null;
   }
+}
+
+/** What a snapshot taken here holds besides Python itself: it restores only where the tag is the
+ * same. Pyodide's version and folder, the browser, the runtime files (by their SHA-256) and the
+ * code that runs before the snapshot is taken (PYTHON_SETUP and the functions that load Pyodide
+ * and the runtime, by their source). Null where there is no crypto.subtle. */
+async function snapshotTagFor(indexURL, pyodideVersion) {
+  if (!subtleDigest) return null;
+  const parts = [SNAPSHOT_FORMAT, indexURL, String(pyodideVersion), globalThis.navigator?.userAgent ?? "",
+                 RUNTIME_INTEGRITY, PYTHON_SETUP, String(startPyodide), String(loadPythonRuntime)];
+  return `${pyodideVersion}-${await sha256Hex(encodeUtf8(utf8, stringifyJson(parts)))}`;
 }
 
 /** A runtime file from the portal, checked against the manifest's SHA-256. */
@@ -891,11 +912,11 @@ async function fetchRuntimeFile(name) {
   return response.text();
 }
 
-async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
+async function loadPythonRuntime({ id, pyodideURL, snapshot, snapshotTag, makeSnapshot }) {
   if (typeof pyodideURL !== "string") throw new TypeError("loading Pyodide needs pyodideURL");
   const indexURL = new URL(pyodideURL.endsWith("/") ? pyodideURL : `${pyodideURL}/`, import.meta.url).href;
-  const [{ pyodide, fromSnapshot }, ...sources] = await Promise.all([
-    startPyodide(indexURL, { snapshot, makeSnapshot }),
+  const [{ pyodide, fromSnapshot, tag }, ...sources] = await Promise.all([
+    startPyodide(indexURL, { snapshot, snapshotTag, makeSnapshot }),
     ...PYTHON_RUNTIME_FILES.map(fetchRuntimeFile),
   ]);
   pyodide.setStdout({ batched: (line) => sendConsole("log", line) });
@@ -912,7 +933,7 @@ async function loadPythonRuntime({ id, pyodideURL, snapshot, makeSnapshot }) {
   // The module stays for the sandbox's lifetime: SliceRuntime is an attribute borrowed from it.
   const module = pyodide.pyimport(PYTHON_RUNTIME_MODULE);
   if (makeSnapshot && !fromSnapshot) {
-    sendSnapshot(pyodide, id);
+    sendSnapshot(pyodide, id, tag);
     // A Pyodide that takes snapshots gives Python a `js` module that cannot read the global
     // scope's getters (js.navigator throws "Illegal invocation"): this sandbox's job gets the
     // plain one, as every sandbox started from the snapshot has.
@@ -933,7 +954,7 @@ function runPythonPrivately(pyodide, code) {
 }
 
 /** Sends the page a memory snapshot of Pyodide with the runtime loaded and no job's code run. */
-function sendSnapshot(pyodide, id) {
+function sendSnapshot(pyodide, id, tag) {
   if (userCodeRan) return; // never: Pyodide loads before a job's code runs
   let snapshot = null;
   let problem = null;
@@ -943,7 +964,7 @@ function sendSnapshot(pyodide, id) {
     problem = String(error?.message ?? error);
   }
   const buffer = snapshot ? snapshot.buffer : null;
-  post({ type: "snapshot", id, snapshot: buffer, problem }, buffer ? [buffer] : []);
+  post({ type: "snapshot", id, snapshot: buffer, tag, problem }, buffer ? [buffer] : []);
 }
 
 /** Reply for a JS-level failure of the Python runtime itself: the sandbox is then unusable. */
