@@ -298,7 +298,8 @@ class WorkerConsumer(ProtocolConsumer):
                 return
             task = await database_sync_to_async(services.claim_slices)(
                 worker=self.worker_id,
-                limit=self.sizer.task_size(),
+                limit=settings.MAX_TASK_SLICES,
+                size_of=self.sizer.task_size,
                 capabilities=self.capabilities,
                 user=self.user,
                 most_held=self.sizer.most_held(),
@@ -360,7 +361,7 @@ class WorkerConsumer(ProtocolConsumer):
         if not self.payee_address:
             raise SchedulerError("ENOTAUTHENTICATED", "say hello first")
         self.batches += 1
-        self.sizer.measured(result.ms for result in request.results)
+        self.sizer.measured(request.job, (result.ms for result in request.results))
         outcome = await database_sync_to_async(services.record_results)(
             worker=self.worker_id,
             payee=self.user,

@@ -16,7 +16,7 @@ import logging
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -806,9 +806,11 @@ def claim_slices(
     capabilities: Capabilities | None = None,
     user: User | None = None,
     most_held: int | None = None,
+    size_of: Callable[[str], int] | None = None,
 ) -> Task | None:
-    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically, and no
-    more than leave it holding `most_held` slices in all.
+    """Lease up to `limit` slices of the oldest job with work to `worker` (up to `size_of(job
+    id)` of a job, when given: what the worker computes of it in about a second), atomically,
+    and no more than leave it holding `most_held` slices in all.
 
     A slice of a verified job is never handed to a worker of a `user` who already gave a result
     for it, and a suspended user's workers get nothing."""
@@ -820,7 +822,8 @@ def claim_slices(
         if limit <= 0:
             return None
     for job_id in jobs_with_work(capabilities or Capabilities()):
-        task = _claim_from_job(job_id=job_id, worker=worker, limit=limit, user=user)
+        size = min(limit, size_of(job_id)) if size_of is not None else limit
+        task = _claim_from_job(job_id=job_id, worker=worker, limit=size, user=user)
         if task is not None:
             return task
     return None

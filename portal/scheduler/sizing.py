@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,7 @@ HELD_TASKS = 2  # a worker holds at most this many tasks' worth of slices at onc
 FASTEST_SLICE_MS = 0.05  # a slice reported faster than this is taken as this fast
 NEW_WEIGHT = 0.3  # the share of the latest batch in the moving average of slice times
 OLD_WEIGHT = 0.7
+REMEMBERED_JOBS = 32  # a connection keeps the slice times of this many jobs it computed
 # What a frame's envelope (type, ids, lease times...) may add to the values it carries.
 ENVELOPE_BYTES = 4096
 SLICE_OVERHEAD_BYTES = (
@@ -39,30 +40,36 @@ def frame_slices(source: str, args: Any, largest_datum: int) -> int:
 
 @dataclass
 class TaskSizer:
-    """One worker connection's measured slice time, as a moving average over its batches."""
+    """One worker connection's measured slice time for each job it computed, a moving average
+    over its batches: a job of 1 ms slices says nothing of the next job's slices (its first
+    task, sized for 1 ms slices, would hold a whole job of slow ones)."""
 
     cores: int = 1
-    slice_ms: float | None = None
+    slice_ms: dict[str, float] = field(default_factory=dict)  # job id -> ms, oldest first
 
-    def measured(self, timings: Iterable[float | None]) -> None:
-        """Fold in the slice times (ms) a result batch reported; slices without one are skipped."""
+    def measured(self, job_id: str, timings: Iterable[float | None]) -> None:
+        """Fold in the slice times (ms) a result batch of `job_id` reported; slices without one
+        are skipped."""
         known = [ms for ms in timings if ms is not None]
         if not known:
             return
         mean = sum(known) / len(known)
-        self.slice_ms = (
-            mean if self.slice_ms is None else OLD_WEIGHT * self.slice_ms + NEW_WEIGHT * mean
-        )
+        before = self.slice_ms.pop(job_id, None)
+        self.slice_ms[job_id] = mean if before is None else OLD_WEIGHT * before + NEW_WEIGHT * mean
+        while len(self.slice_ms) > REMEMBERED_JOBS:
+            del self.slice_ms[next(iter(self.slice_ms))]
 
-    def task_size(self) -> int:
-        """How many slices the next task holds: one per core until a slice time is known."""
-        if not self.slice_ms:
+    def task_size(self, job_id: str | None = None) -> int:
+        """How many slices of `job_id` the next task holds: one per core until its slice time
+        is known."""
+        slice_ms = self.slice_ms.get(job_id) if job_id is not None else None
+        if not slice_ms:
             return self.cores
-        per_second = self.cores * 1000 / max(self.slice_ms, FASTEST_SLICE_MS)
+        per_second = self.cores * 1000 / max(slice_ms, FASTEST_SLICE_MS)
         return max(1, min(int(per_second), settings.MAX_TASK_SLICES))
 
     def most_held(self) -> int:
         """How many slices the worker may hold at once: what it can compute in about
-        HELD_TASKS seconds at its measured speed, so that claiming many cores, or asking
-        again and again, cannot lease a whole job to one connection."""
-        return HELD_TASKS * self.task_size()
+        HELD_TASKS seconds at its measured speed (of its fastest job), so that claiming many
+        cores, or asking again and again, cannot lease a whole job to one connection."""
+        return HELD_TASKS * max([self.task_size(job) for job in self.slice_ms] or [self.cores])
