@@ -104,6 +104,7 @@ class Execution:
         self.finished = False
         self.seen: set[int] = set()
         self.received: dict[int, Any] = {}  # results that came with events, by slice
+        self.early_events: list[Event] = []  # events that came before `accepted`
         self.last_error: dict[str, Any] | None = None
         self.last_noprogress: dict[str, Any] | None = None
         self.complete_data: Any = None
@@ -171,6 +172,9 @@ class Execution:
         self._set_total(reply.total)
         if first_time and not (self.deploy and self.deploy.get("market_value")):
             self.state.emit("accepted", {"job": reply.job, "total": reply.total})
+        early, self.early_events = self.early_events, []
+        for event in early:
+            self._on_event(event)
 
     def _on_estimated(self, data: Any) -> None:
         """A market-value job is accepted once its estimation slices have measured it."""
@@ -280,8 +284,13 @@ class Execution:
                     continue
 
     def _on_event(self, event: Event) -> None:
+        if self.state.id is None and self.deploy is not None:
+            # The scheduler wakes workers before it answers the deploy: this job's first events
+            # may come before `accepted` names it. Kept, and handled once it does.
+            self.early_events.append(event)
+            return
         if event.job != self.state.id:
-            return  # another job's event (a reused session), or one before `accepted`
+            return  # another job's event (a reused session)
         self.handlers[event.event](event.data)
 
     def _on_status(self, data: Any) -> None:

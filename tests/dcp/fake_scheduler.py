@@ -162,6 +162,8 @@ class FakeScheduler:
         self.evaluate = False  # compute real results by running the work function
         self.describe_jobs = True  # `subscribed` and `status` carry the job's info
         self.inputs_page = 10_000  # the most values one `inputs` reply carries
+        # A fast worker: the job's events all come before the deploy's `accepted` reply.
+        self.events_before_accepted = False
 
     @property
     def url(self) -> str:
@@ -304,7 +306,12 @@ class FakeScheduler:
             job_id = f"job-{len(self.jobs) + 1}"
             job = self.jobs[frame["ref"]] = FakeJob(job_id, frame, self.evaluate)
         self.subscribers.setdefault(job.id, set()).add(ws)
-        await reply(ws, m.Accepted(id=frame["id"], job=job.id, total=job.total))
+        accepted = m.Accepted(id=frame["id"], job=job.id, total=job.total)
+        if self.events_before_accepted:
+            await self.play(ws, job, connection, redeploy)
+            await reply(ws, accepted)
+            return
+        await reply(ws, accepted)
         await self.play(ws, job, connection, redeploy)
 
     async def play(

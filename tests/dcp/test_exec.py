@@ -108,6 +108,19 @@ def test_results_that_all_came_with_events_are_not_fetched_again(scheduler):
     assert scheduler.requests("results") == []
 
 
+def test_events_that_come_before_accepted_are_kept_for_the_job(scheduler):
+    """A fast worker's results may reach the client before the deploy's reply names the job."""
+    scheduler.events_before_accepted = True
+    job = dcp.compute_for(1, 12, work)
+    seen = []
+    job.on("result", lambda event: seen.append(event["slice"]))
+    results = job.exec(**KEYS)
+    assert results.values() == [x * 2 for x in range(1, 13)]
+    assert sorted(seen) == list(range(1, 13))
+    # Nothing was waited for or fetched again: the events were enough.
+    assert scheduler.requests("results") == [] and scheduler.requests("status") == []
+
+
 def test_results_lost_with_their_events_are_fetched_in_pages_of_ten_thousand(scheduler):
     scheduler.drop_result_events = True
     results = dcp.compute_for(1, 25_000, work).exec(**KEYS)
