@@ -156,6 +156,11 @@ def job_deployed(job: Job, status: dict[str, Any], subscriber: str | None) -> No
     announce(*joined, Send(WORKERS_GROUP, WORK_AVAILABLE), event(job.id, "status", status))
 
 
+def watch(job_id: str, subscriber: str) -> None:
+    """A client connection's channel watches a job's events (its group)."""
+    announce(Join(job_group(job_id), subscriber))
+
+
 def slices_added(job: Job, status: dict[str, Any]) -> None:
     announce(Send(WORKERS_GROUP, WORK_AVAILABLE), event(job.id, "status", status))
 

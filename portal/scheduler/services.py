@@ -265,7 +265,7 @@ def deploy_job(
     values = None
     if spec.input_kind == "values":
         values = _prepared(spec.source, spec.args, spec.values or [])
-    job, created = _find_or_create(owner, identity, payer, spec, values)
+    job, created = _find_or_create(owner, identity, payer, spec, values, subscriber)
     if values is not None and job.status == JobStatus.RUNNING and job.total < len(values.texts):
         while _store_batch(job, values.texts):
             pass
@@ -299,13 +299,21 @@ def _prepared(source: str, args: Any, values: list[Any]) -> Prepared:
 
 @transaction.atomic
 def _find_or_create(
-    owner: User, identity: str, payer: str, spec: JobSpec, values: Prepared | None
+    owner: User,
+    identity: str,
+    payer: str,
+    spec: JobSpec,
+    values: Prepared | None,
+    subscriber: str | None,
 ) -> tuple[Job, bool]:
     job = Job.objects.filter(ref=spec.ref).first()
     if job is None:
-        return _create_job(
-            owner=owner, identity=identity, payer=payer, spec=spec, values=values
-        ), True
+        job = _create_job(owner=owner, identity=identity, payer=payer, spec=spec, values=values)
+        if subscriber:
+            # Watching from the commit that makes the job visible to workers: a polling worker
+            # may take a slice at once, and its result must not reach the job's group first.
+            notify.watch(job.id, subscriber)
+        return job, True
     if job.identity != identity:
         raise SchedulerError("EINVALID", "this job reference belongs to another identity")
     return job, False

@@ -73,3 +73,38 @@ def test_a_cancel_tells_the_watchers_before_the_workers():
     cancel, abort = notify.cancel_announcements("j2", "ECANCELLED", "why")
     assert cancel == notify.event("j2", "cancel", {"code": "ECANCELLED", "reason": "why"})
     assert abort == notify.Send(notify.WORKERS_GROUP, {"type": "job.abort", "job": "j2"})
+
+
+def test_the_deploying_connection_watches_its_job_from_the_commit_that_created_it(
+    delivered, first_dev
+):
+    """Workers poll as well as being woken: a job is theirs to take once it commits, and a fast
+    worker's result must not reach the job's group before its deploying client joined it."""
+    from portal.scheduler.services import JobSpec, deploy_job
+    from portal.wallet.models import Key
+
+    payer = Key.objects.get(user=first_dev, is_default=True).address
+    spec = JobSpec(
+        ref="watch-from-the-start",
+        language="python",
+        source="def work(x):\n    return x\n",
+        args=[],
+        input_kind="values",
+        values=[1, 2, 3],
+        offer=1,
+    )
+    job, _ = deploy_job(
+        owner=first_dev,
+        identity="0x" + "2" * 40,
+        payer=payer,
+        spec=spec,
+        subscriber="client-channel",
+    )
+    join = notify.Join(notify.job_group(job.id), "client-channel")
+    assert delivered[0] == [join]  # the job's own commit, before its values could be claimed
+    woken = [
+        n
+        for n, items in enumerate(delivered)
+        if notify.Send(notify.WORKERS_GROUP, notify.WORK_AVAILABLE) in items
+    ]
+    assert woken and woken[0] > 0
