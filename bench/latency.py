@@ -27,6 +27,12 @@ processes took during the measured jobs (bench/efficiency.py). On PostgreSQL + R
 also says how many database transactions each measured job cost. Prints one JSON line per
 backend (bench/harness.py).
 
+The peer, measured in the same run: Dask distributed (`LocalCluster`, 2 worker processes with
+1 thread each) running the same 1-item function BENCH_LATENCY_JOBS times, each a
+`client.submit(...).result()` round trip (`dask_p50_ms`, `dask_p99_ms`, and our p50 over its,
+`ratio_vs_dask_p50`). A Dask task has no deploy, payment or results stored: the ratio is what
+those cost on top of a scheduler round trip.
+
     python -m bench.latency                   # the benchmark
     python -m bench.latency worker --url URL --log PATH   # its worker (started by it)
 """
@@ -241,8 +247,44 @@ def main() -> None:
             parser.error("the worker needs --url and --log")
         worker_main(options.url, options.log)
         return
+    peer = dask_latency()
     for backend in backends():
-        print(json.dumps(backend_line(backend)), flush=True)
+        line = backend_line(backend)
+        line.update(peer, ratio_vs_dask_p50=round(line["total_p50_ms"] / peer["dask_p50_ms"], 2))
+        print(json.dumps(line), flush=True)
+
+
+def one_more(x: int) -> int:
+    return x + 1
+
+
+def dask_latency() -> dict[str, float]:
+    """The peer's 1-task round trip: `client.submit(one_more, n).result()`, p50 and p99."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for n in range(WARM_UP_JOBS):
+            client.submit(one_more, n, pure=False).result()
+        times = []
+        for n in range(JOBS):
+            started = time.perf_counter()
+            assert client.submit(one_more, n, pure=False).result() == n + 1
+            times.append((time.perf_counter() - started) * 1000)
+    return {
+        "dask_p50_ms": round(percentile(times, 0.5), 2),
+        "dask_p99_ms": round(percentile(times, 0.99), 2),
+    }
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
 )
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from dcp.protocol import policy
@@ -774,9 +776,13 @@ def jobs_with_work(capabilities: Capabilities) -> list[str]:
 
 
 def _running_with_work() -> QuerySet[Job]:
+    """Running jobs with slices to hand out: never handed out, or given back; not those paused
+    for want of funds, nor those whose estimation slices are all out (pricing.py)."""
     returned = Slice.objects.filter(job=OuterRef("pk"), status=SliceStatus.NEW)
+    estimation = Least(F("total"), Value(settings.MARKET_ESTIMATION_SLICES))
+    estimating = Q(estimating=True, issued__gte=estimation)
     return Job.objects.filter(status=JobStatus.RUNNING, nofunds=False).filter(
-        Q(issued__lt=F("total")) | Exists(returned)
+        (Q(issued__lt=F("total")) & ~estimating) | Exists(returned)
     )
 
 
