@@ -95,6 +95,7 @@ lint: venv
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test,dev,gpu,bench]"
+	$(PY) -m pip install --quiet ray || echo "Ray does not install here: bench.throughput leaves it out"
 	@touch $@
 
 # HAProxy (Debian's) balances bench.scale's daphne processes.

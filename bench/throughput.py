@@ -101,6 +101,36 @@ def dask_throughput() -> dict[str, float]:
     }
 
 
+def ray_throughput() -> dict[str, Any]:
+    """Ray (where it installs) on the same inputs, the same two ways: one remote task per item,
+    and one per chunk of MAX_TASK_SLICES items; a local Ray of 2 CPUs."""
+    try:
+        import ray
+    except ImportError:
+        return {"ray": "not installed (pip install ray)"}
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        one = ray.remote(increment)
+        many = ray.remote(increment_all)
+        ray.get([one.remote(x) for x in range(100)])  # warm up
+        started = time.perf_counter()
+        values = ray.get([one.remote(x) for x in range(SLICES)])
+        single = time.perf_counter() - started
+        chunks = [
+            range(n, min(n + MAX_TASK_SLICES, SLICES)) for n in range(0, SLICES, MAX_TASK_SLICES)
+        ]
+        started = time.perf_counter()
+        batched = [x for part in ray.get([many.remote(c) for c in chunks]) for x in part]
+        chunked = time.perf_counter() - started
+    finally:
+        ray.shutdown()
+    assert values[:3] == [1, 2, 3] and batched == values
+    return {
+        "ray_tasks_per_s": round(SLICES / single, 1),
+        "ray_batched_items_per_s": round(SLICES / chunked, 1),
+    }
+
+
 def deploy_million(portal: Portal) -> float:
     job = dcp.compute_for(1, 1_000_000, "def work(x):\n    return x\n")
     accepted: dict[str, float] = {}
@@ -174,13 +204,17 @@ def scheduler_figures(backend: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    """One line per backend, each with the same Dask run beside it (measured once, first)."""
-    peers = dask_throughput()
+    """One line per backend, each with the same Dask and Ray runs beside it (measured once,
+    first)."""
+    peers = dask_throughput() | ray_throughput()
     for backend in backends():
         figures = scheduler_figures(backend) | peers
-        figures["ratio_vs_dask"] = round(figures["slices_per_s"] / peers["dask_tasks_per_s"], 2)
-        batched = peers["dask_batched_items_per_s"]
-        figures["ratio_vs_dask_batched"] = round(figures["slices_per_s"] / batched, 2)
+        ours = figures["slices_per_s"]
+        figures["ratio_vs_dask"] = round(ours / peers["dask_tasks_per_s"], 2)
+        figures["ratio_vs_dask_batched"] = round(ours / peers["dask_batched_items_per_s"], 2)
+        if "ray_tasks_per_s" in peers:
+            figures["ratio_vs_ray"] = round(ours / peers["ray_tasks_per_s"], 2)
+            figures["ratio_vs_ray_batched"] = round(ours / peers["ray_batched_items_per_s"], 2)
         print(json.dumps(figures), flush=True)
 
 
