@@ -158,6 +158,26 @@ def cancel(ctx: click.Context, job: str, reason: str) -> None:
 
 
 @main.command()
+@click.argument("job")
+@click.argument("credits")
+@click.option(
+    "--account",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The paying account's keystore (default: default.keystore in the DCP home).",
+)
+@click.pass_context
+@_reported
+def escrow(ctx: click.Context, job: str, credits: str, account: Path | None) -> None:
+    """Add CREDITS to the escrow of a job deployed at market value (a paused job resumes)."""
+    from .client.cheques import parse_offer
+    from .keys import signing_key
+
+    amount = parse_offer(credits, "credits")
+    held = _remote(ctx).escrow(job, amount, account_key=signing_key(account, "account"))
+    click.echo(f"{job}: its escrow holds {held} credits")
+
+
+@main.command()
 def keys() -> None:
     """Show the DCP home's keystores and addresses, without asking passphrases."""
     from .keys.keystore import KeystoreError, keystore_address, load_keystore_file

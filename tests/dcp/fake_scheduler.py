@@ -257,6 +257,7 @@ class FakeScheduler:
             "add_slices": self.on_add_slices,
             "close": self.on_close,
             "cancel": self.on_cancel,
+            "escrow": self.on_escrow,
         }
 
     def info_of(self, job: FakeJob) -> m.JobInfo | None:
@@ -284,6 +285,11 @@ class FakeScheduler:
         end = min(frame["end"], start + self.inputs_page - 1, job.total)
         values = job.data[start - 1 : end]
         await reply(ws, m.InputsReply(id=frame["id"], job=job.id, start=start, values=values))
+
+    async def on_escrow(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
+        """What the escrow holds now: only what this request added (the fake has no budget)."""
+        held = frame["payment"]["max_total"]
+        await reply(ws, m.Escrowed(id=frame["id"], job=job.id, escrow=held))
 
     async def on_cancel(self, ws: ServerConnection, job: FakeJob, frame: Frame) -> None:
         await reply(ws, m.Cancelled(id=frame["id"], job=job.id))

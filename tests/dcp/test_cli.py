@@ -10,6 +10,7 @@ from click.testing import CliRunner
 import dcp
 from dcp.cli import main
 from dcp.keys.keystore import address_of
+from dcp.protocol.signed import batch_cheque_text, recover_signer
 
 from .conftest import ACCOUNT_KEY, IDENTITY_KEY
 
@@ -63,7 +64,7 @@ def test_version_prints_the_package_version(runner):
 
 def test_no_command_prints_help(runner):
     result = runner.invoke(main, [])
-    for command in ("jobs", "status", "results", "cancel", "keys"):
+    for command in ("jobs", "status", "results", "cancel", "escrow", "keys"):
         assert command in result.output
 
 
@@ -120,3 +121,14 @@ def test_an_unreachable_scheduler_is_a_clear_error(runner, keystores, monkeypatc
 def test_the_scheduler_comes_from_the_environment(runner, scheduler, deployed, monkeypatch):
     monkeypatch.setenv("DCP_SCHEDULER_URL", scheduler.url)
     assert runner.invoke(main, ["status", deployed]).exit_code == 0
+
+
+def test_escrow_adds_credits_signed_by_the_account_key(runner, scheduler, deployed):
+    result = run(runner, scheduler, "escrow", deployed, "0.5")
+    assert result.exit_code == 0, result.output
+    assert f"{deployed}: its escrow holds 0.5 credits" in result.stdout
+    request = scheduler.requests("escrow")[-1]
+    text = batch_cheque_text(deployed, request["ref"], request["payment"]["max_total"])
+    assert recover_signer(text, request["payment"]["signature"]) == address_of(ACCOUNT_KEY)
+    refused = run(runner, scheduler, "escrow", deployed, "--", "-1")
+    assert refused.exit_code != 0 and "credits must be a finite number >= 0" in refused.output
