@@ -296,6 +296,8 @@ SCHEDULER_COMMISSION_PERCENT = env_str("SCHEDULER_COMMISSION_PERCENT", "0")
 # The market price of a CPU-second, in credits, while no recent job has metered results to
 # take it from (portal/scheduler/selectors.py, market_price).
 MARKET_CPU_SECOND_PRICE = env_str("MARKET_CPU_SECOND_PRICE", "0.001")
+# The same for a GPU-second (what a market-value job pays for its slices' metered GPU time).
+MARKET_GPU_SECOND_PRICE = env_str("MARKET_GPU_SECOND_PRICE", "0.01")
 # What the REST API's "MARKET_VALUE" jobs put into their escrow per slice, in credits: the
 # budget they pay per CPU-second from (a verified one pays this per result instead).
 MARKET_SLICE_OFFER = env_str("MARKET_SLICE_OFFER", "0.001")

@@ -150,7 +150,7 @@ def deploy_job(
         compute_groups=scheduler.credentials(body.computeGroups),
     )
     if at_market:
-        spec.cpu_rate = pricing.market_rate(1.0)
+        spec.cpu_rate, spec.gpu_rate = pricing.market_rates(1.0)
         spec.budget = market_budget(len(body.slices))
     job, created = scheduler.deploy_job(
         owner=principal.user, identity=principal.identity, payer=payer.address, spec=spec

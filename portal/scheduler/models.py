@@ -89,6 +89,10 @@ class Job(models.Model):
         help_text="Payment per CPU-second in base units, for a job deployed at market value "
         "(its offer is then 0); 0: paid per slice.",
     )
+    gpu_rate = models.BigIntegerField(
+        default=0,
+        help_text="A market-value job's payment per GPU-second in base units, besides cpu_rate.",
+    )
     estimating = models.BooleanField(
         default=False,
         help_text="A market-value job whose estimation slices have not all come back: only "

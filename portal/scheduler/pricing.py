@@ -37,16 +37,18 @@ from portal.bank import services as bank
 
 from . import notify
 from .models import Job, Slice, SliceStatus, WorkerTally
-from .selectors import job_status, market_price
+from .selectors import job_status, market_gpu_price, market_price
 from .verification import Payee
 
 SAFETY = 2  # a held slice is counted at this many times the mean cost of a slice
 
 
-def market_rate(multiplier: float) -> int:
-    """Base units per CPU-second a job deployed now at market value x `multiplier` pays."""
-    price, _ = market_price()
-    return max(round(price * multiplier), 1)
+def market_rates(multiplier: float) -> tuple[int, int]:
+    """Base units per CPU-second and per GPU-second a job deployed now at market value x
+    `multiplier` pays."""
+    cpu, _ = market_price()
+    gpu, _ = market_gpu_price()
+    return max(round(cpu * multiplier), 1), max(round(gpu * multiplier), 1)
 
 
 def estimation_slices(job: Job) -> int:
@@ -54,16 +56,18 @@ def estimation_slices(job: Job) -> int:
     return max(min(settings.MARKET_ESTIMATION_SLICES, job.total), 1)
 
 
-def cost_of(job: Job, cpu_ms: float, results: int) -> int:
-    """What `results` kept results of a market-value job that took `cpu_ms` in all cost."""
-    return max(math.ceil(job.cpu_rate * cpu_ms / 1000), results)
+def cost_of(job: Job, cpu_ms: float, results: int, gpu_ms: float = 0.0) -> int:
+    """What `results` kept results of a market-value job that took `cpu_ms` of sandbox time
+    and `gpu_ms` of GPU time in all cost."""
+    metered = job.cpu_rate * cpu_ms + job.gpu_rate * gpu_ms
+    return max(math.ceil(metered / 1000), results)
 
 
 def mean_slice_cost(job: Job) -> int:
     """The measured mean cost of one slice (one base unit before any was measured)."""
     if not job.computed:
         return 1
-    return cost_of(job, job.cpu_ms / job.computed, 1)
+    return cost_of(job, job.cpu_ms / job.computed, 1, job.gpu_ms / job.computed)
 
 
 def escrow_balance(job: Job) -> int:
@@ -115,10 +119,12 @@ def estimation_ended(job: Job) -> None:
 
 def estimate(job: Job) -> dict[str, Any]:
     """The measured mean CPU time of a slice and what the whole job costs at it."""
-    seconds = job.cpu_ms / 1000 / max(job.computed, 1)
+    computed = max(job.computed, 1)
     return {
-        "cpuSecondsPerSlice": round(seconds, 3),
+        "cpuSecondsPerSlice": round(job.cpu_ms / 1000 / computed, 3),
+        "gpuSecondsPerSlice": round(job.gpu_ms / 1000 / computed, 3),
         "rate": format_credits(job.cpu_rate),
+        "gpuRate": format_credits(job.gpu_rate),
         "slices": job.total,
         "cost": format_credits(mean_slice_cost(job) * job.total),
     }

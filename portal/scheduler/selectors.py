@@ -184,6 +184,7 @@ def job_status(job: Job) -> dict[str, Any]:
     }
     if job.cpu_rate:
         status["rate"] = format_credits(job.cpu_rate)
+        status["gpuRate"] = format_credits(job.gpu_rate)
     if job.verify:
         status["verification"] = verification.verification_status(job)
     waiting = waiting_reason(job)
@@ -209,20 +210,28 @@ MARKET_SAMPLE = 200  # at most this many of them, the most recently created
 def market_price() -> tuple[int, int]:
     """(base units per CPU-second, jobs it was taken from): the median of what the recent jobs
     with metered results paid for a second of their workers' sandboxes (offer x computed over
-    cpu_ms), or the MARKET_CPU_SECOND_PRICE setting while no job has been measured."""
+    cpu_ms, or a market-value job's rate), or the MARKET_CPU_SECOND_PRICE setting while no job
+    has been measured."""
+    return _median_rate("cpu_ms", "cpu_rate", settings.MARKET_CPU_SECOND_PRICE)
+
+
+def market_gpu_price() -> tuple[int, int]:
+    """The same for a GPU-second: what recent jobs with metered GPU time paid for a second of
+    it (a job paid per slice counts its whole offer), or MARKET_GPU_SECOND_PRICE."""
+    return _median_rate("gpu_ms", "gpu_rate", settings.MARKET_GPU_SECOND_PRICE)
+
+
+def _median_rate(metered: str, rate: str, default: str) -> tuple[int, int]:
     recent = (
-        Job.objects.filter(
-            created_at__gte=timezone.now() - MARKET_WINDOW, cpu_ms__gt=0, computed__gt=0
-        )
-        .filter(Q(offer__gt=0) | Q(cpu_rate__gt=0))
+        Job.objects.filter(created_at__gte=timezone.now() - MARKET_WINDOW, computed__gt=0)
+        .filter(**{f"{metered}__gt": 0})
+        .filter(Q(offer__gt=0) | Q(**{f"{rate}__gt": 0}))
         .order_by("-created_at")[:MARKET_SAMPLE]
     )
-    rates = sorted(
-        job.cpu_rate or job.offer * job.computed * 1000 / job.cpu_ms
-        for job in recent.only("offer", "cpu_rate", "computed", "cpu_ms")
-    )
+    rows = recent.values_list("offer", rate, "computed", metered)
+    rates = sorted(paid or offer * computed * 1000 / ms for offer, paid, computed, ms in rows)
     if not rates:
-        return to_units(settings.MARKET_CPU_SECOND_PRICE), 0
+        return to_units(default), 0
     return max(round(statistics.median(rates)), 1), len(rates)
 
 

@@ -106,6 +106,7 @@ class JobSpec:
     is_open: bool = False
     offer: int = 0
     cpu_rate: int = 0  # market value: base units per CPU-second (the offer is then 0)
+    gpu_rate: int = 0  # market value: base units per GPU-second
     budget: int = 0  # market value: what moves into the escrow at deploy
     public: dict[str, Any] = field(default_factory=dict)
     requirements: dict[str, Any] = field(default_factory=dict)
@@ -247,7 +248,7 @@ def _price_at_market(spec: JobSpec, request: Deploy) -> None:
         raise SchedulerError(
             "EBADPAYMENT", "a market-value job's cheque is its budget: max_total must be above 0"
         )
-    spec.cpu_rate = pricing.market_rate(request.market_value.multiplier)
+    spec.cpu_rate, spec.gpu_rate = pricing.market_rates(request.market_value.multiplier)
     spec.budget = budget
 
 
@@ -333,6 +334,8 @@ def _create_job(
         raise SchedulerError("EINVALID", _too_big_for_a_task(spec.source, spec.args))
     groups = groups_for(spec.compute_groups)
     environment = spec.requirements.get("environment", {})
+    # A work function that uses the GPU needs a WebGPU worker, whoever deployed it.
+    needs_webgpu = bool(environment.get("webgpu")) or uses_gpu(spec.language, spec.source)
     job = Job.objects.create(
         id=uuid.uuid4().hex,
         ref=spec.ref,
@@ -347,8 +350,7 @@ def _create_job(
         # Open while its values are being stored: it may not complete before they all are.
         is_open=spec.is_open or bool(values and values.texts),
         requirements=spec.requirements,
-        # A work function that uses the GPU needs a WebGPU worker, whoever deployed it.
-        needs_webgpu=bool(environment.get("webgpu")) or uses_gpu(spec.language, spec.source),
+        needs_webgpu=needs_webgpu,
         needs_offscreen_canvas=bool(environment.get("offscreenCanvas")),
         discrete=bool(spec.requirements.get("discrete")),
         progress_timeout=spec.progress_timeout,
@@ -356,6 +358,9 @@ def _create_job(
         total=0 if values is not None else total,
         offer=spec.offer,
         cpu_rate=spec.cpu_rate,
+        # GPU time is paid only where the job needs a GPU: another job's claims of it say
+        # nothing the scheduler could check.
+        gpu_rate=spec.gpu_rate if needs_webgpu else 0,
         estimating=bool(spec.cpu_rate),
         public=spec.public,
         verify=spec.verify,
@@ -979,7 +984,7 @@ def record_results(
     kept = [(n, value) for n, value in results if n in held]
     claims = {"cpu_ms": cpu_ms or {}, "gpu_ms": gpu_ms or {}}
     times = _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept), claims)
-    _pay(job, paid, batch_key, payee, outcome, times["cpu_ms"])
+    _pay(job, paid, batch_key, payee, outcome, times)
     pricing.estimation_ended(job)
     pricing.funds_left(job)
     _settle(job, outcome)
@@ -1314,17 +1319,21 @@ def _pay(
     batch_key: str,
     sender: User,
     outcome: BatchOutcome,
-    cpu_ms: float = 0.0,
+    times: Mapping[str, float] | None = None,
 ) -> None:
-    """Pay the offer for each accepted result (a market-value job: the batch's metered
-    `cpu_ms` at its rate, at most what its escrow holds), all payees in one ledger transaction,
+    """Pay the offer for each accepted result (a market-value job: the batch's metered `times`,
+    cpu_ms and gpu_ms, at its rates, at most what its escrow holds), all payees in one ledger
+    transaction,
     less the scheduler's commission (SCHEDULER_COMMISSION_PERCENT, to the fees account); the
     batch's `sender` learns what it earned."""
     percent = Decimal(settings.SCHEDULER_COMMISSION_PERCENT)
     amounts = {payee: job.offer * count for payee, count in paid.items() if count}
+    metered = {"cpu_ms": 0.0, "gpu_ms": 0.0, **(times or {})}
     if job.cpu_rate:  # never verified: the sender is the one payee
         amounts = {
-            p: pricing.payable(job, p, pricing.cost_of(job, cpu_ms, n))
+            p: pricing.payable(
+                job, p, pricing.cost_of(job, metered["cpu_ms"], n, metered["gpu_ms"])
+            )
             for p, n in paid.items()
             if n
         }

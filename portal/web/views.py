@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dcp.protocol.credits import format_credits
 from portal.bank import services as bank
 from portal.bank.selectors import balance_of, balances_of
-from portal.scheduler.selectors import market_price, worker_tally
+from portal.scheduler.selectors import market_gpu_price, market_price, worker_tally
 from portal.users.models import User
 from portal.users.services import join_first_devs
 from portal.wallet import services as wallet
@@ -53,6 +53,7 @@ def worker(request: AuthedRequest) -> HttpResponse:
         "credits_earned": format_credits(earned),
         "market_price": format_credits(price),
         "market_jobs": jobs_priced,
+        "market_gpu_price": format_credits(market_gpu_price()[0]),
         "accounts": account_cards(request.user),  # what "Pay into" offers, the default first
     }
     response = render(request, "web/worker.html", context)

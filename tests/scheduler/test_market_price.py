@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dcp.protocol.credits import to_units
 from portal.scheduler.models import Job
-from portal.scheduler.selectors import market_price
+from portal.scheduler.selectors import market_gpu_price, market_price
 
 pytestmark = pytest.mark.django_db
 
@@ -52,9 +52,21 @@ def test_the_price_is_the_median_of_what_recent_measured_jobs_paid(first_dev: An
     assert market_price() == (to_units("0.003"), 3)
 
 
+def test_a_gpu_second_is_priced_from_the_jobs_with_metered_gpu_time(
+    first_dev: Any, settings: Any
+) -> None:
+    settings.MARKET_GPU_SECOND_PRICE = "0.02"
+    assert market_gpu_price() == (to_units("0.02"), 0)
+    job_that_paid(first_dev, offer="0.01", computed=10, cpu_seconds=10)  # no GPU: left out
+    job_that_paid(first_dev, offer="0.01", computed=10, cpu_seconds=10, gpu_ms=2_000)
+    job_that_paid(first_dev, offer="0", computed=4, cpu_seconds=1, gpu_ms=1, gpu_rate=7)
+    assert market_gpu_price() == (round((to_units("0.05") + 7) / 2), 2)  # 0.1 over 2 s; 7
+
+
 def test_the_worker_tab_shows_the_market_price(first_dev: Any, client: Client) -> None:
     job_that_paid(first_dev, offer="0.01", computed=4, cpu_seconds=8)
     client.force_login(first_dev)
     page = client.get("/portal/worker/").content.decode()
     assert "Market value: 0.005 credits per CPU-second" in page
+    assert "0.01 per GPU-second" in page  # the default: no job used a GPU
     assert "the median of the last 1 job with measured slices" in page

@@ -34,7 +34,9 @@ def market(settings: Any) -> None:
     settings.MARKET_ESTIMATION_SLICES = 3
 
 
-async def deploy_at_market(client: Any, deployer: Deployer, budget: str) -> str:
+async def deploy_at_market(
+    client: Any, deployer: Deployer, budget: str, *, webgpu: bool = False
+) -> str:
     values = list(range(SLICES))
     frame = deployer.deploy(
         input={"kind": "values", "values": values},
@@ -42,11 +44,15 @@ async def deploy_at_market(client: Any, deployer: Deployer, budget: str) -> str:
         max_total=budget,
         market_value={"multiplier": 2},
     )
+    if webgpu:  # not covered by the cheque: it changes nothing the escrow holds
+        frame["requirements"] = {"environment": {"webgpu": True}}
     await client.send_json_to(frame)
     return str((await receive_until(client, "accepted"))["job"])
 
 
-async def compute(worker: Any, job_id: str, capacity: int = 10) -> tuple[int, Decimal]:
+async def compute(
+    worker: Any, job_id: str, capacity: int = 10, gpu_ms: float | None = None
+) -> tuple[int, Decimal]:
     """One task answered, each result claiming SLICE_MS: (slices, credits earned). A task the
     scheduler sent on its own (work became available) is answered before asking for more."""
     task = STASHED.pop(id(worker), None)
@@ -54,6 +60,8 @@ async def compute(worker: Any, job_id: str, capacity: int = 10) -> tuple[int, De
         task = await next_task(worker, capacity=capacity)
     await leased_since(job_id, 200)
     results = [{"slice": s["slice"], "value": 0, "ms": SLICE_MS} for s in task["slices"]]
+    if gpu_ms is not None:
+        results = [{**result, "gpu_ms": gpu_ms} for result in results]
     await worker.send_json_to({"type": "result", "id": 1, "job": job_id, "results": results})
     while (ack := await worker.receive_json_from(timeout=10))["type"] != "ack":
         if ack["type"] == "task":
@@ -95,7 +103,14 @@ async def test_a_market_value_job_estimates_pays_per_cpu_second_pauses_and_resum
     slices, earned = await compute(worker, job_id)
     assert (slices, earned) == (3, Decimal("0.6"))  # the estimation slices alone, 0.2 each
     estimated = (await receive_until(client, "estimated"))["data"]
-    assert estimated == {"cpuSecondsPerSlice": 100.0, "rate": "0.002", "slices": 10, "cost": "2"}
+    assert estimated == {
+        "cpuSecondsPerSlice": 100.0,
+        "gpuSecondsPerSlice": 0.0,
+        "rate": "0.002",
+        "gpuRate": "0",  # it needs no GPU: a claim of GPU time is not paid
+        "slices": 10,
+        "cost": "2",
+    }
     # 0.4 left: with each slice held counted at twice its mean cost, one slice is affordable.
     assert await compute(worker, job_id) == (1, Decimal("0.2"))
     nofunds = (await receive_until(client, "nofunds"))["data"]
@@ -178,5 +193,26 @@ async def test_results_that_cost_more_than_the_escrow_holds_are_owed_and_paid_fi
     tally = await sync_to_async(WorkerTally.objects.get)(user=volunteer)
     assert (tally.slices, Decimal(tally.earned) / 10**9) == (SLICES, Decimal("2"))
     assert await balance(deployer.account) == before - Decimal("2")
+    await client.disconnect()
+    await worker.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("webgpu", "gpu_rate", "earned"), [(True, "0.02", "1.2"), (False, "0", "0.6")]
+)
+async def test_metered_gpu_time_of_a_gpu_job_is_paid_at_the_gpu_second_rate_beside_cpu_time(
+    deployer: Deployer, volunteer: Any, webgpu: bool, gpu_rate: str, earned: str
+) -> None:
+    """100 CPU-seconds at 0.002 and 10 GPU-seconds at 0.02 a slice: 0.4 credits each on a job
+    that needs a GPU; on another a claim of GPU time is not paid: 0.2 each."""
+    client = await connect_client(deployer)
+    job_id = await deploy_at_market(client, deployer, budget="5", webgpu=webgpu)
+    assert (await status_reply(client, job_id))["gpuRate"] == gpu_rate
+    worker = await connect_worker(volunteer, cores=4)
+    await worker.send_json_to(
+        {"type": "hello", "id": 2, "cores": 4, "capabilities": {"webgpu": True}}
+    )
+    await receive_until(worker, "welcome")
+    assert await compute(worker, job_id, gpu_ms=10_000) == (3, Decimal(earned))
     await client.disconnect()
     await worker.disconnect()
