@@ -29,6 +29,7 @@ SCHEDULER_STATUS = {
     "ENOTFIRSTDEV": 403,
     "ENOJOB": 404,
     "ECLOSED": 409,
+    "EIDEMPOTENCY": 409,
 }
 # The code of an error Ninja raises with only a status.
 STATUS_CODE = {

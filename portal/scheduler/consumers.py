@@ -372,6 +372,7 @@ class WorkerConsumer(ProtocolConsumer):
             batch_key=f"pay:{request.job}:{self.worker_id}:{self.batches}",
             gpu_ms=_claims(request.results, "gpu_ms"),
             cpu_ms=_claims(request.results, "ms"),
+            cores=self.sizer.cores,
         )
         ack = wire.Ack(id=request.id, accepted=outcome.kept, earned=format_credits(outcome.earned))
         await self.send_message(ack)

@@ -473,7 +473,12 @@ def _stored(job: Job, spec: JobSpec) -> Job:
     job = Job.objects.select_for_update().get(pk=job.pk)
     job.is_open = spec.is_open
     job.save(update_fields=["is_open"])
-    if job.status == JobStatus.RUNNING and job.computed == job.total and not job.is_open:
+    if (
+        job.status == JobStatus.RUNNING
+        and job.computed == job.total
+        and not job.is_open
+        and not job.owed
+    ):
         _close_job(job, status=JobStatus.FINISHED)
         notify.job_completed(job)
     return job
@@ -532,6 +537,11 @@ def _fund(job: Job, payer: str, amount: int, idempotency_key: str) -> None:
             amount=amount,
             idempotency_key=idempotency_key,
         )
+    except bank.IdempotencyConflict:
+        raise SchedulerError(
+            "EIDEMPOTENCY",
+            "this request's ref (an Idempotency-Key) was used before for another amount",
+        ) from None
     except bank.InsufficientFunds:
         each = f" ({job.replicas} verifying results a slice)" if job.replicas > 1 else ""
         raise SchedulerError(
@@ -637,7 +647,7 @@ def close_job(*, job_id: str, identity: str) -> tuple[Job, bool]:
         return job, False
     job.is_open = False
     job.save(update_fields=["is_open"])
-    if job.status == JobStatus.RUNNING and job.computed == job.total:
+    if job.status == JobStatus.RUNNING and job.computed == job.total and not job.owed:
         _close_job(job, status=JobStatus.FINISHED)
         notify.job_completed(job)
         return job, True
@@ -973,6 +983,7 @@ def record_results(
     batch_key: str,
     gpu_ms: Mapping[int, float] | None = None,
     cpu_ms: Mapping[int, float] | None = None,
+    cores: int | None = None,
 ) -> BatchOutcome:
     """Store a worker's batch: results of slices it holds are kept and paid (those of a verified
     job once they agree with another user's), the others are refused and the job's owner told.
@@ -980,7 +991,8 @@ def record_results(
     too, and its slice goes back to the queue for another worker.
     `gpu_ms`, `cpu_ms`: the GPU and sandbox milliseconds each slice's result claims; those of
     kept results are metered into the job's and the worker's totals, with the bytes of the
-    kept results (every kept result of a verified job: its work was done).
+    kept results (every kept result of a verified job: its work was done); `cores`: how many
+    the worker said it computes on, which bounds what a batch may claim in all.
 
     The job's watchers hear of the batch (results, errors, status, the end) when it commits.
     """
@@ -1003,7 +1015,7 @@ def record_results(
     paid = _store_answers(job, held, results, errors, worker, payee, payee_address, outcome)
     kept = [(n, value) for n, value in results if n in held]
     claims = {"cpu_ms": cpu_ms or {}, "gpu_ms": gpu_ms or {}}
-    times = _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept), claims)
+    times = _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept, cores), claims)
     _pay(job, paid, batch_key, payee, outcome, times)
     pricing.estimation_ended(job)
     pricing.funds_left(job)
@@ -1198,17 +1210,20 @@ def _store_results(
 
 
 class _Clipped:
-    """Time claims of kept results, each at most as long as its slice's lease has lasted (a
-    longer claim is clipped, its result still counts; the clips are logged once a batch)."""
+    """Time claims of kept results, each at most as long as its slice's lease has lasted, and
+    all of a batch's at most what the worker's `cores` could compute since the first of them was
+    leased (a longer claim is clipped, its result still counts; the clips are logged once a
+    batch)."""
 
     def __init__(
         self,
         leases: Mapping[int, tuple[int, datetime | None]],
         now: datetime,
         kept: Iterable[tuple[int, Any]],
+        cores: int | None = None,
     ) -> None:
         self.leased_at = {number: began for number, (_, began) in leases.items()}
-        self.now, self.kept = now, [number for number, _ in kept]
+        self.now, self.kept, self.cores = now, [number for number, _ in kept], cores
         self.clipped = 0
 
     def total(self, claims: Mapping[int, float]) -> float:
@@ -1221,6 +1236,11 @@ class _Clipped:
             if claim > most:
                 claim, self.clipped = most, self.clipped + 1
             total += claim
+        began = [self.leased_at.get(number) for number in self.kept]
+        if self.cores and total and None not in began:
+            most = self.cores * _lease_ms(min(b for b in began if b is not None), self.now)
+            if total > most:
+                total, self.clipped = most, self.clipped + 1
         return total
 
     def log(self, worker: str, job: Job) -> None:

@@ -74,6 +74,17 @@ def test_market_value_pays_per_cpu_second_from_a_budget_of_the_configured_offer(
     assert balance_of(account.address) == to_units("10") - to_units("0.004") - to_units("0.506")
 
 
+def test_an_idempotency_key_of_a_batch_used_again_for_an_escrow_of_another_amount_is_409(
+    bearer,
+):
+    job_id = deploy(bearer, slices=[1])  # MARKET_VALUE
+    key = {"Idempotency-Key": "batch-0001"}
+    assert bearer.post(f"/api/v0/job/{job_id}/slices", {"slices": [2]}, **key).status_code == 201
+    again = bearer.post(f"/api/v0/job/{job_id}/escrow", {"amount": "0.5"}, **key)
+    assert (again.status_code, error_of(again)["code"]) == (409, "EIDEMPOTENCY")
+    assert balance_of(f"escrow:{job_id}") == to_units("0.002")  # nothing more moved
+
+
 def test_escrow_is_refused_for_a_job_paid_per_slice_and_for_nothing(bearer):
     job_id = deploy(bearer, slices=[1], slicePaymentOffer="0.01")
     refused = bearer.post(f"/api/v0/job/{job_id}/escrow", {"amount": "1"})

@@ -39,7 +39,7 @@ steps = st.lists(st.one_of(computes, escrows), min_size=1, max_size=12)
 class Run:
     """One market-value job of SLICES slices, its payer and its one worker."""
 
-    def __init__(self, owner: Any, volunteer: Any, budget: int) -> None:
+    def __init__(self, owner: Any, volunteer: Any, budget: int, *, is_open: bool = False) -> None:
         self.payer = Key.objects.get(user=owner, is_default=True).address
         self.payee = Key.objects.get(user=volunteer, is_default=True).address
         self.volunteer = volunteer
@@ -49,7 +49,8 @@ class Run:
             source="def work(x):\n    return x\n",
             args=[],
             input_kind="values",
-            values=list(range(SLICES)),
+            values=[1, 2] if is_open else list(range(SLICES)),
+            is_open=is_open,
             cpu_rate=RATE,
             budget=budget,
         )
@@ -143,3 +144,21 @@ def test_random_runs_of_a_market_value_job_keep_every_credit(
     settings.MARKET_ESTIMATION_SLICES = 2
     assert not Slice.objects.filter(status=SliceStatus.LEASED).exists()
     run_market_job(first_dev, volunteer)
+
+
+def test_an_open_job_closed_with_debts_finishes_only_once_they_are_paid(
+    first_dev: Any, volunteer: Any, settings: Any
+) -> None:
+    settings.MARKET_CPU_SECOND_PRICE = "0.000001234"
+    settings.MARKET_ESTIMATION_SLICES = 2
+    run = Run(first_dev, volunteer, budget=1, is_open=True)
+    run.compute(3, 10_000)  # 2 estimation slices: 24,680 base units owed less the 1 paid
+    assert services.close_job(job_id=run.job.id, identity=run.job.identity) == (
+        Job.objects.get(pk=run.job.pk),
+        False,
+    )
+    assert Job.objects.get(pk=run.job.pk).status == "running"  # its debts keep it open
+    run.escrow(pricing.owed_total(Job.objects.get(pk=run.job.pk)))
+    job = Job.objects.get(pk=run.job.pk)
+    assert (job.status, job.owed, job.paid) == ("finished", {}, run.accrued)
+    assert ledger.balance_of(f"escrow:{job.id}") == 0

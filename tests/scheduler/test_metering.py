@@ -92,3 +92,26 @@ async def test_a_cpu_claim_longer_than_the_lease_is_clipped(
     assert any("claimed more CPU or GPU time" in r.getMessage() for r in caplog.records)
     await client.disconnect()
     await worker.disconnect()
+
+
+async def test_a_batchs_claims_together_are_at_most_what_the_workers_cores_could_compute(
+    deployer: Deployer, volunteer: Any
+) -> None:
+    """Three slices held for 60 s by a one-core worker: each claims 50 s (under its lease), but
+    one core computes 60 s of them in 60 s, not 150."""
+    client = await connect_client(deployer)
+    job_id = await deployed(client, deployer, input={"kind": "values", "values": [1, 2, 3, 4]})
+    worker = await connect_worker(volunteer, cores=1)
+    first = await next_task(worker, capacity=1)  # one slice: nothing measured yet
+    number = first["slices"][0]["slice"]
+    assert await send_results(worker, job_id, [{"slice": number, "value": 0, "ms": 1}]) == 1
+    task = await next_task(worker, capacity=3)  # 1 ms a slice: the rest of the job at once
+    held = [s["slice"] for s in task["slices"]]
+    assert len(held) == 3
+    await leased_since(job_id, 60)
+    results = [{"slice": n, "value": n, "ms": 50_000} for n in held]
+    assert await send_results(worker, job_id, results) == 3
+    job, _ = await metered(job_id, volunteer)
+    assert 60_000 < job.cpu_ms < 61_000  # 1 ms, then 60 s of the 150 claimed
+    await client.disconnect()
+    await worker.disconnect()
