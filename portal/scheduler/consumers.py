@@ -302,7 +302,6 @@ class WorkerConsumer(ProtocolConsumer):
                 size_of=self.sizer.task_size,
                 capabilities=self.capabilities,
                 user=self.user,
-                most_held=self.sizer.most_held(),
             )
             if task is None:
                 await self.wait_for_work()

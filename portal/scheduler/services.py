@@ -857,21 +857,30 @@ def claim_slices(
     most_held: int | None = None,
     size_of: Callable[[str], int] | None = None,
 ) -> Task | None:
-    """Lease up to `limit` slices of the oldest job with work to `worker` (up to `size_of(job
-    id)` of a job, when given: what the worker computes of it in about a second), atomically,
-    and no more than leave it holding `most_held` slices in all.
+    """Lease up to `limit` slices of the oldest job with work to `worker`, atomically, and no
+    more than leave it holding `most_held` slices in all. With `size_of(job id)`, what the
+    worker computes of a job in about a second: up to that many of it, and no more than leave
+    it holding sizing.HELD_TASKS times that (so that claiming many cores, or asking again and
+    again, cannot lease a whole job to one connection).
 
     A slice of a verified job is never handed to a worker of a `user` who already gave a result
     for it, and a suspended user's workers get nothing."""
     if user is not None and verification.suspension(user):
         return None
-    if most_held is not None:
+    held = 0
+    if most_held is not None or size_of is not None:
         held = Slice.objects.filter(worker=worker, status=SliceStatus.LEASED).count()
+    if most_held is not None:
         limit = min(limit, most_held - held)
         if limit <= 0:
             return None
     for job_id in jobs_with_work(capabilities or Capabilities()):
-        size = min(limit, size_of(job_id)) if size_of is not None else limit
+        size = limit
+        if size_of is not None:
+            per_task = size_of(job_id)
+            size = min(limit, per_task, sizing.HELD_TASKS * per_task - held)
+            if size <= 0:
+                continue
         task = _claim_from_job(job_id=job_id, worker=worker, limit=size, user=user)
         if task is not None:
             return task

@@ -67,9 +67,3 @@ class TaskSizer:
             return self.cores
         per_second = self.cores * 1000 / max(slice_ms, FASTEST_SLICE_MS)
         return max(1, min(int(per_second), settings.MAX_TASK_SLICES))
-
-    def most_held(self) -> int:
-        """How many slices the worker may hold at once: what it can compute in about
-        HELD_TASKS seconds at its measured speed (of its fastest job), so that claiming many
-        cores, or asking again and again, cannot lease a whole job to one connection."""
-        return HELD_TASKS * max([self.task_size(job) for job in self.slice_ms] or [self.cores])

@@ -42,3 +42,21 @@ async def test_a_new_job_starts_one_slice_per_core_whatever_the_last_job_measure
     assert len(task["slices"]) == 5  # 2 cores x 1000 ms / 400 ms a slice
     await client.disconnect()
     await worker.disconnect()
+
+
+async def test_asking_again_and_again_holds_two_tasks_of_the_job_at_hand_not_of_a_faster_one(
+    deployer: Deployer, volunteer: Any
+) -> None:
+    client = await connect_client(deployer)
+    fast = await deployed(client, deployer, input={"kind": "values", "values": list(range(50))})
+    worker = await connect_worker(volunteer, cores=2)
+    for _ in range(2):  # 1 ms slices measured: tasks of up to 2,000 slices of that job
+        await answer(worker, fast, await next_task(worker, capacity=100), ms=1)
+    slow = await deployed(client, deployer, input={"kind": "values", "values": list(range(50))})
+    held = [len((await next_task(worker, capacity=100))["slices"]) for _ in range(2)]
+    assert held == [2, 2]  # one slice per core, twice: nothing measured of this job yet
+    await worker.send_json_to({"type": "ready", "capacity": 100})
+    assert (await receive_until(worker, "waiting"))["type"] == "waiting"
+    assert slow
+    await client.disconnect()
+    await worker.disconnect()
