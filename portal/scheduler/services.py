@@ -1013,11 +1013,7 @@ def record_results(
     results, unstored = _with_stored_blobs(results)
     numbers = [n for n, _ in results] + [e["slice"] for e in errors]
     now = timezone.now()
-    leases = _held_leases(job, worker, numbers, now)
-    suspended = verification.suspension(payee) if job.verify else ""
-    if suspended:  # a suspended user's results are not taken; their slices go to others
-        return_slices(worker=worker, job_id=job.id)
-        leases = {}
+    leases, suspended = _answerable_leases(job, worker, payee, numbers, now)
     held = {number: pk for number, (pk, _) in leases.items()}
     _refuse(held, numbers, repeated, outcome, suspended or NOT_LEASED)
     _refuse_unstored(job, worker, unstored, outcome)
@@ -1026,12 +1022,30 @@ def record_results(
     claims = {"cpu_ms": cpu_ms or {}, "gpu_ms": gpu_ms or {}}
     times = _meter_results(job, payee, worker, kept, _Clipped(leases, now, kept, cores), claims)
     _pay(job, paid, batch_key, payee, outcome, times)
+    _after_payment(job, outcome)
+    return outcome
+
+
+def _answerable_leases(
+    job: Job, worker: str, payee: User, numbers: list[int], now: datetime
+) -> tuple[dict[int, tuple[int, datetime | None]], str]:
+    """The worker's live leases among `numbers`, and why none count ("" when they do): a
+    suspended user's results are not taken, and their slices go to others."""
+    suspended = verification.suspension(payee) if job.verify else ""
+    if suspended:
+        return_slices(worker=worker, job_id=job.id)
+        return {}, suspended
+    return _held_leases(job, worker, numbers, now), ""
+
+
+def _after_payment(job: Job, outcome: BatchOutcome) -> None:
+    """A paid batch's consequences: the estimate, a pause for want of funds, the job's end, and
+    the batch's announcements."""
     pricing.estimation_ended(job)
     pricing.funds_left(job)
     _settle(job, outcome)
     outcome.status = job_status(job)
     notify.announce(*_batch_announcements(outcome))
-    return outcome
 
 
 NOT_LEASED = "not leased to this worker (never handed to it, sent twice, or its lease lapsed)"
