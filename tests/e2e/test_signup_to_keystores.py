@@ -50,3 +50,24 @@ def test_newcomer_signs_up_joins_first_devs_and_downloads_both_keystores(
     assert (folder / "id.keystore").exists()
     assert Account.from_key(Account.decrypt(keystore, "")).address == identity_address
     assert identity_address != account_address
+
+    # The key dialogs open and close by themselves: a click before the page's script has run
+    # (here: with the script never arriving) still opens them.
+    bare = page.context.new_page()
+    bare.route("**/keys.js", lambda route: route.abort())
+    bare.goto(f"{portal_site.url}/portal/accounts/")
+    bare_card = bare.locator("article.account").first
+    bare_card.get_by_role("button", name="Change keystore passphrase").click()
+    dialog = bare.locator("dialog[open]")
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="detached")
+    bare_card.get_by_role("button", name="Change keystore passphrase").click()
+    dialog.get_by_label("New passphrase", exact=True).fill("key pass")
+    dialog.get_by_label("Confirm new passphrase").fill("key pass")
+    dialog.get_by_role("button", name="Save passphrase").click()
+    bare.get_by_text("The keystore passphrase of").wait_for()
+
+    # From now on a download asks for the key's passphrase as well.
+    bare_card.get_by_role("button", name="Download").click()
+    assert dialog.get_by_label("Current passphrase of this key").is_visible()
+    bare.close()

@@ -1,8 +1,15 @@
 // Accounts and First Devs tabs: dialogs for key actions and the "Refresh balance" button.
 
-function openDialog(id) {
-  const dialog = document.getElementById(id);
-  if (dialog) dialog.showModal();
+// The buttons open and close their dialogs by themselves (`commandfor`/`command`), so a
+// click before this script has run still works; older browsers get the same from here.
+const invokersBuiltIn = "command" in HTMLButtonElement.prototype;
+
+function invoke(button) {
+  const dialog = document.getElementById(button.getAttribute("commandfor"));
+  if (!dialog) return;
+  const command = button.getAttribute("command");
+  if (command === "show-modal") dialog.showModal();
+  if (command === "close") dialog.close();
 }
 
 async function refreshBalance(card) {
@@ -30,8 +37,7 @@ async function refreshBalance(card) {
 document.addEventListener("click", (event) => {
   const target = event.target.closest("button");
   if (!target) return;
-  if (target.dataset.dialogOpen) openDialog(target.dataset.dialogOpen);
-  if (target.hasAttribute("data-dialog-close")) target.closest("dialog").close();
+  if (!invokersBuiltIn && target.hasAttribute("commandfor")) invoke(target);
   if (target.hasAttribute("data-refresh-balance")) refreshBalance(target.closest(".account"));
 });
 
