@@ -147,7 +147,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     settings.REDIS_URL = own
     for layer in settings.CHANNEL_LAYERS.values():
-        layer.get("CONFIG", {})["hosts"] = [own]
+        hosts = layer.get("CONFIG", {}).get("hosts", [])
+        # Only the address changes: the hosts' other settings (no read timeout) stay.
+        for host in hosts:
+            host["address"] = own
     for cache in settings.CACHES.values():
         if cache.get("LOCATION") == redis_url:
             cache["LOCATION"] = own

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -46,3 +48,24 @@ def test_a_malformed_setting_is_named_in_the_error():
     result = run_manage("check", KEYSTORE_SCRYPT_N="1000")
     assert result.returncode != 0
     assert "KEYSTORE_SCRYPT_N must be a power of two" in result.stderr
+
+
+def test_the_redis_channel_layer_waits_without_a_read_timeout():
+    """The layer's blocking pops last 5 s, as does redis-py's default read timeout: a waiting
+    consumer would die now and then. The test run's own layer (one Redis database per test
+    process) must keep that setting too."""
+    if not os.environ.get("REDIS_URL", "").startswith("redis"):
+        pytest.skip("needs Redis: set REDIS_URL=redis://...")
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    assert layer is not None
+    assert [host.get("socket_timeout", "unset") for host in layer.hosts] == [None]
+    assert [host["address"] for host in layer.hosts] == [os.environ["REDIS_URL"]]
+    probe = run_manage(
+        "shell",
+        "-c",
+        "from channels.layers import get_channel_layer as g; print(g().hosts)",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+    assert "'socket_timeout': None" in probe.stdout, probe.stderr
