@@ -26,17 +26,15 @@ Every function here runs inside the caller's transaction, holding the job's row 
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
 
 from dcp.protocol.credits import format_credits
 from portal.bank import services as bank
 
-from . import notify
-from .models import Job, Slice, SliceStatus, WorkerTally
+from . import notify, payouts
+from .models import Job, Slice, SliceStatus
 from .selectors import job_status, market_gpu_price, market_price
 from .verification import Payee
 
@@ -181,19 +179,13 @@ def pay_debts(job: Job, ref: str) -> None:
             job.owed[address] = [user_id, units - amount]
     if not payments:
         return
-    percent = Decimal(settings.SCHEDULER_COMMISSION_PERCENT)
-    bank.pay_from_escrow(
-        escrow=bank.escrow_for_job(job.id),
-        payments=[(bank.account_for_address(p.address), a) for p, a in payments],
+    payouts.pay_workers(
+        job,
+        dict(payments),
         idempotency_key=f"debts:{job.id}:{ref}",
         memo=f"what job {job.id} owed for results",
-        commission_percent=percent,
     )
     Job.objects.filter(pk=job.pk).update(owed=job.owed)
-    count_paid(job, sum(amount for _, amount in payments))
-    for payee, amount in payments:
-        net = amount - bank.commission_of(amount, percent)
-        WorkerTally.objects.filter(user_id=payee.user_id).update(earned=F("earned") + net)
 
 
 def funds_left(job: Job) -> None:
@@ -220,8 +212,3 @@ def resume(job: Job) -> None:
         job.nofunds = False
         Job.objects.filter(pk=job.pk).update(nofunds=False)
         notify.work_available()
-
-
-def count_paid(job: Job, amount: int) -> None:
-    job.paid += amount
-    Job.objects.filter(pk=job.pk).update(paid=F("paid") + amount)

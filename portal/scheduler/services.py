@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -69,7 +68,7 @@ from portal.store.files import object_path
 from portal.users.models import User
 from portal.wallet.services import ensure_default_account
 
-from . import cheques, notify, pricing, sizing, verification, worker_credentials
+from . import cheques, notify, payouts, pricing, sizing, verification, worker_credentials
 from .errors import SchedulerError
 from .models import (
     InputBatch,
@@ -1411,10 +1410,8 @@ def _pay(
 ) -> None:
     """Pay the offer for each accepted result (a market-value job: the batch's metered `times`,
     cpu_ms and gpu_ms, at its rates, at most what its escrow holds), all payees in one ledger
-    transaction,
-    less the scheduler's commission (SCHEDULER_COMMISSION_PERCENT, to the fees account); the
-    batch's `sender` learns what it earned."""
-    percent = Decimal(settings.SCHEDULER_COMMISSION_PERCENT)
+    transaction less the commission (payouts.pay_workers); the batch's `sender` learns what it
+    earned."""
     amounts = {payee: job.offer * count for payee, count in paid.items() if count}
     metered = {"cpu_ms": 0.0, "gpu_ms": 0.0, **(times or {})}
     if job.cpu_rate:  # never verified: the sender is the one payee
@@ -1425,25 +1422,14 @@ def _pay(
             for p, n in paid.items()
             if n
         }
-    total = sum(amounts.values())
-    if total:
-        bank.pay_from_escrow(
-            escrow=bank.escrow_for_job(job.id),
-            payments=[(bank.account_for_address(p.address), a) for p, a in amounts.items()],
-            idempotency_key=batch_key,
-            memo=f"{paid.total()} results of job {job.id}",
-            commission_percent=percent,
-        )
-        job.paid += total
-        Job.objects.filter(pk=job.pk).update(paid=F("paid") + total)
-    amounts = {p: a - bank.commission_of(a, percent) for p, a in amounts.items()}
-    outcome.earned = sum(a for p, a in amounts.items() if p.user_id == sender.pk)
-    for payee, count in paid.items():
-        if count:
-            tally, _ = WorkerTally.objects.get_or_create(user_id=payee.user_id)
-            WorkerTally.objects.filter(pk=tally.pk).update(
-                slices=F("slices") + count, earned=F("earned") + amounts[payee]
-            )
+    earned = payouts.pay_workers(
+        job,
+        amounts,
+        idempotency_key=batch_key,
+        memo=f"{paid.total()} results of job {job.id}",
+        results=paid,
+    )
+    outcome.earned = sum(a for p, a in earned.items() if p.user_id == sender.pk)
 
 
 # --- cancel and finish ------------------------------------------------------------------------
