@@ -27,11 +27,24 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 SIX = {"kind": "range", "start": 1, "end": 6, "step": 1}
 
 
+# Every tab a test opened, kept open until the test ends: a communicator that is garbage
+# collected stops its consumer, and a consumer stopped while it holds the Redis layer's receive
+# lock drops the message it was reading, which may be another socket's (the client's events).
+OPEN_TABS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def tabs_live_through_the_test() -> Any:
+    yield
+    OPEN_TABS.clear()
+
+
 async def take_turn(user: Any, fn: Any) -> tuple[dict[str, Any] | None, Any]:
     """One worker tab of `user` asks for work and answers its task with fn(datum); returns
     (the ack, or None when it was given nothing) and the still-open socket, which asks for
     no more: its room, one job's six slices, is used up."""
     worker = await connect_worker(user, cores=6)
+    OPEN_TABS.append(worker)
     await worker.send_json_to({"type": "ready", "capacity": 6})
     frame = await worker.receive_json_from(timeout=5)
     if frame["type"] != "task":
