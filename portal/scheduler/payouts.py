@@ -35,7 +35,7 @@ def pay_workers(
     if total:
         bank.pay_from_escrow(
             escrow=bank.escrow_for_job(job.id),
-            payments=[(bank.account_for_address(p.address), a) for p, a in amounts.items() if a],
+            payments=[(bank.account_for_address(p.address), a) for p, a in amounts.items()],
             idempotency_key=idempotency_key,
             memo=memo,
             commission_percent=percent,
@@ -43,12 +43,13 @@ def pay_workers(
         job.paid += total
         Job.objects.filter(pk=job.pk).update(paid=F("paid") + total)
     earned = {p: a - bank.commission_of(a, percent) for p, a in amounts.items()}
-    for payee in {*earned, *(results or {})}:
-        count = (results or {}).get(payee, 0)
-        if not count and not earned.get(payee):
-            continue
-        tally, _ = WorkerTally.objects.get_or_create(user_id=payee.user_id)
-        WorkerTally.objects.filter(pk=tally.pk).update(
-            slices=F("slices") + count, earned=F("earned") + earned.get(payee, 0)
-        )
+    results = results or {}
+    # Tallies in one order (by user) whoever pays: two batches never wait on each other's rows.
+    for payee in sorted({*earned, *results}, key=lambda p: (p.user_id, p.address)):
+        count, net = results.get(payee, 0), earned.get(payee, 0)
+        if count or net:
+            tally, _ = WorkerTally.objects.get_or_create(user_id=payee.user_id)
+            WorkerTally.objects.filter(pk=tally.pk).update(
+                slices=F("slices") + count, earned=F("earned") + net
+            )
     return earned
